@@ -1,0 +1,62 @@
+"""Project settings, read from the environment (and an optional `.env` file).
+
+One place decides where the data lives and how the sources are reached. Secrets are
+`SecretStr`: their repr is redacted, and they are only ever read from the environment.
+Every variable is documented in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the warehouse, the Dagster instance and the events inbox live, and how to reach the sources."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Field(Path(".data"), validation_alias="INTEGRATION_DATA_DIR")
+    warehouse_url: str | None = Field(
+        None,
+        validation_alias="WAREHOUSE_URL",
+        description="SQLAlchemy URL. Default: a SQLite file in the data directory. "
+        "PostgreSQL: postgresql+psycopg://user:password@host/db",
+    )
+    dagster_home: Path | None = Field(None, validation_alias="DAGSTER_HOME")
+    events_inbox_dir: Path | None = Field(None, validation_alias="EVENTS_INBOX_DIR")
+    tenant_id: str = Field("default", validation_alias="TENANT_ID")
+
+    moodle_url: str = Field("http://127.0.0.1:8765", validation_alias="MOODLE_URL")
+    moodle_token: SecretStr = Field(SecretStr(""), validation_alias="MOODLE_TOKEN")
+
+    zoho_api_domain: str = Field("http://127.0.0.1:8765", validation_alias="ZOHO_API_DOMAIN")
+    zoho_accounts_url: str = Field("http://127.0.0.1:8765", validation_alias="ZOHO_ACCOUNTS_URL")
+    zoho_client_id: str = Field("", validation_alias="ZOHO_CLIENT_ID")
+    zoho_client_secret: SecretStr = Field(SecretStr(""), validation_alias="ZOHO_CLIENT_SECRET")
+    zoho_refresh_token: SecretStr = Field(SecretStr(""), validation_alias="ZOHO_REFRESH_TOKEN")
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        # Everything defaults to live under one data directory, so a fresh checkout needs no services.
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.dagster_home is None:
+            self.dagster_home = self.data_dir / "dagster_home"
+        if self.events_inbox_dir is None:
+            self.events_inbox_dir = self.data_dir / "events" / "inbox"
+        if self.warehouse_url is None:
+            self.warehouse_url = f"sqlite:///{self.data_dir / 'warehouse.db'}"
+        return self
+
+    @cached_property
+    def warehouse_backend(self) -> str:
+        """`sqlite` or `postgresql`: the dialect name of the warehouse URL."""
+        return self.warehouse_url.split(":", 1)[0].split("+", 1)[0]
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment (cheap; tests change the environment freely)."""
+    return Settings()

@@ -1,0 +1,136 @@
+"""The warehouse schema and the one upsert path, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema, upsert_rows
+from integration_pipelines.lib.warehouse.engine import schema_head, schema_revision
+from integration_pipelines.lib.warehouse.schema import students
+
+T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+
+
+def student(key: str = "zoho:1", *, email: str = "amina@example.ac.uk", modified: datetime = T0, **extra):
+    row = {
+        "tenant_id": "default",
+        "student_key": key,
+        "zoho_id": key.removeprefix("zoho:"),
+        "moodle_user_id": 42,
+        "student_number": "S0001",
+        "first_name": "Amina",
+        "last_name": "Khan",
+        "email": email,
+        "program_zoho_id": None,
+        "status": "active",
+        "identity_match": "crm_field",
+        "source_modified_at": modified,
+    }
+    row.update(extra)
+    return row
+
+
+def stored(engine, key: str = "zoho:1"):
+    with engine.connect() as conn:
+        return conn.execute(select(students).where(students.c.student_key == key)).mappings().one()
+
+
+def test_schema_is_versioned_and_idempotent(warehouse):
+    assert schema_revision(warehouse) == schema_head()
+    ensure_schema(warehouse)  # a second call is a no-op, not an error
+    assert schema_revision(warehouse) == schema_head()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'nested' / 'warehouse.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+
+
+def test_upsert_inserts_then_skips_unchanged_rows(warehouse):
+    rows = [student(f"zoho:{i}", email=f"s{i}@example.ac.uk") for i in range(5)]
+    with warehouse.begin() as conn:
+        first = upsert_rows(conn, "students", rows, now=T0 + timedelta(hours=1))
+    assert first.as_metadata() == {"inserted": 5, "updated": 0, "unchanged": 0}
+
+    with warehouse.begin() as conn:
+        # Same content, even with a newer source timestamp: nothing is written.
+        again = [dict(r, source_modified_at=T0 + timedelta(days=1)) for r in rows]
+        second = upsert_rows(conn, "students", again, now=T0 + timedelta(hours=2))
+    assert second.as_metadata() == {"inserted": 0, "updated": 0, "unchanged": 5}
+    row = stored(warehouse, "zoho:3")
+    assert row["updated_at"] == T0 + timedelta(hours=1)
+    assert row["source_modified_at"] == T0
+
+
+def test_upsert_updates_changed_rows_and_keeps_created_at(warehouse):
+    with warehouse.begin() as conn:
+        upsert_rows(conn, "students", [student()], now=T0 + timedelta(hours=1))
+    with warehouse.begin() as conn:
+        counts = upsert_rows(
+            conn,
+            "students",
+            [student(email="amina.khan@example.ac.uk", modified=T0 + timedelta(days=1))],
+            now=T0 + timedelta(hours=30),
+        )
+    assert counts.as_metadata() == {"inserted": 0, "updated": 1, "unchanged": 0}
+    row = stored(warehouse)
+    assert row["email"] == "amina.khan@example.ac.uk"
+    assert row["created_at"] == T0 + timedelta(hours=1)
+    assert row["updated_at"] == T0 + timedelta(hours=30)
+    assert row["source_modified_at"] == T0 + timedelta(days=1)
+
+
+def test_an_older_source_timestamp_never_overwrites_a_newer_one(warehouse):
+    with warehouse.begin() as conn:
+        upsert_rows(conn, "students", [student(email="new@example.ac.uk", modified=T0 + timedelta(days=2))])
+    with warehouse.begin() as conn:
+        counts = upsert_rows(conn, "students", [student(email="old@example.ac.uk", modified=T0)])
+    assert counts.as_metadata() == {"inserted": 0, "updated": 0, "unchanged": 1}
+    assert stored(warehouse)["email"] == "new@example.ac.uk"
+
+
+def test_within_one_call_the_newest_version_of_a_key_wins(warehouse):
+    rows = [
+        student(email="newest@example.ac.uk", modified=T0 + timedelta(days=3)),
+        student(email="older@example.ac.uk", modified=T0 + timedelta(days=1)),
+    ]
+    with warehouse.begin() as conn:
+        counts = upsert_rows(conn, "students", rows)
+    assert counts.as_metadata() == {"inserted": 1, "updated": 0, "unchanged": 1}
+    assert stored(warehouse)["email"] == "newest@example.ac.uk"
+
+
+def test_soft_delete_is_a_change_and_a_resurrection_is_too(warehouse):
+    with warehouse.begin() as conn:
+        upsert_rows(conn, "students", [student()])
+    with warehouse.begin() as conn:
+        deleted = upsert_rows(conn, "students", [student(deleted_at=T0 + timedelta(days=1), modified=T0 + timedelta(days=1))])
+    assert deleted.updated == 1
+    assert stored(warehouse)["deleted_at"] == T0 + timedelta(days=1)
+    with warehouse.begin() as conn:
+        back = upsert_rows(conn, "students", [student(modified=T0 + timedelta(days=2))])
+    assert back.updated == 1
+    assert stored(warehouse)["deleted_at"] is None
+
+
+def test_upsert_streams_many_rows_in_batches(warehouse):
+    rows = (student(f"zoho:{i}", email=f"s{i}@example.ac.uk") for i in range(2_500))
+    with warehouse.begin() as conn:
+        counts = upsert_rows(conn, "students", rows)
+    assert counts.inserted == 2_500
+    with warehouse.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(students)).scalar() == 2_500
+
+
+def test_upsert_rejects_naive_timestamps_and_missing_keys(warehouse):
+    with warehouse.begin() as conn:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            upsert_rows(conn, "students", [student(modified=datetime(2026, 1, 1))])
+        with pytest.raises(ValueError, match="student_key"):
+            upsert_rows(conn, "students", [student(student_key=None)])
