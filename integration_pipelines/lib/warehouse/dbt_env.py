@@ -1,0 +1,38 @@
+"""The environment dbt's `profiles.yml` reads, derived from the warehouse URL.
+
+The warehouse URL is the single source of truth: the syncs write through it, and dbt builds the
+marts in the same database. The password travels under dbt's `DBT_ENV_SECRET_` prefix, which
+dbt scrubs from its logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+
+def dbt_environment(warehouse_url: str) -> dict[str, str]:
+    url = make_url(warehouse_url)
+    backend = url.get_backend_name()
+    env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    if backend == "sqlite":
+        path = Path(url.database or "").resolve()
+        env |= {
+            "INTEGRATION_DBT_TARGET": "sqlite",
+            "INTEGRATION_SQLITE_PATH": str(path),
+            "INTEGRATION_SQLITE_DIR": str(path.parent),
+        }
+    elif backend == "postgresql":
+        env |= {
+            "INTEGRATION_DBT_TARGET": "postgres",
+            "INTEGRATION_PG_HOST": url.host or "127.0.0.1",
+            "INTEGRATION_PG_PORT": str(url.port or 5432),
+            "INTEGRATION_PG_USER": url.username or "",
+            "DBT_ENV_SECRET_INTEGRATION_PG_PASSWORD": url.password or "",
+            "INTEGRATION_PG_DATABASE": url.database or "",
+            "INTEGRATION_PG_SCHEMA": url.query.get("schema", "public") if url.query else "public",
+        }
+    else:
+        raise ValueError(f"unsupported warehouse backend {backend!r}: use sqlite or postgresql")
+    return env
