@@ -1,0 +1,1 @@
+"""Dagster wiring, by area. Business logic lives in `integration_pipelines.lib`."""

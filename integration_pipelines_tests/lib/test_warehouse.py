@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema, upsert_rows
+from integration_pipelines.lib.warehouse.upsert import Snapshot
 from integration_pipelines.lib.warehouse.engine import schema_head, schema_revision
 from integration_pipelines.lib.warehouse.schema import students
 
@@ -134,3 +135,41 @@ def test_upsert_rejects_naive_timestamps_and_missing_keys(warehouse):
             upsert_rows(conn, "students", [student(modified=datetime(2026, 1, 1))])
         with pytest.raises(ValueError, match="student_key"):
             upsert_rows(conn, "students", [student(student_key=None)])
+
+
+def test_snapshot_soft_deletes_what_it_did_not_see_within_its_scope(warehouse):
+    rows = [student(f"zoho:{i}", email=f"s{i}@example.ac.uk") for i in range(5)]
+    other_tenant = student("zoho:9", tenant_id="other")
+    with warehouse.begin() as conn:
+        upsert_rows(conn, "students", [*rows, other_tenant])
+    with warehouse.begin() as conn:
+        snapshot = Snapshot(conn, "students", {"tenant_id": "default"})
+        for key in ("zoho:0", "zoho:2", "zoho:4"):
+            snapshot.saw(key)
+        assert snapshot.delete_missing(now=T0 + timedelta(days=1)) == 2
+    assert stored(warehouse, "zoho:1")["deleted_at"] == T0 + timedelta(days=1)
+    assert stored(warehouse, "zoho:2")["deleted_at"] is None
+    with warehouse.connect() as conn:
+        assert conn.execute(select(students.c.deleted_at).where(students.c.tenant_id == "other")).scalar() is None
+    # Deleting is idempotent: the second snapshot finds nothing new to delete.
+    with warehouse.begin() as conn:
+        snapshot = Snapshot(conn, "students", {"tenant_id": "default"})
+        for key in ("zoho:0", "zoho:2", "zoho:4"):
+            snapshot.saw(key)
+        assert snapshot.delete_missing() == 0
+
+
+def test_snapshot_scope_must_leave_exactly_one_key_column(warehouse):
+    with warehouse.begin() as conn, pytest.raises(ValueError, match="all key columns but one"):
+        Snapshot(conn, "raw_records", {"tenant_id": "default"})
+
+
+def test_migrations_match_the_declared_schema(warehouse):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from integration_pipelines.lib.warehouse import metadata
+
+    with warehouse.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
 
 from integration_pipelines.lib.warehouse.types import UTCDateTime
 
 metadata = MetaData()
 
-BOOKKEEPING_COLUMNS = ("fingerprint", "source_modified_at", "created_at", "updated_at")
+BOOKKEEPING_COLUMNS = ("fingerprint", "source_modified_at", "created_at", "updated_at", "deleted_at")
 
 
 def _bookkeeping_columns() -> list[Column]:
@@ -34,6 +35,20 @@ def _bookkeeping_columns() -> list[Column]:
         Column("deleted_at", UTCDateTime(), nullable=True),
     ]
 
+
+# Source records as the APIs returned them, one row per record. Raw assets land here and
+# canonical assets read from here, so a transform can be re-run without calling the sources again.
+raw_records = Table(
+    "raw_records",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("source", String(16), primary_key=True),  # moodle | zoho
+    Column("entity", String(64), primary_key=True),  # e.g. users, Students
+    Column("record_id", String(64), primary_key=True),
+    Column("payload", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    *_bookkeeping_columns(),
+    Index("ix_raw_records_modified", "tenant_id", "source", "entity", "source_modified_at"),
+)
 
 students = Table(
     "students",
@@ -69,8 +84,8 @@ sync_state = Table(
 
 
 @dataclass(frozen=True)
-class CanonicalTable:
-    """A canonical table and the natural key its upserts conflict on."""
+class KeyedTable:
+    """A table written through the one upsert path, and the natural key its upserts conflict on."""
 
     table: Table
     key_columns: tuple[str, ...]
@@ -82,6 +97,7 @@ class CanonicalTable:
         return tuple(c.name for c in self.table.columns if c.name not in skip)
 
 
-CANONICAL_TABLES: dict[str, CanonicalTable] = {
-    "students": CanonicalTable(students, ("tenant_id", "student_key")),
+KEYED_TABLES: dict[str, KeyedTable] = {
+    "raw_records": KeyedTable(raw_records, ("tenant_id", "source", "entity", "record_id")),
+    "students": KeyedTable(students, ("tenant_id", "student_key")),
 }

@@ -5,6 +5,10 @@ clause carries both rules of the canonical model:
 - a row whose content fingerprint is unchanged is not written at all;
 - a row whose `source_modified_at` is older than the stored one never overwrites it.
 
+A soft delete is a change of its own: the deletion state is compared apart from the
+fingerprint, so deleting a row and bringing it back are both writes. A full snapshot marks what
+it did not see as deleted through `Snapshot`.
+
 The statement returns the rows it actually wrote; comparing their `created_at` with this call's
 timestamp tells inserts from updates without a second query.
 """
@@ -19,10 +23,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_
+from sqlalchemy import Column, Connection, MetaData, Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from integration_pipelines.lib.warehouse.schema import CANONICAL_TABLES, CanonicalTable
+from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
 
 # Rows per statement. Large enough to amortise round trips, small enough that a statement's
 # parameters stay under SQLite's and psycopg's limits for the widest table.
@@ -52,10 +56,8 @@ class UpsertCounts:
 
 
 def fingerprint(row: Mapping[str, Any], columns: Iterable[str]) -> str:
-    """A stable hash of a row's business content (not its timestamps)."""
+    """A stable hash of a row's business content (not its timestamps, not its deletion)."""
     content = {c: _jsonable(row.get(c)) for c in columns}
-    # deleted_at is content only as a flag: deleting changes the row, *when* it was seen deleted does not.
-    content["deleted_at"] = row.get("deleted_at") is not None
     encoded = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
@@ -81,7 +83,7 @@ def upsert_rows(
     (timezone-aware); `deleted_at` is optional. Rows may be any iterable: they are written in
     batches, so a sync can stream millions of rows through in constant memory.
     """
-    spec = CANONICAL_TABLES[table_name]
+    spec = KEYED_TABLES[table_name]
     now = now or datetime.now(UTC)
     counts = UpsertCounts()
     batch: dict[tuple, dict[str, Any]] = {}
@@ -104,7 +106,7 @@ def upsert_rows(
     return counts
 
 
-def _prepare(spec: CanonicalTable, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def _prepare(spec: KeyedTable, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     modified = row.get("source_modified_at")
     if not isinstance(modified, datetime) or modified.tzinfo is None:
         raise ValueError(
@@ -114,8 +116,9 @@ def _prepare(spec: CanonicalTable, row: Mapping[str, Any], now: datetime) -> dic
     if missing:
         raise ValueError(f"{spec.table.name}: key column(s) {', '.join(missing)} missing from row")
     prepared = {c: row.get(c) for c in (*spec.key_columns, *spec.business_columns)}
-    prepared["fingerprint"] = fingerprint(row, (c for c in spec.business_columns if c != "deleted_at"))
+    prepared["fingerprint"] = fingerprint(row, spec.business_columns)
     prepared["source_modified_at"] = modified
+    prepared["deleted_at"] = row.get("deleted_at")
     prepared["created_at"] = now
     prepared["updated_at"] = now
     return prepared
@@ -125,7 +128,7 @@ def _insert_for(conn: Connection):
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _write_batch(conn: Connection, spec: CanonicalTable, batch: list[dict], now: datetime) -> UpsertCounts:
+def _write_batch(conn: Connection, spec: KeyedTable, batch: list[dict], now: datetime) -> UpsertCounts:
     table = spec.table
     stmt = _insert_for(conn)(table)
     changing = [c for c in batch[0] if c not in spec.key_columns and c != "created_at"]
@@ -133,7 +136,11 @@ def _write_batch(conn: Connection, spec: CanonicalTable, batch: list[dict], now:
         index_elements=list(spec.key_columns),
         set_={c: stmt.excluded[c] for c in changing},
         where=and_(
-            table.c.fingerprint != stmt.excluded.fingerprint,
+            or_(
+                table.c.fingerprint != stmt.excluded.fingerprint,
+                and_(table.c.deleted_at.is_(None), stmt.excluded.deleted_at.is_not(None)),
+                and_(table.c.deleted_at.is_not(None), stmt.excluded.deleted_at.is_(None)),
+            ),
             table.c.source_modified_at <= stmt.excluded.source_modified_at,
         ),
     ).returning(table.c.created_at)
@@ -144,3 +151,60 @@ def _write_batch(conn: Connection, spec: CanonicalTable, batch: list[dict], now:
         updated=len(written) - inserted,
         unchanged=len(batch) - len(written),
     )
+
+
+class Snapshot:
+    """The keys a full snapshot saw, so that what it did not see can be soft-deleted.
+
+    A snapshot covers a *scope* of a table (for example the Moodle users of one tenant). The
+    keys seen go into a temporary table on the sync's own connection as the crawl streams, so
+    memory stays flat however large the source; `delete_missing` then marks every live row of
+    the scope that the snapshot never saw. Use it only for complete reads: a partial read would
+    delete what it skipped.
+    """
+
+    def __init__(self, conn: Connection, table_name: str, scope: Mapping[str, Any]):
+        spec = KEYED_TABLES[table_name]
+        free = [c for c in spec.key_columns if c not in scope]
+        if len(free) != 1:
+            raise ValueError(f"{table_name}: a snapshot scope must fix all key columns but one, not {free}")
+        self._conn, self._table, self._scope = conn, spec.table, dict(scope)
+        self._key: Column = spec.table.c[free[0]]
+        self._seen = Table(
+            f"snapshot_seen_{id(self):x}", _SNAPSHOT_METADATA,
+            Column("k", self._key.type, primary_key=True), prefixes=["TEMPORARY"],
+        )
+        self._seen.create(conn)
+        self._pending: set = set()
+        self.seen = 0
+
+    def saw(self, key: Any) -> None:
+        self._pending.add(key)
+        if len(self._pending) >= BATCH_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            insert = _insert_for(self._conn)(self._seen).on_conflict_do_nothing()
+            self._conn.execute(insert, [{"k": k} for k in self._pending])
+            self.seen += len(self._pending)
+            self._pending.clear()
+
+    def delete_missing(self, now: datetime | None = None) -> int:
+        """Soft-delete the live rows of the scope that the snapshot did not see; return how many."""
+        self._flush()
+        now = now or datetime.now(UTC)
+        table = self._table
+        in_scope = [table.c[c] == v for c, v in self._scope.items()]
+        stmt = (
+            update(table)
+            .where(*in_scope, table.c.deleted_at.is_(None), self._key.not_in(select(self._seen.c.k)))
+            .values(deleted_at=now, updated_at=now)
+        )
+        deleted = self._conn.execute(stmt).rowcount
+        self._seen.drop(self._conn)
+        _SNAPSHOT_METADATA.remove(self._seen)
+        return deleted
+
+
+_SNAPSHOT_METADATA = MetaData()

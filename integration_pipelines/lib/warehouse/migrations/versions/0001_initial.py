@@ -1,4 +1,4 @@
-"""The canonical students table and per-stream sync state.
+"""Raw landing records, the canonical students table and per-stream sync state.
 
 Revision ID: 0001
 Revises:
@@ -7,6 +7,7 @@ Create Date: 2026-11-25
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 from integration_pipelines.lib.warehouse.types import UTCDateTime
 
@@ -27,6 +28,18 @@ def _bookkeeping_columns() -> list[sa.Column]:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "raw_records",
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("source", sa.String(16), primary_key=True),
+        sa.Column("entity", sa.String(64), primary_key=True),
+        sa.Column("record_id", sa.String(64), primary_key=True),
+        sa.Column("payload", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+        *_bookkeeping_columns(),
+    )
+    op.create_index(
+        "ix_raw_records_modified", "raw_records", ["tenant_id", "source", "entity", "source_modified_at"]
+    )
     op.create_table(
         "students",
         sa.Column("tenant_id", sa.String(64), primary_key=True),
@@ -60,3 +73,5 @@ def downgrade() -> None:
     op.drop_index("ix_students_zoho_id", "students")
     op.drop_index("ix_students_moodle_user_id", "students")
     op.drop_table("students")
+    op.drop_index("ix_raw_records_modified", "raw_records")
+    op.drop_table("raw_records")

@@ -1,0 +1,23 @@
+"""The Dagster instance directory: SQLite under DAGSTER_HOME unless its dagster.yaml says otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The embedded default. Storage is left to Dagster's default (SQLite files under DAGSTER_HOME);
+# see dagster.postgres.yaml at the repository root for the PostgreSQL instance.
+DEFAULT_DAGSTER_YAML = """\
+# Written by integration-pipelines on first use. Storage defaults to SQLite under this directory.
+# For PostgreSQL, replace this file with the repository's dagster.postgres.yaml.
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home(path: Path) -> Path:
+    """Create DAGSTER_HOME with a default dagster.yaml if it has none; never overwrite one."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEFAULT_DAGSTER_YAML)
+    return path
