@@ -1,0 +1,20 @@
+"""The Moodle Web Services client as a Dagster resource."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from integration_pipelines.lib.moodle import MoodleClient
+
+
+class MoodleResource(ConfigurableResource):
+    """A Moodle site reached through its Web Services REST API (or the sandbox)."""
+
+    url: str = Field(description="Moodle wwwroot, e.g. https://lms.example.ac.uk")
+    token: str = Field(description="Web service token; set MOODLE_TOKEN in the environment.")
+    timeout_seconds: float = Field(60.0, description="Per-request timeout.")
+    max_attempts: int = Field(5, description="Attempts per call for transport errors and 5xx.")
+
+    def client(self) -> MoodleClient:
+        return MoodleClient(self.url, self.token, timeout=self.timeout_seconds, max_attempts=self.max_attempts)

@@ -1,0 +1,64 @@
+"""Landing source records in `raw_records`, batched, through the one upsert path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from integration_pipelines.lib.warehouse.raw import raw_row
+from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, UpsertCounts, upsert_rows
+
+
+@dataclass
+class LandingCounts:
+    """Rows read from a source for one entity, and what landing them did."""
+
+    read: int = 0
+    written: UpsertCounts = field(default_factory=UpsertCounts)
+    deleted: int = 0
+
+    def as_metadata(self) -> dict[str, int]:
+        return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
+
+
+class RawLander:
+    """Buffers records per entity and writes them in batches; for a full snapshot, it also
+    soft-deletes the records of each entity that the read no longer returned."""
+
+    def __init__(self, conn: Connection, tenant_id: str, source: str, entities: Iterable[str], *, snapshot: bool):
+        self._conn, self._tenant, self._source = conn, tenant_id, source
+        self._buffers: dict[str, list[dict[str, Any]]] = {e: [] for e in entities}
+        self.counts = {e: LandingCounts() for e in self._buffers}
+        self._snapshots = (
+            {e: Snapshot(conn, "raw_records", {"tenant_id": tenant_id, "source": source, "entity": e})
+             for e in self._buffers}
+            if snapshot else {}
+        )
+
+    def land(self, entity: str, record_id: Any, payload: Mapping[str, Any], modified_at: datetime) -> None:
+        row = raw_row(self._tenant, self._source, entity, record_id, payload, modified_at)
+        buffer = self._buffers[entity]
+        buffer.append(row)
+        self.counts[entity].read += 1
+        if entity in self._snapshots:
+            self._snapshots[entity].saw(row["record_id"])
+        if len(buffer) >= BATCH_SIZE:
+            self._flush(entity)
+
+    def _flush(self, entity: str) -> None:
+        buffer = self._buffers[entity]
+        if buffer:
+            self.counts[entity].written += upsert_rows(self._conn, "raw_records", buffer)
+            buffer.clear()
+
+    def finish(self) -> dict[str, LandingCounts]:
+        """Write what is buffered, apply snapshot deletes, and return the counts per entity."""
+        for entity in self._buffers:
+            self._flush(entity)
+            if entity in self._snapshots:
+                self.counts[entity].deleted = self._snapshots[entity].delete_missing()
+        return self.counts

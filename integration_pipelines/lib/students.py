@@ -1,0 +1,212 @@
+"""Canonical students: one row per person, linked across Zoho (admissions) and Moodle (LMS).
+
+Identity rules, in order of trust:
+1. the configured key: a Moodle custom profile field holding the Zoho id (`crmid` by default);
+2. Moodle `idnumber` equal to the Zoho student number;
+3. the normalised email (trimmed, lower-cased), when exactly one Zoho student has it.
+
+Nothing is dropped. A Zoho student without a Moodle account and a Moodle student without a Zoho
+record are both kept (`identity_match` is null) and counted as unmatched, so a data engineer can
+see how much of the college the link covers. Moodle users without a student role (teachers,
+administrators) that match no Zoho student are not students and are left out.
+
+Zoho is the system of record for who a student is, so a linked row takes its profile fields
+from Zoho and only the Moodle id from Moodle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+STUDENT_ROLE = "student"
+
+
+@dataclass(frozen=True)
+class StudentFields:
+    """Where the student attributes live in each source (the defaults match the sandbox)."""
+
+    zoho_module: str = "Students"
+    student_number: str = "Student_Number"
+    first_name: str = "First_Name"
+    last_name: str = "Last_Name"
+    email: str = "Email"
+    program: str = "Programme"
+    status: str = "Status"
+    modified_time: str = "Modified_Time"
+    moodle_crm_field: str | None = "crmid"
+    match_on_idnumber: bool = True
+
+    @property
+    def zoho_fields(self) -> list[str]:
+        """The fields to request from the Zoho Students module."""
+        return [self.student_number, self.first_name, self.last_name, self.email, self.program,
+                self.status, self.modified_time]
+
+
+@dataclass
+class IdentityStats:
+    """How the link went: counts for run metadata and the unmatched-identity check."""
+
+    zoho_students: int = 0
+    moodle_students: int = 0
+    matched: dict[str, int] = field(default_factory=lambda: {"crm_field": 0, "idnumber": 0, "email": 0})
+    zoho_only: int = 0
+    moodle_only: int = 0
+    ambiguous_emails: int = 0
+    conflicts: int = 0  # a second Moodle account claiming an already-linked Zoho student
+
+    @property
+    def unmatched(self) -> int:
+        return self.zoho_only + self.moodle_only
+
+    def as_metadata(self) -> dict[str, int]:
+        return {
+            "zoho_students": self.zoho_students,
+            "moodle_students": self.moodle_students,
+            **{f"matched_by_{k}": v for k, v in self.matched.items()},
+            "zoho_only": self.zoho_only,
+            "moodle_only": self.moodle_only,
+            "ambiguous_emails": self.ambiguous_emails,
+            "identity_conflicts": self.conflicts,
+        }
+
+
+def normalise_email(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def parse_zoho_datetime(value: str) -> datetime:
+    """Zoho datetimes are ISO 8601 with an offset, e.g. 2024-06-01T10:15:22+01:00."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"Zoho datetime without an offset: {value!r}")
+    return parsed
+
+
+def _lookup_id(value: Any) -> str | None:
+    """Zoho lookups are {"name", "id"}; keep the id."""
+    if isinstance(value, Mapping):
+        return value.get("id")
+    return value or None
+
+
+def _custom_field(user: Mapping[str, Any], shortname: str | None) -> str | None:
+    if not shortname:
+        return None
+    for custom in user.get("customfields") or ():
+        if custom.get("shortname") == shortname:
+            value = str(custom.get("value") or "").strip()
+            return value or None
+    return None
+
+
+def link_students(
+    zoho_students: Iterable[Mapping[str, Any]],
+    moodle_users: Iterable[Mapping[str, Any]],
+    moodle_roles: Mapping[int, set[str]],
+    *,
+    tenant_id: str,
+    observed_at: datetime,
+    fields: StudentFields = StudentFields(),
+) -> tuple[list[dict[str, Any]], IdentityStats]:
+    """Link the two sources and return canonical student rows and the link statistics.
+
+    `zoho_students` are Students records as the Zoho API returns them, `moodle_users` are user
+    records as Moodle's WS returns them, and `moodle_roles` maps a Moodle user id to the role
+    shortnames it holds in any course. `observed_at` stamps rows that only Moodle knows, since
+    Moodle does not say when a user last changed.
+    """
+    stats = IdentityStats()
+    zoho = {str(r["id"]): r for r in zoho_students}
+    stats.zoho_students = len(zoho)
+    by_number: dict[str, str] = {}
+    by_email: dict[str, str | None] = {}
+    for zoho_id, record in zoho.items():
+        number = str(record.get(fields.student_number) or "").strip().upper()
+        if number:
+            by_number[number] = zoho_id
+        email = normalise_email(record.get(fields.email))
+        if email:
+            # Two Zoho students sharing an email cannot be told apart by it: mark it ambiguous.
+            by_email[email] = None if email in by_email else zoho_id
+
+    linked: dict[str, tuple[Mapping[str, Any], str]] = {}
+    moodle_only: list[Mapping[str, Any]] = []
+    for user in sorted(moodle_users, key=lambda u: int(u["id"])):
+        user_id = int(user["id"])
+        is_student = STUDENT_ROLE in moodle_roles.get(user_id, set())
+        zoho_id, how = _match(user, fields, zoho, by_number, by_email, stats)
+        if zoho_id is not None and zoho_id in linked:
+            stats.conflicts += 1
+            zoho_id = None
+        if zoho_id is not None:
+            linked[zoho_id] = (user, how)
+            stats.matched[how] += 1
+        elif is_student:
+            moodle_only.append(user)
+        if is_student or zoho_id is not None:
+            stats.moodle_students += 1
+
+    rows = []
+    for zoho_id, record in zoho.items():
+        user, how = linked.get(zoho_id, (None, None))
+        if user is None:
+            stats.zoho_only += 1
+        rows.append({
+            "tenant_id": tenant_id,
+            "student_key": f"zoho:{zoho_id}",
+            "zoho_id": zoho_id,
+            "moodle_user_id": int(user["id"]) if user else None,
+            "student_number": str(record.get(fields.student_number) or "").strip() or None,
+            "first_name": record.get(fields.first_name),
+            "last_name": record.get(fields.last_name),
+            "email": normalise_email(record.get(fields.email)),
+            "program_zoho_id": _lookup_id(record.get(fields.program)),
+            "status": _status(record.get(fields.status)),
+            "identity_match": how,
+            "source_modified_at": parse_zoho_datetime(record[fields.modified_time]),
+        })
+    for user in moodle_only:
+        stats.moodle_only += 1
+        rows.append({
+            "tenant_id": tenant_id,
+            "student_key": f"moodle:{int(user['id'])}",
+            "zoho_id": None,
+            "moodle_user_id": int(user["id"]),
+            "student_number": (user.get("idnumber") or "").strip() or None,
+            "first_name": user.get("firstname"),
+            "last_name": user.get("lastname"),
+            "email": normalise_email(user.get("email")),
+            "program_zoho_id": None,
+            "status": "suspended" if user.get("suspended") else "active",
+            "identity_match": None,
+            "source_modified_at": observed_at,
+        })
+    return rows, stats
+
+
+def _match(user, fields, zoho, by_number, by_email, stats) -> tuple[str | None, str | None]:
+    crm_id = _custom_field(user, fields.moodle_crm_field)
+    if crm_id and crm_id in zoho:
+        return crm_id, "crm_field"
+    if fields.match_on_idnumber:
+        number = (user.get("idnumber") or "").strip().upper()
+        if number and number in by_number:
+            return by_number[number], "idnumber"
+    email = normalise_email(user.get("email"))
+    if email and email in by_email:
+        if by_email[email] is None:
+            stats.ambiguous_emails += 1
+            return None, None
+        return by_email[email], "email"
+    return None, None
+
+
+def _status(value: Any) -> str | None:
+    return str(value).strip().lower() or None if value is not None else None
