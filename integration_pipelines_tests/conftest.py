@@ -1,8 +1,8 @@
 """Shared fixtures: every storage test runs on SQLite and on PostgreSQL.
 
 PostgreSQL is reached at TEST_POSTGRES_URL (default: the role and database that
-`scripts/start-test-postgres.sh` creates). Each test run creates its own throwaway database
-there and drops it at the end. Where PostgreSQL cannot be reached the PostgreSQL variants skip
+`scripts/start-test-postgres.sh` creates). Each test gets a throwaway database of its own there,
+dropped when it ends. Where PostgreSQL cannot be reached the PostgreSQL variants skip
 with a message saying how to enable them; with REQUIRE_POSTGRES=1 (set in CI) they fail instead.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
-from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema, metadata
+from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 BACKENDS = ["sqlite", "postgresql"]
@@ -32,43 +34,70 @@ def _postgres_unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
+class PostgresDatabases:
+    """Creates throwaway databases on the test server and drops them all at the end of the run."""
+
+    def __init__(self, admin_url: URL):
+        self._admin_url = admin_url
+        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        self._created: list[str] = []
+
+    def create(self) -> str:
+        name = f"ip_test_{uuid.uuid4().hex[:12]}"
+        with self._admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        self._created.append(name)
+        return self._admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        with self._admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._created.remove(name)
+
+    def close(self) -> None:
+        for name in list(self._created):
+            with self._admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_run_url() -> Iterator[str]:
-    """A PostgreSQL database created for this test run (and this xdist worker) only."""
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Throwaway PostgreSQL databases for this test run; skips (or fails in CI) without a server."""
     admin_url = make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL))
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    probe = create_engine(admin_url)
     try:
-        with admin.connect() as conn:
+        with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "not available"
-        admin.dispose()
         _postgres_unavailable(type(exc).__name__)
-    name = f"ip_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        probe.dispose()
+    databases = PostgresDatabases(admin_url)
+    yield databases
+    databases.close()
+
+
+@contextmanager
+def empty_warehouse_url(backend: str, request, directory: Path) -> Iterator[str]:
+    """The URL of an empty warehouse: a new SQLite file, or a new PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'warehouse.db'}"
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
 
 
 @pytest.fixture(params=BACKENDS)
 def warehouse_url(request, tmp_path) -> Iterator[str]:
-    """An empty warehouse on each backend: a fresh SQLite file, or the run's PostgreSQL database
-    with every table emptied after the test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
-    url = request.getfixturevalue("postgres_run_url")
-    yield url
-    engine = create_warehouse_engine(url)
-    with engine.begin() as conn:
-        tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-        if conn.execute(text("SELECT to_regclass('students')")).scalar() is not None:
-            conn.execute(text(f"TRUNCATE {tables}"))
-    engine.dispose()
+    """An empty warehouse on each backend, its own for this test."""
+    with empty_warehouse_url(request.param, request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

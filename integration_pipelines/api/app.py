@@ -75,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             with engine.connect() as conn:
-                row = conn.execute(query, {"tenant": settings.tenant_id, "moodle_user_id": moodle_user_id}).mappings().first()
+                params = {"tenant": settings.tenant_id, "moodle_user_id": moodle_user_id}
+                row = conn.execute(query, params).mappings().first()
         except (OperationalError, ProgrammingError) as exc:
             raise Problem(503, "Profiles not built yet",
                           "The student_profile mart does not exist yet: run the full_sync job.") from exc

@@ -12,24 +12,42 @@ from sqlalchemy import Connection, Engine
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 from integration_pipelines.lib.warehouse.sync_state import record_sync
+from integration_pipelines.settings import get_settings
 
 
 class WarehouseResource(ConfigurableResource):
     """The database the syncs write and the API reads: SQLite by default, PostgreSQL by URL."""
 
-    url: str = Field(description="SQLAlchemy URL of the warehouse.")
-    tenant_id: str = Field("default", description="The college these syncs belong to.")
+    url: str | None = Field(
+        None, description="SQLAlchemy URL of the warehouse. Unset: WAREHOUSE_URL, else the SQLite default."
+    )
+    tenant_id: str | None = Field(None, description="The college these syncs belong to. Unset: TENANT_ID.")
 
     _engine: Engine | None = PrivateAttr(default=None)
+    _url: str = PrivateAttr(default="")
+    _tenant_id: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._engine = create_warehouse_engine(self.url)
+        # Resolved when a run starts, not when the code location loads, so a run always uses
+        # the environment it runs in (the same variables the API and the CLI read).
+        settings = get_settings()
+        self._url = self.url or settings.warehouse_url
+        self._tenant_id = self.tenant_id or settings.tenant_id
+        self._engine = create_warehouse_engine(self._url)
         # First use, or first use after an upgrade: bring the schema to head.
         ensure_schema(self._engine)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+    @property
+    def resolved_url(self) -> str:
+        return self._url
+
+    @property
+    def tenant(self) -> str:
+        return self._tenant_id
 
     @property
     def engine(self) -> Engine:
@@ -48,4 +66,4 @@ class WarehouseResource(ConfigurableResource):
             yield conn
 
     def record_sync(self, conn: Connection, stream: str, rows_read: int, at: datetime | None = None) -> None:
-        record_sync(conn, self.tenant_id, stream, rows_read, at or datetime.now(UTC))
+        record_sync(conn, self._tenant_id, stream, rows_read, at or datetime.now(UTC))

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema, upsert_rows
-from integration_pipelines.lib.warehouse.upsert import Snapshot
 from integration_pipelines.lib.warehouse.engine import schema_head, schema_revision
 from integration_pipelines.lib.warehouse.schema import students
+from integration_pipelines.lib.warehouse.upsert import Snapshot
 
 T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 
@@ -111,7 +111,8 @@ def test_soft_delete_is_a_change_and_a_resurrection_is_too(warehouse):
     with warehouse.begin() as conn:
         upsert_rows(conn, "students", [student()])
     with warehouse.begin() as conn:
-        deleted = upsert_rows(conn, "students", [student(deleted_at=T0 + timedelta(days=1), modified=T0 + timedelta(days=1))])
+        gone = student(deleted_at=T0 + timedelta(days=1), modified=T0 + timedelta(days=1))
+        deleted = upsert_rows(conn, "students", [gone])
     assert deleted.updated == 1
     assert stored(warehouse)["deleted_at"] == T0 + timedelta(days=1)
     with warehouse.begin() as conn:

@@ -25,7 +25,7 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
     Students known to only one system are kept and counted as unmatched; students no source
     holds any more are soft-deleted.
     """
-    tenant = warehouse.tenant_id
+    tenant = warehouse.tenant
     with warehouse.begin() as conn:
         roles: dict[int, set[str]] = defaultdict(set)
         for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments"):

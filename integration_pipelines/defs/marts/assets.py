@@ -60,5 +60,5 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=WarehouseDbtTranslator())
 def dbt_marts(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Staging views and the marts, built in the warehouse the syncs wrote."""
-    with _environment(dbt_environment(warehouse.url)):
+    with _environment(dbt_environment(warehouse.resolved_url)):
         yield from dbt.cli(["build"], context=context).stream()

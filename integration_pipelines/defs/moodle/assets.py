@@ -36,7 +36,7 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
     """A full crawl of the Moodle site, landed raw; what it no longer finds is soft-deleted."""
     observed_at = datetime.now(UTC)
     with moodle.client() as client, warehouse.begin() as conn:
-        lander = RawLander(conn, warehouse.tenant_id, "moodle", ("courses", "enrolments", "users"), snapshot=True)
+        lander = RawLander(conn, warehouse.tenant, "moodle", ("courses", "enrolments", "users"), snapshot=True)
         for record in client.crawl_snapshot(grades=False):
             if record.kind == "course":
                 lander.land("courses", record.id, record.data, observed_at)

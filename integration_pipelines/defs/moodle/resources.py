@@ -6,15 +6,17 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from integration_pipelines.lib.moodle import MoodleClient
+from integration_pipelines.settings import get_settings
 
 
 class MoodleResource(ConfigurableResource):
     """A Moodle site reached through its Web Services REST API (or the sandbox)."""
 
-    url: str = Field(description="Moodle wwwroot, e.g. https://lms.example.ac.uk")
+    url: str | None = Field(None, description="Moodle wwwroot, e.g. https://lms.example.ac.uk. Unset: MOODLE_URL.")
     token: str = Field(description="Web service token; set MOODLE_TOKEN in the environment.")
     timeout_seconds: float = Field(60.0, description="Per-request timeout.")
     max_attempts: int = Field(5, description="Attempts per call for transport errors and 5xx.")
 
     def client(self) -> MoodleClient:
-        return MoodleClient(self.url, self.token, timeout=self.timeout_seconds, max_attempts=self.max_attempts)
+        url = self.url or get_settings().moodle_url
+        return MoodleClient(url, self.token, timeout=self.timeout_seconds, max_attempts=self.max_attempts)

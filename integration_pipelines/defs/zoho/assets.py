@@ -16,7 +16,7 @@ def raw_zoho_students(context: AssetExecutionContext, zoho: ZohoResource, wareho
     """Every student admissions holds in Zoho CRM, read in full; what Zoho no longer has is soft-deleted."""
     module = STUDENT_FIELDS.zoho_module
     with zoho.client() as client, warehouse.begin() as conn:
-        lander = RawLander(conn, warehouse.tenant_id, "zoho", (module,), snapshot=True)
+        lander = RawLander(conn, warehouse.tenant, "zoho", (module,), snapshot=True)
         for record in client.iter_records(module, STUDENT_FIELDS.zoho_fields):
             lander.land(module, record["id"], record, parse_zoho_datetime(record[STUDENT_FIELDS.modified_time]))
         counts = lander.finish()[module]
