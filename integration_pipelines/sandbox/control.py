@@ -1,0 +1,86 @@
+"""Control routes under ``/_sandbox/`` (never faulted, never authenticated: the sandbox is local).
+
+- ``GET  /_sandbox/health``            ``{"ok": true}``
+- ``GET  /_sandbox/state``             counts per module/table, clock, auth and credit counters
+- ``POST /_sandbox/mutate``            body: :class:`~.mutate.MutateRequest` JSON; answers the summary
+- ``GET  /_sandbox/events?since=&limit=``  emitted Moodle events (webhook bodies), oldest first
+- ``GET  /_sandbox/truth``             ``{"meta": {...}, "tables": {table: [rows]}}``, streamed
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError
+
+from .college import TABLES, zoho_datetime
+
+if TYPE_CHECKING:
+    from .server import SandboxApp
+
+
+def truth_meta(app: "SandboxApp") -> dict:
+    col = app.college
+    return {"students": col.size, "seed": col.seed, "now": zoho_datetime(col.clock()), "knobs": col.knobs}
+
+
+def iter_truth_json(app: "SandboxApp", chunk_rows: int = 2000) -> Iterator[bytes]:
+    """The truth document as JSON chunks; each table is read under the lock in one pass."""
+    yield b'{"meta":' + json.dumps(truth_meta(app)).encode() + b',"tables":{'
+    for t_i, table in enumerate(TABLES):
+        yield (b"," if t_i else b"") + json.dumps(table).encode() + b":["
+        with app.lock:
+            rows = list(app.college.iter_truth(table))
+        for i in range(0, len(rows), chunk_rows):
+            part = ",".join(json.dumps(r, separators=(",", ":")) for r in rows[i:i + chunk_rows])
+            yield (b"," if i else b"") + part.encode()
+        yield b"]"
+    yield b"}}"
+
+
+async def handle_control(app: "SandboxApp", scope: dict, receive: Any, send: Any) -> None:
+    from .mutate import MutateRequest, apply_mutation
+
+    path = scope["path"].rstrip("/")
+    method = scope["method"]
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    if path == "/_sandbox/health":
+        await app._send(send, 200, {"ok": True})
+    elif path == "/_sandbox/state" and method == "GET":
+        with app.lock:
+            state = app.college.summary()
+            state.update({"clock": app.college.clock(), "requests": app.request_count, "faults": app.fault_count,
+                          "zoho_refreshes": app.zoho_auth.refresh_count,
+                          "zoho_credits_remaining": app.credits.remaining(), "events": len(app.events.events)})
+        await app._send(send, 200, state)
+    elif path == "/_sandbox/mutate" and method == "POST":
+        body = await app._body(receive)
+        try:
+            req = MutateRequest.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            await app._send(send, 422, {"error": "invalid mutate request",
+                                        "details": json.loads(exc.json(include_url=False))})
+            return
+        summary = apply_mutation(app, req)
+        await app._send(send, 200, summary)
+    elif path == "/_sandbox/events" and method == "GET":
+        try:
+            since = int(query.get("since", 0))
+            limit = int(query.get("limit", 1000))
+        except ValueError:
+            await app._send(send, 400, {"error": "since and limit must be integers"})
+            return
+        with app.lock:
+            events = app.events.events[since:since + limit]
+            total = len(app.events.events)
+        await app._send(send, 200, {"events": events, "next_since": since + len(events), "total": total})
+    elif path == "/_sandbox/truth" and method == "GET":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        for chunk in iter_truth_json(app):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await app._send(send, 404, {"error": "unknown sandbox control route"})

@@ -1,0 +1,93 @@
+"""Recursive comparison of JSON shapes: key sets and JSON types, path by path.
+
+A list's items are pooled per path, so a shape is the union of what any item shows. Keys
+that the reference shows on only some items are optional; keys it shows on every item are
+required of the sandbox too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+
+def json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, list):
+        return "list"
+    return "dict"
+
+
+def collect(doc: Any) -> tuple[dict, dict]:
+    """(path -> list of key sets of the dicts at that path, path -> set of JSON types)."""
+    keys: dict[str, list[frozenset]] = defaultdict(list)
+    types: dict[str, set[str]] = defaultdict(set)
+
+    def walk(v: Any, path: str) -> None:
+        types[path].add(json_type(v))
+        if isinstance(v, list):
+            for x in v:
+                walk(x, path + "[]")
+        elif isinstance(v, dict):
+            keys[path].append(frozenset(v))
+            for k, x in v.items():
+                walk(x, f"{path}.{k}")
+
+    walk(doc, "$")
+    return keys, types
+
+
+def shape_problems(reference: Any, actual: Any, extra_ok: dict[str, set[str]] | None = None) -> list[str]:
+    """Differences of ``actual`` from ``reference``; empty when the shapes agree.
+
+    - every path's keys in ``actual`` must be known to the reference at that path (or listed
+      in ``extra_ok[path]``), and keys present on every reference item must be present;
+    - every JSON type seen at a path in ``actual`` must be seen there in the reference
+      (an int where the reference has floats is fine: JSON numbers);
+    - every path the reference has must be exercised by ``actual`` unless it lies under
+      an empty list in ``actual``.
+    """
+    extra_ok = extra_ok or {}
+    rk, rt = collect(reference)
+    ak, at = collect(actual)
+    problems = []
+    for path, sets in ak.items():
+        if path not in rk:
+            if not any(path.startswith(p) for p in extra_ok.get("__subtrees__", set())):
+                problems.append(f"{path}: object not in reference")
+            continue
+        union = frozenset().union(*rk[path])
+        required = frozenset.intersection(*rk[path])
+        allowed = union | extra_ok.get(path, set())
+        for s in sets:
+            if s - allowed:
+                problems.append(f"{path}: unexpected keys {sorted(s - allowed)}")
+            if required - s:
+                problems.append(f"{path}: missing keys {sorted(required - s)}")
+    for path, types in at.items():
+        if path not in rt:
+            continue
+        ref_types = set(rt[path])
+        if "float" in ref_types:
+            ref_types.add("int")
+        if types - ref_types:
+            problems.append(f"{path}: types {sorted(types)} vs reference {sorted(rt[path])}")
+    for path in rk:
+        if path not in ak and path not in at:
+            parent = path
+            while parent and parent not in at:
+                parent = parent.rsplit(".", 1)[0].rsplit("[]", 1)[0] if ("." in parent or "[]" in parent) else ""
+            # a reference path missing in actual is fine only below an empty list
+            if parent and at.get(parent) == {"list"} and not ak.get(parent + "[]"):
+                continue
+            problems.append(f"{path}: in reference, missing in sandbox answer")
+    return sorted(set(problems))
