@@ -13,6 +13,11 @@ from integration_pipelines.lib.warehouse.raw import raw_row
 from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, UpsertCounts, upsert_rows
 
 
+def deleted_entity_name(entity: str) -> str:
+    """The raw entity holding a source's own list of deleted records of `entity` (Zoho `/deleted`)."""
+    return f"{entity}.deleted"
+
+
 @dataclass
 class LandingCounts:
     """Rows read from a source for one entity, and what landing them did."""

@@ -8,7 +8,9 @@ Identity rules, in order of trust:
 Nothing is dropped. A Zoho student without a Moodle account and a Moodle student without a Zoho
 record are both kept (`identity_match` is null) and counted as unmatched, so a data engineer can
 see how much of the college the link covers. Moodle users without a student role (teachers,
-administrators) that match no Zoho student are not students and are left out.
+administrators) that match no Zoho student are not students and are left out. A Moodle account
+whose configured key names a student Zoho has deleted belongs to that deleted student: it is
+counted, and not brought back as a Moodle-only student.
 
 Zoho is the system of record for who a student is, so a linked row takes its profile fields
 from Zoho and only the Moodle id from Moodle.
@@ -16,7 +18,7 @@ from Zoho and only the Moodle id from Moodle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +59,7 @@ class IdentityStats:
     moodle_only: int = 0
     ambiguous_emails: int = 0
     conflicts: int = 0  # a second Moodle account claiming an already-linked Zoho student
+    linked_to_deleted: int = 0  # Moodle accounts of students Zoho has deleted
 
     @property
     def unmatched(self) -> int:
@@ -71,6 +74,7 @@ class IdentityStats:
             "moodle_only": self.moodle_only,
             "ambiguous_emails": self.ambiguous_emails,
             "identity_conflicts": self.conflicts,
+            "linked_to_deleted": self.linked_to_deleted,
         }
 
 
@@ -113,14 +117,16 @@ def link_students(
     *,
     tenant_id: str,
     observed_at: datetime,
+    deleted_zoho_ids: Set[str] = frozenset(),
     fields: StudentFields = StudentFields(),
 ) -> tuple[list[dict[str, Any]], IdentityStats]:
     """Link the two sources and return canonical student rows and the link statistics.
 
     `zoho_students` are Students records as the Zoho API returns them, `moodle_users` are user
     records as Moodle's WS returns them, and `moodle_roles` maps a Moodle user id to the role
-    shortnames it holds in any course. `observed_at` stamps rows that only Moodle knows, since
-    Moodle does not say when a user last changed.
+    shortnames it holds in any course. `deleted_zoho_ids` are the students Zoho lists as deleted.
+    `observed_at` stamps rows that only Moodle knows, since Moodle does not say when a user last
+    changed.
     """
     stats = IdentityStats()
     zoho = {str(r["id"]): r for r in zoho_students}
@@ -141,6 +147,9 @@ def link_students(
     for user in sorted(moodle_users, key=lambda u: int(u["id"])):
         user_id = int(user["id"])
         is_student = STUDENT_ROLE in moodle_roles.get(user_id, set())
+        if _custom_field(user, fields.moodle_crm_field) in deleted_zoho_ids:
+            stats.linked_to_deleted += 1
+            continue
         zoho_id, how = _match(user, fields, zoho, by_number, by_email, stats)
         if zoho_id is not None and zoho_id in linked:
             stats.conflicts += 1

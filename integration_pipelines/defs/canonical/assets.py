@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from integration_pipelines.defs.resources import WarehouseResource
+from integration_pipelines.lib.raw_sync import deleted_entity_name
 from integration_pipelines.lib.students import StudentFields, link_students
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 from integration_pipelines.lib.warehouse.upsert import Snapshot, upsert_rows
@@ -30,10 +31,15 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
         roles: dict[int, set[str]] = defaultdict(set)
         for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments"):
             roles[int(enrolment["userid"])].update(r.get("shortname") for r in enrolment.get("roles") or ())
+        deleted_in_zoho = {
+            str(record["id"])
+            for record in iter_raw_payloads(conn, tenant, "zoho", deleted_entity_name(STUDENT_FIELDS.zoho_module))
+        }
         rows, identity = link_students(
             iter_raw_payloads(conn, tenant, "zoho", STUDENT_FIELDS.zoho_module),
             iter_raw_payloads(conn, tenant, "moodle", "users"),
             roles,
+            deleted_zoho_ids=deleted_in_zoho,
             tenant_id=tenant,
             observed_at=datetime.now(UTC),
             fields=STUDENT_FIELDS,

@@ -1,0 +1,65 @@
+"""Helpers for tests that run whole Dagster jobs against the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from integration_pipelines.sandbox.config import SandboxConfig
+from integration_pipelines.sandbox.server import Sandbox, run_sandbox
+
+
+def sandbox_environment(sandbox: Sandbox) -> dict[str, str]:
+    """The variables that point the project's resources at a running sandbox."""
+    return {
+        "MOODLE_URL": sandbox.moodle_url,
+        "MOODLE_TOKEN": sandbox.config.moodle_token,
+        "ZOHO_API_DOMAIN": sandbox.zoho_api_domain,
+        "ZOHO_ACCOUNTS_URL": sandbox.zoho_accounts_url,
+        "ZOHO_CLIENT_ID": sandbox.config.zoho_client_id,
+        "ZOHO_CLIENT_SECRET": sandbox.config.zoho_client_secret,
+        "ZOHO_REFRESH_TOKEN": sandbox.config.zoho_refresh_token,
+    }
+
+
+@dataclass
+class Pipeline:
+    """A sandbox college and a warehouse, with the environment pointing the jobs at both."""
+
+    sandbox: Sandbox
+    warehouse_url: str
+    instance: DagsterInstance
+
+    def run(self, job_name: str) -> ExecuteInProcessResult:
+        from integration_pipelines.definitions import defs
+
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=self.instance, raise_on_error=False)
+        if not result.success:
+            failures = [e.message for e in result.all_events if e.is_failure]
+            pytest.fail(f"{job_name} failed: {failures}")
+        return result
+
+
+@contextmanager
+def running_pipeline(warehouse_url: str, tmp_path, *, students: int, seed: int = 11) -> Iterator[Pipeline]:
+    with pytest.MonkeyPatch.context() as env, run_sandbox(SandboxConfig(students=students, seed=seed)) as sandbox:
+        for name, value in sandbox_environment(sandbox).items():
+            env.setenv(name, value)
+        env.setenv("WAREHOUSE_URL", warehouse_url)
+        env.setenv("INTEGRATION_DATA_DIR", str(tmp_path))
+        env.delenv("TENANT_ID", raising=False)
+        with DagsterInstance.ephemeral() as instance:
+            yield Pipeline(sandbox, warehouse_url, instance)
+
+
+def materializations(result: ExecuteInProcessResult) -> dict[str, dict]:
+    """Metadata of each materialization in a run, by asset key."""
+    out = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        out[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
+    return out

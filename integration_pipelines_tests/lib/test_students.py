@@ -1,0 +1,107 @@
+"""Identity rules for canonical students (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from integration_pipelines.lib.students import StudentFields, link_students, normalise_email
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def zoho(zid: str, number: str, email: str, first: str = "Amina", last: str = "Khan"):
+    return {"id": zid, "Student_Number": number, "First_Name": first, "Last_Name": last, "Email": email,
+            "Programme": {"name": "BTEC L3 IT", "id": "900"}, "Status": "Active",
+            "Modified_Time": "2026-10-01T09:00:00+01:00"}
+
+
+def moodle(uid: int, *, email: str, idnumber: str = "", crmid: str | None = None, suspended: bool = False):
+    user = {"id": uid, "firstname": "M", "lastname": "User", "email": email, "idnumber": idnumber,
+            "suspended": suspended}
+    if crmid is not None:
+        user["customfields"] = [{"type": "text", "value": crmid, "displayvalue": crmid, "name": "CRM ID",
+                                 "shortname": "crmid"}]
+    return user
+
+
+STUDENT = {"student"}
+
+
+def link(zoho_records, moodle_users, roles, **kwargs):
+    rows, stats = link_students(zoho_records, moodle_users, roles, tenant_id="t", observed_at=NOW, **kwargs)
+    return {r["student_key"]: r for r in rows}, stats
+
+
+def test_each_rule_links_in_order_of_trust():
+    records = [zoho("1", "S1", "one@x.ac.uk"), zoho("2", "S2", "two@x.ac.uk"), zoho("3", "S3", "three@x.ac.uk")]
+    users = [
+        moodle(10, email="other@x.ac.uk", crmid="1"),  # configured key
+        moodle(11, email="other2@x.ac.uk", idnumber="s2"),  # idnumber, case-insensitive
+        moodle(12, email="  THREE@x.ac.uk "),  # normalised email
+    ]
+    rows, stats = link(records, users, {10: STUDENT, 11: STUDENT, 12: STUDENT})
+    assert {k: (r["moodle_user_id"], r["identity_match"]) for k, r in rows.items()} == {
+        "zoho:1": (10, "crm_field"), "zoho:2": (11, "idnumber"), "zoho:3": (12, "email"),
+    }
+    assert stats.matched == {"crm_field": 1, "idnumber": 1, "email": 1}
+    assert stats.unmatched == 0
+
+
+def test_zoho_wins_for_profile_fields_and_moodle_supplies_its_id():
+    rows, _ = link([zoho("1", "S1", " Amina.Khan@X.ac.uk")], [moodle(10, email="x@y", crmid="1")], {10: STUDENT})
+    row = rows["zoho:1"]
+    assert (row["first_name"], row["email"], row["program_zoho_id"], row["status"]) == (
+        "Amina", "amina.khan@x.ac.uk", "900", "active")
+    assert row["source_modified_at"] == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
+
+
+def test_unmatched_students_are_kept_and_staff_are_not_students():
+    rows, stats = link(
+        [zoho("1", "S1", "one@x.ac.uk")],
+        [moodle(20, email="lonely@x.ac.uk", suspended=True), moodle(30, email="teacher@x.ac.uk")],
+        {20: STUDENT, 30: {"editingteacher"}},
+    )
+    assert set(rows) == {"zoho:1", "moodle:20"}
+    assert rows["moodle:20"]["status"] == "suspended"
+    assert rows["moodle:20"]["source_modified_at"] == NOW
+    assert (stats.zoho_only, stats.moodle_only) == (1, 1)
+
+
+def test_an_email_shared_by_two_zoho_students_links_nobody():
+    rows, stats = link(
+        [zoho("1", "S1", "same@x.ac.uk"), zoho("2", "S2", "same@x.ac.uk")],
+        [moodle(10, email="SAME@x.ac.uk")],
+        {10: STUDENT},
+    )
+    assert rows["zoho:1"]["moodle_user_id"] is None and rows["zoho:2"]["moodle_user_id"] is None
+    assert "moodle:10" in rows
+    assert stats.ambiguous_emails == 1
+
+
+def test_a_second_account_claiming_a_linked_student_stays_separate():
+    rows, stats = link([zoho("1", "S1", "one@x.ac.uk")],
+                       [moodle(10, email="a@x", crmid="1"), moodle(11, email="b@x", crmid="1")],
+                       {10: STUDENT, 11: STUDENT})
+    assert rows["zoho:1"]["moodle_user_id"] == 10
+    assert "moodle:11" in rows
+    assert stats.conflicts == 1
+
+
+def test_the_account_of_a_student_zoho_deleted_is_not_resurrected():
+    rows, stats = link([], [moodle(10, email="gone@x.ac.uk", crmid="7")], {10: STUDENT}, deleted_zoho_ids={"7"})
+    assert rows == {}
+    assert stats.linked_to_deleted == 1
+
+
+def test_the_configured_key_and_idnumber_rule_can_be_changed():
+    fields = StudentFields(moodle_crm_field="zohoid", match_on_idnumber=False)
+    rows, _ = link([zoho("1", "S1", "one@x.ac.uk")], [moodle(10, email="x@y", idnumber="S1", crmid="1")],
+                   {10: STUDENT}, fields=fields)
+    assert rows["zoho:1"]["moodle_user_id"] is None
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(" A@B.C ", "a@b.c"), ("", None), (None, None), ("  ", None)])
+def test_normalise_email(raw, expected):
+    assert normalise_email(raw) == expected
