@@ -1,8 +1,13 @@
 """The environment dbt's `profiles.yml` reads, derived from the warehouse URL.
 
 The warehouse URL is the single source of truth: the syncs write through it, and dbt builds the
-marts in the same database. The password travels under dbt's `DBT_ENV_SECRET_` prefix, which
-dbt scrubs from its logs.
+marts in the same database.
+
+The password deliberately does *not* use dbt's `DBT_ENV_SECRET_` prefix. dbt replaces every
+occurrence of such a value in all its output with `*****`, node ids included, so a password that
+happens to be a substring of a model name ("student", say) corrupts the structured events
+dagster-dbt reads, and the run fails. dbt never prints profile passwords, and the variable is
+set only for the dbt invocation.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def dbt_environment(warehouse_url: str) -> dict[str, str]:
             "INTEGRATION_PG_HOST": url.host or "127.0.0.1",
             "INTEGRATION_PG_PORT": str(url.port or 5432),
             "INTEGRATION_PG_USER": url.username or "",
-            "DBT_ENV_SECRET_INTEGRATION_PG_PASSWORD": url.password or "",
+            "INTEGRATION_PG_PASSWORD": url.password or "",
             "INTEGRATION_PG_DATABASE": url.database or "",
             "INTEGRATION_PG_SCHEMA": url.query.get("schema", "public") if url.query else "public",
         }
