@@ -174,6 +174,24 @@ def test_zoho_bad_refresh_token_is_one_clear_error(caplog: pytest.LogCaptureFixt
         assert bad not in text and sb.config.zoho_client_secret not in text
 
 
+def test_zoho_and_moodle_secrets_never_reach_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # httpx and httpcore debug logs included
+    with sandbox(students=60, seed=1, fault_rate=0.3, fault_kinds=("429", "5xx", "drop")) as sb:
+        with zoho_client(sb) as zoho, moodle_client(sb) as moodle:
+            assert read_all_zoho(zoho)["Students"]
+            assert list(moodle.crawl_snapshot(grades=False))
+            with sb.lock:
+                access_tokens = list(sb.app.zoho_auth.tokens)
+            texts = [repr(zoho), repr(moodle)] + [r.getMessage() for r in caplog.records]
+            assert zoho.counter.retries and moodle.counter.retries, "faults should have caused logged retries"
+        cfg = sb.config
+    secrets = [cfg.moodle_token, cfg.zoho_client_secret, cfg.zoho_refresh_token, *access_tokens]
+    assert access_tokens
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+
+
 def test_zoho_bad_client_secret_names_client_settings() -> None:
     with sandbox(students=20, seed=1) as sb, zoho_client(sb, client_secret="wrong-secret-xyz") as client:
         with pytest.raises(ZohoClientCredentialsError) as info:
@@ -211,24 +229,6 @@ def test_zoho_upsert_against_the_sandbox_is_idempotent() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _sandbox_moodle_lacks() -> list[str]:
-    """Moodle functions the crawl needs that the sandbox does not serve yet (probed once)."""
-    from integration_pipelines.sandbox.moodle import MoodleService
-
-    needed = ("core_course_get_courses", "core_enrol_get_enrolled_users", "core_user_get_users_by_field",
-              "gradereport_user_get_grade_items", "mod_assign_get_assignments", "mod_assign_get_grades")
-    service = MoodleService.__new__(MoodleService)
-    try:
-        MoodleService.__init__(service, None, "http://x", "t")  # type: ignore[arg-type]
-    except Exception:  # pragma: no cover - constructor changed; let the tests speak
-        return []
-    return [f for f in needed if f not in service.functions]
-
-
-_LACKS = _sandbox_moodle_lacks()
-needs_moodle_sandbox = pytest.mark.skipif(bool(_LACKS), reason=f"sandbox lacks {', '.join(_LACKS)}")
-
-
 def moodle_truth(sb: Any) -> dict[str, Any]:
     """What the crawl should find, asked of the sandbox's own Moodle service."""
     client = moodle_client(sb)
@@ -245,7 +245,6 @@ def crawl(client: MoodleClient) -> dict[str, list]:
     return out
 
 
-@needs_moodle_sandbox
 def test_moodle_snapshot_crawl_of_the_whole_college() -> None:
     with sandbox(students=300, seed=3) as sb:
         truth = moodle_truth(sb)
@@ -263,7 +262,6 @@ def test_moodle_snapshot_crawl_of_the_whole_college() -> None:
             assert client.counter["gradereport_user_get_grade_items"] <= n_courses
 
 
-@needs_moodle_sandbox
 def test_moodle_faults_change_nothing_read() -> None:
     def canon(records: dict[str, list], base_url: str) -> dict[str, list]:
         # Profile image URLs embed the sandbox's (random) port; nothing else may differ.
@@ -293,7 +291,18 @@ def test_moodle_bad_token_is_one_clear_error(caplog: pytest.LogCaptureFixture) -
         assert bad not in text
 
 
-@needs_moodle_sandbox
+def test_moodle_completions_per_user_cost_one_call_per_user() -> None:
+    with sandbox(students=120, seed=4) as sb, moodle_client(sb) as client:
+        got = {}
+        for record in client.crawl_snapshot(grades=False, completions="per_user"):
+            got.setdefault(record.kind, []).append(record)
+        users = {e.user_id for e in got["enrolment"]}
+        assert client.counter["core_enrol_get_users_courses"] == len(users)
+        pairs = {(c.course_id, c.user_id) for c in got["completion"]}
+        assert pairs <= {(e.course_id, e.user_id) for e in got["enrolment"]}
+        assert all(c.completed is not None for c in got["completion"])
+
+
 def test_moodle_incremental_assignment_grades() -> None:
     with sandbox(students=100, seed=4) as sb, moodle_client(sb) as client:
         courses = [c.id for c in client.iter_courses()]
