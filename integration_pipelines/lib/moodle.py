@@ -427,8 +427,17 @@ class MoodleClient:
         """Call ``wsfunction`` with bracket-encoded ``params``; return the decoded JSON.
 
         Raises a :class:`MoodleError` subclass. Warnings in an object answer are recorded
-        (see :attr:`warnings`) and the answer is returned unchanged.
+        (see :attr:`warnings`) and the answer is returned unchanged. Failed attempts are
+        retried, which is right for reads; use :meth:`call_once` for writes that are not
+        idempotent (a retry after a lost answer could apply them twice).
         """
+        return self._call(wsfunction, params, self.retry)
+
+    def call_once(self, wsfunction: str, /, **params: Any) -> Any:
+        """Like :meth:`call`, but a single attempt (for non-idempotent write functions)."""
+        return self._call(wsfunction, params, RetryPolicy(max_attempts=1))
+
+    def _call(self, wsfunction: str, params: Mapping[str, Any], policy: RetryPolicy) -> Any:
         form = [
             ("wstoken", secret_value(self._token)),
             ("wsfunction", wsfunction),
@@ -449,7 +458,7 @@ class MoodleClient:
 
         result = call_with_retries(
             attempt,
-            policy=self.retry,
+            policy=policy,
             sleep=self._sleep,
             logger=logger,
             counter=self.counter,

@@ -160,6 +160,26 @@ def test_zoho_tokens_expiring_every_100_calls() -> None:
         assert rejected == client.token_refreshes - 1
 
 
+def test_zoho_concurrency_stays_within_the_edition_limit() -> None:
+    import threading
+
+    with sandbox(students=400, seed=2, zoho_edition="free", response_delay_seconds=0.005) as sb, zoho_client(sb) as client:
+        assert client.configure_concurrency_from_org() == 5
+        results: dict[int, int] = {}
+
+        def read(i: int) -> None:
+            results[i] = sum(1 for _ in client.iter_records("Registrations", ["Modified_Time"]))
+
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert set(results.values()) == {len(live_ids(sb, "Registrations"))}
+        assert client.counter.by_status.get("429", 0) == 0, "the sandbox refuses calls beyond the edition's limit"
+        assert 1 < client.limiter.peak <= 5
+
+
 def test_zoho_bad_refresh_token_is_one_clear_error(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     bad = "1000.not-the-refresh-token-0123456789"

@@ -269,6 +269,13 @@ def test_attempts_run_out_with_a_typed_error() -> None:
     assert len(sleeps) == 3
 
 
+def test_call_once_does_not_retry() -> None:
+    client, sleeps = make_client(scripted(httpx.Response(503)))
+    with pytest.raises(MoodleServerError):
+        client.call_once("core_user_create_users", users=[{"username": "x"}])
+    assert client.counter.total == 1 and sleeps == []
+
+
 def test_non_json_body_is_retried_then_reported() -> None:
     client, _ = make_client(scripted(httpx.Response(200, text=f"<html>Notice: wstoken={TOKEN}</html>")))
     with pytest.raises(MoodleResponseError) as info:
