@@ -113,9 +113,9 @@ class SandboxApp:
         self.request_count += 1
         if await self._maybe_fault(send, is_zoho):
             return
-        if self.config.response_delay_seconds:
-            await asyncio.sleep(self.config.response_delay_seconds)
         if is_moodle:
+            if self.config.response_delay_seconds:
+                await asyncio.sleep(self.config.response_delay_seconds)
             await self._moodle(scope, receive, send)
         else:
             await self._zoho(scope, receive, send)
@@ -230,6 +230,8 @@ class SandboxApp:
             return
         self.zoho_in_flight += 1
         try:
+            if self.config.response_delay_seconds:  # held while counted as in flight
+                await asyncio.sleep(self.config.response_delay_seconds)
             resp = await self._zoho_route(scope, receive)
         finally:
             self.zoho_in_flight -= 1
