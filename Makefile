@@ -18,12 +18,12 @@ demo: $(STAMP)
 
 ## Run the test suite. PostgreSQL tests skip unless PostgreSQL is reachable (see README).
 test: $(STAMP)
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Start the machine's PostgreSQL and run the tests with PostgreSQL required (as CI does).
 test-postgres: $(STAMP)
 	scripts/start-test-postgres.sh
-	REQUIRE_POSTGRES=1 $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	REQUIRE_POSTGRES=1 $(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 validate: $(STAMP)
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.data/dagster_home} $(BIN)/dagster definitions validate -w workspace.yaml

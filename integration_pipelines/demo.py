@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 
 import httpx
 import uvicorn
@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from integration_pipelines.dagster_home import ensure_dagster_home
 from integration_pipelines.lib.warehouse import create_warehouse_engine
+from integration_pipelines.lib.warehouse.schema import students as students_table
 from integration_pipelines.settings import get_settings
 
 
@@ -68,10 +69,15 @@ def run_demo(*, students: int, seed: int, echo: Callable[[str], None] = print) -
         })
         from integration_pipelines.definitions import defs
 
-        echo("Running full_sync ...")
+        log_path = settings.data_dir / "demo-full_sync.log"
+        echo(f"Running full_sync (log: {log_path}) ...")
         started = time.monotonic()
-        with DagsterInstance.get() as instance:
-            result = defs.resolve_job_def("full_sync").execute_in_process(instance=instance)
+        # The run's events are in the Dagster UI (`make dev`); the console gets warnings only, and
+        # dbt's own output, which dagster-dbt echoes to stdout, goes to the log file.
+        with DagsterInstance.get() as instance, open(log_path, "w") as log, redirect_stdout(log):
+            result = defs.resolve_job_def("full_sync").execute_in_process(
+                instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            )
         if not result.success:
             raise RuntimeError(f"full_sync failed (run {result.run_id}); see `dagster dev` for the logs")
         synced = _materialization_metadata(result, "students")
@@ -80,9 +86,9 @@ def run_demo(*, students: int, seed: int, echo: Callable[[str], None] = print) -
         engine = create_warehouse_engine(settings.warehouse_url)
         with engine.connect() as conn:
             moodle_user_id = conn.execute(
-                select(students.c.moodle_user_id)
-                .where(students.c.identity_match.is_not(None), students.c.deleted_at.is_(None))
-                .order_by(students.c.moodle_user_id)
+                select(students_table.c.moodle_user_id)
+                .where(students_table.c.identity_match.is_not(None), students_table.c.deleted_at.is_(None))
+                .order_by(students_table.c.moodle_user_id)
                 .limit(1)
             ).scalar_one()
         engine.dispose()

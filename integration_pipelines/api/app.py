@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -83,11 +84,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if row is None:
             raise Problem(404, "Student not found", f"No student with moodle_user_id {moodle_user_id}.",
                           moodle_user_id=moodle_user_id)
-        profile = {k: _jsonable(v) for k, v in row.items()}
+        profile = {k: _jsonable(k, v) for k, v in row.items()}
         return {"student_key": profile.pop("student_key"), "profile": profile}
 
     return app
 
 
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+def _jsonable(column: str, value: Any) -> Any:
+    """JSON for one mart value. Timestamps are ISO 8601 in UTC on both backends: PostgreSQL returns
+    them as datetimes, SQLite (where the marts store UTC without a zone) as text."""
+    if column.endswith("_at") and isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return value.isoformat() if isinstance(value, date) else value

@@ -83,6 +83,8 @@ def test_profile_api_answers_from_the_mart(synced):
     assert body["student_key"] == linked["student_key"]
     assert body["profile"]["email"] == linked["email"]
     assert body["profile"]["full_name"] == f"{linked['first_name']} {linked['last_name']}"
+    # Timestamps read the same on both backends: ISO 8601 in UTC.
+    assert body["profile"]["profile_updated_at"].endswith("+00:00")
 
 
 def test_profile_api_unknown_student_is_a_404_problem(synced):
