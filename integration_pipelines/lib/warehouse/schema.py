@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Date, Float, Index, Integer, MetaData, Numeric, String, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from integration_pipelines.lib.warehouse.types import UTCDateTime
@@ -50,26 +50,85 @@ raw_records = Table(
     Index("ix_raw_records_modified", "tenant_id", "source", "entity", "source_modified_at"),
 )
 
-students = Table(
-    "students",
-    metadata,
-    Column("tenant_id", String(64), primary_key=True),
+def canonical_table(name: str, key: str, *columns: Column, indexes: tuple[tuple[str, ...], ...] = ()) -> Table:
+    """A canonical table: tenant and natural key, business columns, then the bookkeeping columns."""
+    return Table(
+        name,
+        metadata,
+        Column("tenant_id", String(64), primary_key=True),
+        Column(key, String(96), primary_key=True),
+        *columns,
+        *_bookkeeping_columns(),
+        *(Index(f"ix_{name}_{'_'.join(cols)}", "tenant_id", *cols) for cols in indexes),
+    )
+
+
+ZOHO_ID = String(32)
+
+programs = canonical_table(
+    "programs", "program_key",
+    Column("zoho_id", ZOHO_ID), Column("code", String(64)), Column("name", Text), Column("level", String(32)),
+    Column("credits", Integer),
+)
+units = canonical_table(
+    "units", "unit_key",
+    Column("zoho_id", ZOHO_ID), Column("program_zoho_id", ZOHO_ID), Column("code", String(64)), Column("name", Text),
+    Column("credits", Integer),
+    indexes=(("code",),),
+)
+classes = canonical_table(
+    "classes", "class_key",
+    Column("zoho_id", ZOHO_ID), Column("program_zoho_id", ZOHO_ID), Column("name", Text),
+    Column("moodle_course_id", BigInteger), Column("start_date", Date), Column("end_date", Date),
+    indexes=(("moodle_course_id",),),
+)
+students = canonical_table(
     # `zoho:<id>` for anyone admissions knows, `moodle:<id>` for a Moodle-only account.
-    Column("student_key", String(64), primary_key=True),
-    Column("zoho_id", String(32)),
+    "students", "student_key",
+    Column("zoho_id", ZOHO_ID),
     Column("moodle_user_id", BigInteger),
     Column("student_number", String(64)),
     Column("first_name", Text),
     Column("last_name", Text),
     Column("email", Text),
-    Column("program_zoho_id", String(32)),
+    Column("program_zoho_id", ZOHO_ID),
     Column("status", String(32)),
     # How the Moodle and Zoho records were linked: crm_field, idnumber, email, or null (one source only).
     Column("identity_match", String(16)),
-    *_bookkeeping_columns(),
-    Index("ix_students_moodle_user_id", "tenant_id", "moodle_user_id"),
-    Index("ix_students_zoho_id", "tenant_id", "zoho_id"),
-    Index("ix_students_email", "tenant_id", "email"),
+    indexes=(("moodle_user_id",), ("zoho_id",), ("email",)),
+)
+enrollments = canonical_table(
+    # `zoho:<id>` for an enrollment admissions recorded, `moodle:<course>:<user>` for one only Moodle has.
+    "enrollments", "enrollment_key",
+    Column("zoho_id", ZOHO_ID), Column("student_key", String(96)), Column("student_zoho_id", ZOHO_ID),
+    Column("moodle_user_id", BigInteger), Column("class_key", String(96)), Column("class_zoho_id", ZOHO_ID),
+    Column("moodle_course_id", BigInteger), Column("status", String(16)), Column("enrolled_on", Date),
+    indexes=(("student_key",), ("class_key",), ("moodle_course_id", "moodle_user_id")),
+)
+registrations = canonical_table(
+    "registrations", "registration_key",
+    Column("zoho_id", ZOHO_ID), Column("student_key", String(96)), Column("student_zoho_id", ZOHO_ID),
+    Column("unit_zoho_id", ZOHO_ID), Column("status", String(16)),
+    indexes=(("student_key",),),
+)
+payments = canonical_table(
+    "payments", "payment_key",
+    Column("zoho_id", ZOHO_ID), Column("student_key", String(96)), Column("student_zoho_id", ZOHO_ID),
+    Column("kind", String(16)), Column("amount", Numeric(12, 2)), Column("currency", String(3)),
+    Column("method", String(32)), Column("status", String(16)), Column("due_date", Date), Column("paid_on", Date),
+    indexes=(("student_key",),),
+)
+grades = canonical_table(
+    # `moodle:<assignment>:<user>` for a Moodle assignment grade, `zoho:<id>` for a BTEC grade recorded in Zoho.
+    "grades", "grade_key",
+    Column("source", String(8)), Column("zoho_id", ZOHO_ID), Column("student_key", String(96)),
+    Column("student_zoho_id", ZOHO_ID), Column("moodle_user_id", BigInteger), Column("unit_zoho_id", ZOHO_ID),
+    Column("moodle_course_id", BigInteger), Column("moodle_grade_item_id", BigInteger),
+    Column("moodle_assignment_id", BigInteger),
+    Column("raw_grade", Float), Column("grade_max", Float), Column("percentage", Float),
+    # The grade as awarded on the BTEC scale (scale items, Zoho), and its conversion for every grade.
+    Column("btec_grade", String(16)), Column("btec_equivalent", String(16)), Column("graded_at", UTCDateTime()),
+    indexes=(("student_key",), ("moodle_user_id",)),
 )
 
 # One row per stream and tenant: when it last synced successfully. The health endpoint reads it.
@@ -80,6 +139,8 @@ sync_state = Table(
     Column("stream", String(64), primary_key=True),
     Column("last_synced_at", UTCDateTime(), nullable=False),
     Column("rows_read", Integer, nullable=False, default=0),
+    # For canonical tables: the raw changes up to this instant have been applied.
+    Column("watermark", UTCDateTime(), nullable=True),
 )
 
 
@@ -99,5 +160,12 @@ class KeyedTable:
 
 KEYED_TABLES: dict[str, KeyedTable] = {
     "raw_records": KeyedTable(raw_records, ("tenant_id", "source", "entity", "record_id")),
-    "students": KeyedTable(students, ("tenant_id", "student_key")),
+    **{
+        table.name: KeyedTable(table, ("tenant_id", table.primary_key.columns.values()[1].name))
+        for table in (programs, units, classes, students, enrollments, registrations, payments, grades)
+    },
 }
+
+CANONICAL_TABLE_NAMES = (
+    "programs", "units", "classes", "students", "enrollments", "registrations", "payments", "grades",
+)
