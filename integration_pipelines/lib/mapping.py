@@ -1,0 +1,819 @@
+"""Per-college field mappings: which Zoho modules and fields feed which canonical columns.
+
+Colleges name their Zoho CRM modules and fields differently (``Students`` vs ``Learners``,
+``Student_Number`` vs ``Learner_ID``). One YAML file per college says, for every canonical
+entity, which Zoho module holds it and which source field (through which transform) fills each
+canonical column. It also holds the identity-matching settings and the BTEC grading
+configuration, so everything that differs between colleges lives in one reviewed file.
+``integration_pipelines/mappings/default.yaml`` matches the sandbox and documents the shape.
+
+The file is validated by pydantic when it is loaded. A bad file stops the load with a
+:class:`MappingError` whose message names the file, the line and the field, e.g.::
+
+    mappings/college.yaml:23: zoho.entities.payments.fields.amount.transform: unknown transform 'decmal' (...)
+
+Loading compiles every entity into an :class:`EntityMapping` whose :meth:`EntityMapping.to_row`
+is cheap per record (about a million Zoho records pass through it in a full sync): the
+validation happens once, at load time, and the per-record work is a dict lookup and a plain
+function call per column.
+
+This module imports no Dagster: the Dagster wiring builds a resource from :func:`load_mapping`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "BTEC_GRADES",
+    "CANONICAL_COLUMNS",
+    "DEFAULT_BTEC_THRESHOLDS",
+    "DEFAULT_POINTS_PER_CREDIT",
+    "TRANSFORMS",
+    "BtecConfig",
+    "BtecThresholds",
+    "CanonicalColumn",
+    "ColumnMapping",
+    "EntityMapping",
+    "FieldMapping",
+    "IdentityConfig",
+    "MappingError",
+    "MappingProblem",
+    "MoodleConfig",
+    "PointsPerCredit",
+    "RecordTransformError",
+    "ZohoMapping",
+    "load_mapping",
+]
+
+# The Zoho system field every record carries and every sync needs: the upsert path compares it
+# so that an older update never overwrites a newer one. (``id`` is always returned by Zoho, and
+# the client always requests it, so it is not listed among the fields to request.)
+MODIFIED_TIME_FIELD = "Modified_Time"
+
+# Unit grades in rank order: Moodle's gradingform_btec scale values 1..4 (API_NOTES D).
+BTEC_GRADES: tuple[str, ...] = ("Refer", "Pass", "Merit", "Distinction")
+
+
+# =============================================================================================
+# Transforms: how a Zoho field value becomes a canonical value.
+#
+# Every transform maps None (an empty Zoho field) to None and raises ValueError for a value it
+# cannot convert. Text transforms trim whitespace and treat a blank value as missing, because
+# Zoho users type stray spaces and an empty string means "not filled in" just as null does.
+# =============================================================================================
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    # A number in a text column (e.g. a student number kept in a Zoho integer field) is its digits.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected text, got {type(value).__name__}")
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _strip(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _lower(value: Any) -> str | None:
+    # Picklist values (Status, Payment_Type, ...) are compared lower-cased in the warehouse.
+    text = None if value is None else _text(value)
+    return text.lower() if text is not None else None
+
+
+def _upper(value: Any) -> str | None:
+    text = None if value is None else _text(value)
+    return text.upper() if text is not None else None
+
+
+def _email(value: Any) -> str | None:
+    # The identity match compares emails trimmed and lower-cased; an empty email matches nothing.
+    # No syntax check: a malformed address is a data-quality finding, not a reason to stop a sync.
+    return _lower(value)
+
+
+def _lookup_id(value: Any) -> str | None:
+    """A Zoho lookup renders as ``{"name": ..., "id": ...}``; the canonical column keeps the id."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        ref = value.get("id")
+        if ref is None or isinstance(ref, bool) or not isinstance(ref, (str, int)):
+            raise ValueError("lookup without an id")
+        return str(ref).strip() or None
+    # A text field holding the id (some colleges keep ids in plain fields) is accepted as is.
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value).strip() or None
+    raise ValueError(f"expected a lookup {{name, id}}, got {type(value).__name__}")
+
+
+def _int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):  # bool is an int subclass, but True is not a course id
+        raise ValueError("expected an integer, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+    raise ValueError(f"expected an integer, got {type(value).__name__}")
+
+
+_CENT = Decimal("0.01")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """Money: Zoho renders currency as a JSON number with two decimals; keep it exact."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got bool")
+    if isinstance(value, float):
+        # repr(float) is the shortest string that round-trips, so 12.1 becomes Decimal("12.1"),
+        # not the binary expansion 12.0999999999999996447...
+        value = repr(value)
+    if isinstance(value, (int, str, Decimal)):
+        try:
+            amount = Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            raise ValueError(f"expected a number, got {value!r}") from None
+        if not amount.is_finite():
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return amount.quantize(_CENT, rounding=ROUND_HALF_UP)
+    raise ValueError(f"expected a number, got {type(value).__name__}")
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date(value: Any) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    # fromisoformat alone also accepts "20250801" and week dates; Zoho dates are YYYY-MM-DD only,
+    # so anything else is a sign the field is not the date field the mapping thinks it is.
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+
+
+def _datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 datetime with offset, got {value!r}") from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise ValueError(f"expected an ISO 8601 datetime with offset, got {type(value).__name__}")
+    # A naive time cannot be ordered against other sources' times; Zoho always sends the offset.
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"datetime without a UTC offset: {value!r}")
+    return parsed
+
+
+_BOOL_WORDS = {"true": True, "false": False}
+
+
+def _bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({
+    "identity": _identity,  # the value as Zoho sends it
+    "strip": _strip,  # trimmed text; blank -> None
+    "lower": _lower,  # trimmed, lower-cased text; blank -> None
+    "upper": _upper,  # trimmed, upper-cased text; blank -> None
+    "email": _email,  # trimmed, lower-cased email; blank -> None
+    "lookup_id": _lookup_id,  # {"name", "id"} -> the id as a string
+    "int": _int,
+    "decimal": _decimal,  # Decimal quantised to 0.01 (money)
+    "date": _date,  # "YYYY-MM-DD" -> datetime.date
+    "datetime": _datetime,  # ISO 8601 with offset -> aware datetime; naive is rejected
+    "bool": _bool,
+})
+"""The transform registry: a mapping file may name only these."""
+
+# Which transforms can fill a column of each kind. A date column filled through ``identity``
+# would hold a string and break every mart that compares dates, so the load rejects it.
+_KIND_TRANSFORMS: dict[str, tuple[str, ...]] = {
+    "text": ("identity", "strip", "lower", "upper", "email"),
+    "ref": ("lookup_id", "strip"),  # a Zoho record id: from a lookup, or a text field holding it
+    "int": ("int",),
+    "decimal": ("decimal",),
+    "date": ("date",),
+    "datetime": ("datetime",),
+    "bool": ("bool",),
+}
+
+
+# =============================================================================================
+# The canonical model: the columns each entity may fill (the seed's canonical tables).
+# =============================================================================================
+@dataclass(frozen=True)
+class CanonicalColumn:
+    """One canonical column an entity's mapping may fill.
+
+    ``required`` columns are the ones other tables join on or a mart cannot do without; a
+    mapping must name them. Optional columns a college does not have stay None in every row.
+    """
+
+    name: str
+    kind: str  # a key of _KIND_TRANSFORMS
+    required: bool = False
+
+
+def _cols(*spec: tuple[str, str, bool]) -> tuple[CanonicalColumn, ...]:
+    return tuple(CanonicalColumn(*s) for s in spec)
+
+
+CANONICAL_COLUMNS: Mapping[str, tuple[CanonicalColumn, ...]] = MappingProxyType({
+    "programs": _cols(("code", "text", True), ("name", "text", False), ("level", "text", False),
+                      ("credits", "int", False)),
+    "units": _cols(("program_zoho_id", "ref", True), ("code", "text", True), ("name", "text", False),
+                   # credits weight the points-per-credit averages (lib/btec.py)
+                   ("credits", "int", True)),
+    "classes": _cols(("program_zoho_id", "ref", True), ("name", "text", False),
+                     # the link to the Moodle course that teaches the class
+                     ("moodle_course_id", "int", True),
+                     ("start_date", "date", False), ("end_date", "date", False)),
+    "students": _cols(("student_number", "text", True), ("first_name", "text", False), ("last_name", "text", False),
+                      # student_number and email are what the identity match uses
+                      ("email", "text", True), ("program_zoho_id", "ref", False), ("status", "text", False)),
+    "enrollments": _cols(("student_zoho_id", "ref", True), ("class_zoho_id", "ref", True), ("status", "text", False),
+                         ("enrolled_on", "date", False)),
+    "registrations": _cols(("student_zoho_id", "ref", True), ("unit_zoho_id", "ref", True),
+                           ("status", "text", False)),
+    "payments": _cols(("student_zoho_id", "ref", True), ("kind", "text", False), ("amount", "decimal", True),
+                      ("currency", "text", False), ("method", "text", False), ("status", "text", False),
+                      ("due_date", "date", False), ("paid_on", "date", False)),
+    "btec_grades": _cols(("student_zoho_id", "ref", True), ("unit_zoho_id", "ref", True),
+                         ("btec_grade", "text", True), ("graded_at", "datetime", False)),
+})
+"""Canonical entity -> the columns its mapping may fill, in table order."""
+
+
+# =============================================================================================
+# The file's schema (pydantic). Strict: YAML's "yes" is not silently a string, 40 is not "40".
+# =============================================================================================
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_by_name=True,
+                              validate_by_alias=True)
+    # What the keys of this mapping are, for messages ("unknown entity 'studnets'").
+    key_noun: ClassVar[str] = "key"
+
+
+_API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_api_name(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("api_name", "must not be empty")
+    if not _API_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "api_name", "{value} is not a Zoho API name (letters, digits and underscores, starting with a letter)",
+            {"value": repr(value)},
+        )
+    return value
+
+
+ApiName = Annotated[str, AfterValidator(_check_api_name)]
+
+
+class IdentityConfig(_Section):
+    """How a Moodle user and a Zoho student are recognised as one student (lib/students.py)."""
+
+    moodle_crm_field: Annotated[str, Field(min_length=1)] | None = "crmid"
+    """Shortname of the Moodle custom profile field holding the Zoho id; None disables this key."""
+    match_on_idnumber: bool = True
+    """Match Moodle ``idnumber`` against the Zoho student number."""
+    unmatched_warn_share: float = Field(0.10, ge=0.0, le=1.0, allow_inf_nan=False)
+    """The unmatched-identity asset check warns when more than this share of students is unmatched."""
+
+
+class BtecThresholds(_Section):
+    """Percentage cut-offs from a numeric grade to a BTEC unit grade.
+
+    Refer < pass <= Pass < merit <= Merit < distinction <= Distinction. Pearson defines no
+    official mapping; 40/60/70 is the UK higher-education convention (API_NOTES D).
+    """
+
+    key_noun: ClassVar[str] = "threshold"
+
+    pass_mark: float = Field(alias="pass", ge=0.0, le=100.0, allow_inf_nan=False)
+    merit_mark: float = Field(alias="merit", ge=0.0, le=100.0, allow_inf_nan=False)
+    distinction_mark: float = Field(alias="distinction", ge=0.0, le=100.0, allow_inf_nan=False)
+
+    @field_validator("merit_mark", "distinction_mark")
+    @classmethod
+    def _strictly_increasing(cls, value: float, info: ValidationInfo) -> float:
+        # Fields validate in order, so the one below is in info.data unless it was itself invalid.
+        below = {"merit_mark": ("pass_mark", "pass"), "distinction_mark": ("merit_mark", "merit")}[info.field_name]
+        lower = info.data.get(below[0])
+        if lower is not None and value <= lower:
+            name = "merit" if info.field_name == "merit_mark" else "distinction"
+            raise PydanticCustomError(
+                "thresholds_order",
+                "thresholds must be strictly increasing: {name} ({value}) must be above {below} ({lower})",
+                {"name": name, "value": value, "below": below[1], "lower": lower},
+            )
+        return value
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.pass_mark, self.merit_mark, self.distinction_mark)
+
+
+class PointsPerCredit(_Section):
+    """Points a unit grade earns per credit, for credit-weighted averages.
+
+    The default is Pearson's QCF Level 3 example (7/8/9 for Pass/Merit/Distinction); Higher
+    Nationals use 0/1/2 with Pass as the floor. Refer earns nothing by default.
+    """
+
+    key_noun: ClassVar[str] = "grade"
+
+    Refer: float = Field(ge=0.0, allow_inf_nan=False)
+    Pass: float = Field(ge=0.0, allow_inf_nan=False)
+    Merit: float = Field(ge=0.0, allow_inf_nan=False)
+    Distinction: float = Field(ge=0.0, allow_inf_nan=False)
+
+    def for_grade(self, grade: str) -> float:
+        """Points per credit of ``grade`` (one of BTEC_GRADES); ValueError for anything else."""
+        if grade not in BTEC_GRADES:
+            raise ValueError(f"not a BTEC unit grade: {grade!r} (expected one of: {', '.join(BTEC_GRADES)})")
+        return getattr(self, grade)
+
+
+DEFAULT_BTEC_THRESHOLDS = BtecThresholds(pass_mark=40.0, merit_mark=60.0, distinction_mark=70.0)
+DEFAULT_POINTS_PER_CREDIT = PointsPerCredit(Refer=0.0, Pass=7.0, Merit=8.0, Distinction=9.0)
+
+
+class BtecConfig(_Section):
+    """BTEC grading: the one place its configuration lives (lib/btec.py takes it as arguments)."""
+
+    thresholds: BtecThresholds = DEFAULT_BTEC_THRESHOLDS
+    points_per_credit: PointsPerCredit = DEFAULT_POINTS_PER_CREDIT
+
+
+class FieldRef(_Section):
+    """One canonical column's source: a Zoho field API name and a transform from TRANSFORMS."""
+
+    source: ApiName
+    transform: str = "identity"
+
+    @field_validator("transform")
+    @classmethod
+    def _known_transform(cls, value: str) -> str:
+        if value not in TRANSFORMS:
+            raise PydanticCustomError(
+                "unknown_transform", "unknown transform {name} (expected one of: {expected})",
+                {"name": repr(value), "expected": ", ".join(TRANSFORMS)},
+            )
+        return value
+
+
+def _field_ref_input(required: bool) -> Callable[[Any], Any]:
+    def coerce(value: Any) -> Any:
+        if isinstance(value, str):  # shorthand: `first_name: First_Name` (identity transform)
+            return {"source": value}
+        if value is None:
+            if required:
+                raise PydanticCustomError("required_column", "this column is required and cannot be null")
+            return None
+        if isinstance(value, (dict, FieldRef)):
+            return value
+        raise PydanticCustomError(
+            "field_ref_type", "expected a Zoho field name or a mapping {source, transform}, got {value}",
+            {"value": repr(value)},
+        )
+
+    return coerce
+
+
+def _transform_fits(column: CanonicalColumn) -> Callable[[FieldRef | None], FieldRef | None]:
+    allowed = _KIND_TRANSFORMS[column.kind]
+
+    def check(ref: FieldRef | None) -> FieldRef | None:
+        if ref is not None and ref.transform not in allowed:
+            raise PydanticCustomError(
+                "transform_kind",
+                "transform {transform} cannot fill the {kind} column {column} (use one of: {allowed})",
+                {"transform": repr(ref.transform), "kind": column.kind, "column": repr(column.name),
+                 "allowed": ", ".join(allowed)},
+            )
+        return ref
+
+    return check
+
+
+class _ColumnsSection(_Section):
+    key_noun: ClassVar[str] = "canonical column"
+
+
+class _EntitySection(_Section):
+    module: ApiName
+    """The Zoho module's API name."""
+
+
+def _entity_models() -> dict[str, type[_EntitySection]]:
+    """One pydantic model per entity, built from CANONICAL_COLUMNS so the two never disagree."""
+    models: dict[str, type[_EntitySection]] = {}
+    for entity, columns in CANONICAL_COLUMNS.items():
+        title = "".join(part.title() for part in entity.split("_"))
+        column_fields: dict[str, Any] = {}
+        for column in columns:
+            ref = Annotated[FieldRef, BeforeValidator(_field_ref_input(column.required)),
+                            AfterValidator(_transform_fits(column))]
+            if column.required:
+                column_fields[column.name] = (ref, ...)
+            else:
+                column_fields[column.name] = (Annotated[FieldRef | None, BeforeValidator(_field_ref_input(False)),
+                                                        AfterValidator(_transform_fits(column))], None)
+        fields_model = create_model(f"{title}Columns", __base__=_ColumnsSection, **column_fields)
+        models[entity] = create_model(f"{title}Entity", __base__=_EntitySection, fields=(fields_model, ...))
+    return models
+
+
+_ENTITY_MODELS = _entity_models()
+
+
+class _EntitiesSectionBase(_Section):
+    key_noun: ClassVar[str] = "entity"
+
+
+_EntitiesSection = create_model(
+    "EntitiesSection", __base__=_EntitiesSectionBase, **{name: (model, ...) for name, model in _ENTITY_MODELS.items()}
+)
+
+
+class _ZohoSection(_Section):
+    entities: _EntitiesSection  # type: ignore[valid-type]
+
+
+class MoodleConfig(_Section):
+    """How Moodle records attach to the canonical model."""
+
+    unit_link: Literal["grade_item_idnumber"] = "grade_item_idnumber"
+    """A Moodle grade item (assignment) belongs to the unit whose code equals its idnumber."""
+
+
+class _MappingFile(_Section):
+    key_noun: ClassVar[str] = "section"
+
+    version: Literal[1]
+    identity: IdentityConfig = IdentityConfig()
+    btec: BtecConfig = BtecConfig()
+    zoho: _ZohoSection
+    moodle: MoodleConfig = MoodleConfig()
+
+
+# =============================================================================================
+# Compiled mappings: what the pipeline uses.
+# =============================================================================================
+class RecordTransformError(ValueError):
+    """A Zoho record's value could not be converted (bad data, not a bad mapping file)."""
+
+    def __init__(self, entity: str, field: str, record_id: Any, reason: str):
+        super().__init__(f"{entity} record {record_id!r}: {field}: {reason}")
+        self.entity = entity
+        self.field = field
+        self.record_id = record_id
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """One canonical column filled from one Zoho field through one transform."""
+
+    column: str
+    source: str
+    transform: str
+
+
+class EntityMapping:
+    """One canonical entity's Zoho module, the fields to request, and the record -> row function."""
+
+    __slots__ = ("name", "module", "columns", "_source_fields", "_plan", "_unmapped")
+
+    def __init__(self, name: str, module: str, columns: tuple[ColumnMapping, ...]):
+        self.name = name
+        self.module = module
+        self.columns = columns
+        self._source_fields = tuple(
+            f for f in dict.fromkeys([*(c.source for c in columns), MODIFIED_TIME_FIELD]) if f != "id"
+        )
+        # The plan is what to_row runs per record: no attribute lookups, no registry lookups,
+        # and no call at all for identity columns.
+        self._plan = tuple(
+            (c.column, c.source, None if c.transform == "identity" else TRANSFORMS[c.transform]) for c in columns
+        )
+        mapped = {c.column for c in columns}
+        self._unmapped = {c.name: None for c in CANONICAL_COLUMNS[name] if c.name not in mapped}
+
+    def __repr__(self) -> str:
+        return f"EntityMapping({self.name!r}, module={self.module!r}, columns={len(self.columns)})"
+
+    @property
+    def source_fields(self) -> list[str]:
+        """The Zoho API field names to request: those the mapping names, plus Modified_Time.
+
+        ``id`` is left out because Zoho returns it with every record and the client requests it.
+        """
+        return list(self._source_fields)
+
+    def to_row(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn one Zoho record (as the API returns it) into a canonical row.
+
+        The row holds every canonical column of the entity (None where the mapping names no
+        source), plus ``zoho_id`` (the record id) and ``source_modified_at`` (Modified_Time as an
+        aware datetime). A value a transform cannot convert raises RecordTransformError (a
+        ValueError) naming the entity, the column, the Zoho field and the record id.
+        """
+        get = record.get
+        try:
+            row = {column: get(source) if fn is None else fn(get(source)) for column, source, fn in self._plan}
+            zoho_id = _record_id(record["id"])
+            modified = _datetime(record[MODIFIED_TIME_FIELD])
+            if modified is None:
+                raise ValueError("Modified_Time is null")
+        except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as exc:
+            raise self._explain(record, exc) from exc
+        row.update(self._unmapped)
+        row["zoho_id"] = zoho_id
+        row["source_modified_at"] = modified
+        return row
+
+    def _explain(self, record: Mapping[str, Any], exc: Exception) -> RecordTransformError:
+        # The slow path, taken only on failure: find which column failed, for the message.
+        record_id = record.get("id")
+        for column, source, fn in self._plan:
+            if fn is None:
+                continue
+            try:
+                fn(record.get(source))
+            except Exception as column_exc:  # noqa: BLE001 - any failure here is the culprit
+                return RecordTransformError(self.name, f"{column} (from {source})", record_id, str(column_exc))
+        if "id" not in record:
+            return RecordTransformError(self.name, "id", None, "record has no id")
+        try:
+            _record_id(record["id"])
+        except ValueError as id_exc:
+            return RecordTransformError(self.name, "id", record_id, str(id_exc))
+        if MODIFIED_TIME_FIELD not in record:
+            return RecordTransformError(self.name, MODIFIED_TIME_FIELD, record_id, "record has no Modified_Time")
+        return RecordTransformError(self.name, MODIFIED_TIME_FIELD, record_id, str(exc))
+
+
+def _record_id(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ValueError(f"record id must be a non-empty string, got {value!r}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ZohoMapping:
+    """The Zoho side: canonical entity name -> its compiled mapping."""
+
+    entities: Mapping[str, EntityMapping]
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """A college's validated, compiled mapping file (see :func:`load_mapping`)."""
+
+    identity: IdentityConfig
+    btec: BtecConfig
+    zoho: ZohoMapping
+    moodle: MoodleConfig
+    file: str
+    """The file it was loaded from, for logs and run metadata."""
+
+
+def _compile(spec: _MappingFile, file: str) -> FieldMapping:
+    entities: dict[str, EntityMapping] = {}
+    for name in CANONICAL_COLUMNS:
+        entity = getattr(spec.zoho.entities, name)
+        columns = tuple(
+            ColumnMapping(column.name, ref.source, ref.transform)
+            for column in CANONICAL_COLUMNS[name]
+            if (ref := getattr(entity.fields, column.name)) is not None
+        )
+        entities[name] = EntityMapping(name, entity.module, columns)
+    return FieldMapping(identity=spec.identity, btec=spec.btec, zoho=ZohoMapping(MappingProxyType(entities)),
+                        moodle=spec.moodle, file=file)
+
+
+# =============================================================================================
+# Loading, and errors that point at the file, the line and the field.
+# =============================================================================================
+@dataclass(frozen=True)
+class MappingProblem:
+    """One thing wrong with a mapping file. ``line`` is 1-based; None when no line applies."""
+
+    line: int | None
+    field: str | None
+    message: str
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used. The message has one ``file:line: field: problem`` per problem.
+
+    ``file``, ``line`` and ``field`` describe the first problem (``line``/``field`` are None when
+    they do not apply, e.g. a missing file); ``problems`` holds them all.
+    """
+
+    def __init__(self, file: str, problems: list[MappingProblem]):
+        self.file = file
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        self.line = first.line
+        self.field = first.field
+        super().__init__("\n".join(self._format(p) for p in self.problems))
+
+    def _format(self, problem: MappingProblem) -> str:
+        where = self.file if problem.line is None else f"{self.file}:{problem.line}"
+        return f"{where}: {problem.field}: {problem.message}" if problem.field else f"{where}: {problem.message}"
+
+
+DEFAULT_MAPPING = "default.yaml"
+
+
+def load_mapping(path: str | Path | None = None) -> FieldMapping:
+    """Load, validate and compile a mapping file; None loads the packaged default (the sandbox's).
+
+    Raises MappingError naming the file, line and field of every problem found.
+    """
+    if path is None:
+        resource = resources.files("integration_pipelines.mappings").joinpath(DEFAULT_MAPPING)
+        with resources.as_file(resource) as default_path:
+            return _load(Path(default_path), str(default_path))
+    return _load(Path(path), str(path))
+
+
+def _load(path: Path, file: str) -> FieldMapping:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MappingError(file, [MappingProblem(None, None, "mapping file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(file, [MappingProblem(None, None, f"cannot read the mapping file: {exc}")]) from None
+
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise MappingError(file, [MappingProblem(1, None, "the file is empty; expected a mapping with "
+                                                               "version and zoho")])
+        duplicates = sorted(_duplicate_keys(root), key=lambda p: p.line or 0)
+        if duplicates:
+            raise MappingError(file, duplicates)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = "; ".join(p for p in (exc.context, exc.problem) if p)
+        raise MappingError(file, [MappingProblem(line, None, f"invalid YAML: {reason}")]) from None
+    except yaml.YAMLError as exc:
+        raise MappingError(file, [MappingProblem(None, None, f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+    try:
+        spec = _MappingFile.model_validate(data)
+    except ValidationError as exc:
+        problems = sorted((_problem(root, err) for err in exc.errors()), key=lambda p: p.line or 0)
+        raise MappingError(file, problems) from None
+    return _compile(spec, file)
+
+
+def _duplicate_keys(root: yaml.Node) -> Iterator[MappingProblem]:
+    """Keys given twice in one YAML mapping. PyYAML keeps the last silently; a mapping file must not."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:  # aliases share nodes (and may be recursive)
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in first_line:
+                        message = f"duplicate key {key.value!r} (first given on line {first_line[key.value]})"
+                        yield MappingProblem(line, _dotted((*path, key.value)), message)
+                    else:
+                        first_line[key.value] = line
+                    stack.append((value, (*path, key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+
+
+def _line_of(root: yaml.Node, loc: tuple[str | int, ...]) -> int:
+    """The line of the node at ``loc``: the key's line for a mapping entry; when part of ``loc``
+    is missing from the file, the line of the nearest enclosing node that is there."""
+    node, line = root, root.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    node, line = value, key.start_mark.line + 1
+                    break
+            else:
+                break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_OWN_ERRORS = {"api_name", "thresholds_order", "unknown_transform", "required_column", "field_ref_type",
+               "transform_kind"}
+
+
+def _section_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the last part of ``loc`` (for listing what keys it allows)."""
+    model: type[BaseModel] = _MappingFile
+    for part in loc[:-1]:
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))  # X | None -> (X, NoneType)
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _problem(root: yaml.Node, err: Mapping[str, Any]) -> MappingProblem:
+    loc = tuple(p for p in err["loc"] if p != "[key]")
+    field = _dotted(loc) or None
+    line = _line_of(root, loc)
+    kind = err["type"]
+    section = _section_at(loc) if loc else None
+    noun = getattr(section, "key_noun", "key")
+    if kind == "missing":
+        message = f"missing required {noun} {loc[-1]!r}"
+    elif kind == "extra_forbidden":
+        allowed = ", ".join(f.alias or name for name, f in section.model_fields.items()) if section else ""
+        message = f"unknown {noun} {loc[-1]!r}" + (f" (expected one of: {allowed})" if allowed else "")
+    else:
+        message = err["msg"]
+        value = err.get("input")
+        if kind not in _OWN_ERRORS and not isinstance(value, (dict, list)):
+            message += f" (got {value!r})"
+    return MappingProblem(line, field, message)
