@@ -516,7 +516,11 @@ class College:
         return {"student_zoho_id": str(student_zid) if student_zid else None, "moodle_user_id": user_id}
 
     def iter_truth(self, table: str) -> Iterator[dict]:
-        """Rows of one canonical table, generated lazily (the grades table can be ~1M rows)."""
+        """Rows of one canonical table, generated lazily (the grades table can be ~1M rows).
+
+        The generator walks snapshots of the record collections, so it may be advanced in
+        chunks (each under the sandbox lock) while mutations happen in between.
+        """
         if table not in TABLES:
             raise KeyError(table)
         return getattr(self, f"_truth_{table}")()
@@ -526,9 +530,9 @@ class College:
         return {t: list(self.iter_truth(t)) for t in TABLES}
 
     def _truth_students(self) -> Iterator[dict]:
-        for s in self.zoho["Students"].records.values():
+        for s in list(self.zoho["Students"].records.values()):
             yield self._student_row(s)
-        for s in self.moodle_only_students:
+        for s in list(self.moodle_only_students):
             yield self._student_row(s)
 
     def _student_row(self, s: Student) -> dict:
@@ -554,17 +558,17 @@ class College:
         }
 
     def _truth_programs(self) -> Iterator[dict]:
-        for p in self.zoho["Programs"].records.values():
+        for p in list(self.zoho["Programs"].records.values()):
             yield {"zoho_id": str(p.zid), "code": p.code, "name": p.name, "level": p.level,
                    "credits": p.credits, "deleted": p.deleted is not None}
 
     def _truth_units(self) -> Iterator[dict]:
-        for u in self.zoho["Units"].records.values():
+        for u in list(self.zoho["Units"].records.values()):
             yield {"zoho_id": str(u.zid), "program_zoho_id": str(u.program), "code": u.code, "name": u.name,
                    "credits": u.credits, "deleted": u.deleted is not None}
 
     def _truth_classes(self) -> Iterator[dict]:
-        for c in self.zoho["Classes"].records.values():
+        for c in list(self.zoho["Classes"].records.values()):
             yield {"zoho_id": str(c.zid), "program_zoho_id": str(c.program), "name": c.name,
                    "moodle_course_id": c.course_id, "start_date": zoho_date(c.start),
                    "end_date": zoho_date(c.end), "deleted": c.deleted is not None}
@@ -579,9 +583,9 @@ class College:
         return "active"
 
     def all_enrollments(self) -> Iterator[Enrollment]:
-        yield from self.zoho["Enrollments"].records.values()
-        for c in self.courses.values():
-            for e in c.enrolments:
+        yield from list(self.zoho["Enrollments"].records.values())
+        for c in list(self.courses.values()):
+            for e in list(c.enrolments):
                 if not e.zid:
                     yield e
 
@@ -598,20 +602,20 @@ class College:
             }
 
     def _truth_registrations(self) -> Iterator[dict]:
-        for r in self.zoho["Registrations"].records.values():
+        for r in list(self.zoho["Registrations"].records.values()):
             yield {"zoho_id": str(r.zid), "student_zoho_id": str(r.student), "unit_zoho_id": str(r.unit),
                    "status": r.status.lower(), "deleted": r.deleted is not None}
 
     def _truth_payments(self) -> Iterator[dict]:
-        for p in self.zoho["Payments"].records.values():
+        for p in list(self.zoho["Payments"].records.values()):
             yield {"zoho_id": str(p.zid), "student_zoho_id": str(p.student), "kind": p.kind.lower(),
                    "amount": f"{p.amount_pence // 100}.{p.amount_pence % 100:02d}", "currency": p.currency,
                    "method": p.method, "status": p.status.lower(), "due_date": zoho_date(p.due),
                    "paid_on": zoho_date(p.paid_on), "deleted": p.deleted is not None}
 
     def _truth_grades(self) -> Iterator[dict]:
-        for a in self.assignments.values():
-            for g in a.grades.values():
+        for a in list(self.assignments.values()):
+            for g in list(a.grades.values()):
                 user = self.users[g.user_id]
                 if user.is_teacher:
                     continue
@@ -628,7 +632,7 @@ class College:
                     "graded_at": zoho_datetime(g.timemodified),
                     "deleted": False,
                 }
-        for b in self.zoho["BTEC_Grades"].records.values():
+        for b in list(self.zoho["BTEC_Grades"].records.values()):
             s = self.students_by_zid.get(b.student)
             yield {
                 "source": "zoho",

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import parse_qsl
@@ -26,16 +27,25 @@ def truth_meta(app: "SandboxApp") -> dict:
     return {"students": col.size, "seed": col.seed, "now": zoho_datetime(col.clock()), "knobs": col.knobs}
 
 
-def iter_truth_json(app: "SandboxApp", chunk_rows: int = 2000) -> Iterator[bytes]:
-    """The truth document as JSON chunks; each table is read under the lock in one pass."""
-    yield b'{"meta":' + json.dumps(truth_meta(app)).encode() + b',"tables":{'
+def iter_truth_json(app: "SandboxApp", chunk_rows: int = 5000) -> Iterator[bytes]:
+    """The truth document as JSON chunks; rows are produced ``chunk_rows`` at a time under the lock,
+    so memory stays at one chunk even for a ~1M-row grades table."""
+    with app.lock:
+        meta = truth_meta(app)
+    yield b'{"meta":' + json.dumps(meta).encode() + b',"tables":{'
     for t_i, table in enumerate(TABLES):
         yield (b"," if t_i else b"") + json.dumps(table).encode() + b":["
         with app.lock:
-            rows = list(app.college.iter_truth(table))
-        for i in range(0, len(rows), chunk_rows):
-            part = ",".join(json.dumps(r, separators=(",", ":")) for r in rows[i:i + chunk_rows])
-            yield (b"," if i else b"") + part.encode()
+            rows_iter = app.college.iter_truth(table)
+        first = True
+        while True:
+            with app.lock:
+                rows = list(itertools.islice(rows_iter, chunk_rows))
+            if not rows:
+                break
+            part = ",".join(json.dumps(r, separators=(",", ":")) for r in rows)
+            yield (b"" if first else b",") + part.encode()
+            first = False
         yield b"]"
     yield b"}}"
 

@@ -315,14 +315,21 @@ class _Mutator:
         if not n:
             return
         col, now = self.col, self.now
-        candidates = []
-        for e in self._live_student_enrolments():
-            if col.users[e.user_id].is_teacher:
-                continue
-            for a in col.courses[e.course_id].assignments:
-                if e.user_id not in a.grades:
-                    candidates.append((e, a))
-        for e, a in self._sample(candidates, n):
+        # Rejection sampling over enrolments: O(n) in the request, not in the ~1M grades.
+        enrolments = [e for e in self._live_student_enrolments() if not col.users[e.user_id].is_teacher]
+        candidates: list = []
+        taken: set = set()
+        for _ in range(n * 50):
+            if len(candidates) >= n or not enrolments:
+                break
+            e = self.rng.choice(enrolments)
+            open_ = [a for a in col.courses[e.course_id].assignments
+                     if e.user_id not in a.grades and (a.id, e.user_id) not in taken]
+            if open_:
+                a = self.rng.choice(open_)
+                taken.add((a.id, e.user_id))
+                candidates.append((e, a))
+        for e, a in candidates:
             course = col.courses[e.course_id]
             g = Grade(col.new_moodle_id("assign_grades"), a.id, e.user_id, self._draw_grade(a), now, now,
                       course.teacher_id, now - 3600)
@@ -335,15 +342,25 @@ class _Mutator:
         if not n:
             return
         col = self.col
-        ue_of = {(e.course_id, e.user_id): e for e in self._live_student_enrolments()}
-        candidates = [(a, g) for a in col.assignments.values() for g in a.grades.values()
-                      if (a.course_id, g.user_id) in ue_of]
-        for a, g in self._sample(candidates, n):
+        enrolments = self._live_student_enrolments()
+        candidates: list = []
+        taken: set = set()
+        for _ in range(n * 50):
+            if len(candidates) >= n or not enrolments:
+                break
+            e = self.rng.choice(enrolments)
+            graded = [a for a in col.courses[e.course_id].assignments
+                      if e.user_id in a.grades and (a.id, e.user_id) not in taken]
+            if graded:
+                a = self.rng.choice(graded)
+                taken.add((a.id, e.user_id))
+                candidates.append((a, a.grades[e.user_id], e))
+        for a, g, e in candidates:
             old = g.raw
             while g.raw == old:
                 g.raw = self._draw_grade(a)
             g.timemodified = self.now
-            self._grade_events(col.courses[a.course_id], a, g, ue_of[(a.course_id, g.user_id)], regrade=True)
+            self._grade_events(col.courses[a.course_id], a, g, e, regrade=True)
         self._count("moodle", "regrades", min(n, len(candidates)))
 
     def suspend_enrolments(self) -> None:
