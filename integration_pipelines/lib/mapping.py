@@ -714,7 +714,10 @@ def _load(path: Path, file: str) -> FieldMapping:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        reason = "; ".join(p for p in (exc.context, exc.problem) if p)
+        context = exc.context
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" (from line {exc.context_mark.line + 1})"  # e.g. where an unclosed bracket opened
+        reason = ": ".join(p for p in (context, exc.problem) if p)
         raise MappingError(file, [MappingProblem(line, None, f"invalid YAML: {reason}")]) from None
     except yaml.YAMLError as exc:
         raise MappingError(file, [MappingProblem(None, None, f"invalid YAML: {exc}")]) from None
