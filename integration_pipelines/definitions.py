@@ -11,18 +11,22 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
-from integration_pipelines.defs.canonical.assets import students
-from integration_pipelines.defs.jobs import full_sync
+from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
+from integration_pipelines.defs.canonical.checks import CANONICAL_CHECKS
+from integration_pipelines.defs.jobs import full_sync, incremental_sync
 from integration_pipelines.defs.marts.assets import dbt_marts, dbt_project
-from integration_pipelines.defs.moodle.assets import moodle_snapshot
+from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.resources import WarehouseResource
-from integration_pipelines.defs.zoho.assets import raw_zoho_students
+from integration_pipelines.defs.schedules import full_sync_nightly, incremental_sync_hourly
+from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 from integration_pipelines.defs.zoho.resources import ZohoResource
 
 defs = Definitions(
-    assets=[moodle_snapshot, raw_zoho_students, students, dbt_marts],
-    jobs=[full_sync],
+    assets=[moodle_snapshot, moodle_grade_changes, zoho_snapshot, zoho_changes, *CANONICAL_ASSETS, dbt_marts],
+    asset_checks=CANONICAL_CHECKS,
+    jobs=[full_sync, incremental_sync],
+    schedules=[full_sync_nightly, incremental_sync_hourly],
     resources={
         "warehouse": WarehouseResource(),
         "moodle": MoodleResource(token=EnvVar("MOODLE_TOKEN")),

@@ -1,13 +1,30 @@
-"""The jobs users and schedules launch by name."""
-
-from __future__ import annotations
+"""The jobs users and schedules launch by name: `full_sync` and `incremental_sync`."""
 
 from dagster import AssetSelection, define_asset_job
 
-# The nightly reconciliation: a snapshot of both sources, every canonical table, every mart.
-# It detects deletes, which incremental reads cannot.
+from integration_pipelines.defs.canonical.assets import WATERMARKED_ASSETS
+from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
+from integration_pipelines.defs.partitions import change_windows
+from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
+
+SNAPSHOTS = AssetSelection.assets(moodle_snapshot, zoho_snapshot)
+CHANGE_WINDOWS = AssetSelection.assets(moodle_grade_changes, zoho_changes)
+
+# Apply every raw record (students and enrollments are always recomputed whole).
+_FULL_CONFIG = {"ops": {asset.op.name: {"config": {"full": True}} for asset in WATERMARKED_ASSETS}}
+
 full_sync = define_asset_job(
     "full_sync",
-    selection=AssetSelection.all(),
-    description="Snapshot both sources, rebuild the canonical tables and the marts, detect deletes.",
+    selection=AssetSelection.all() - CHANGE_WINDOWS,
+    config=_FULL_CONFIG,
+    description="Nightly reconciliation: snapshot both sources, apply every raw record to the canonical "
+    "tables, rebuild the marts. The only path that sees records deleted without a trace.",
+)
+
+incremental_sync = define_asset_job(
+    "incremental_sync",
+    selection=AssetSelection.all() - SNAPSHOTS,
+    partitions_def=change_windows,
+    description="What changed in a window: Zoho records by modification time, Moodle assignment grades by "
+    "`since`; then the canonical tables apply just those changes, and the marts rebuild.",
 )

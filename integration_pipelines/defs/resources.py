@@ -65,5 +65,8 @@ class WarehouseResource(ConfigurableResource):
         with self.engine.begin() as conn:
             yield conn
 
-    def record_sync(self, conn: Connection, stream: str, rows_read: int, at: datetime | None = None) -> None:
-        record_sync(conn, self._tenant_id, stream, rows_read, at or datetime.now(UTC))
+    def record_sync(
+        self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None
+    ) -> None:
+        """Note that `stream` synced now (and, for a canonical stream, how far it applied raw changes)."""
+        record_sync(conn, self._tenant_id, stream, rows_read, datetime.now(UTC), watermark=watermark)

@@ -21,31 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 STUDENT_ROLE = "student"
-
-
-@dataclass(frozen=True)
-class StudentFields:
-    """Where the student attributes live in each source (the defaults match the sandbox)."""
-
-    zoho_module: str = "Students"
-    student_number: str = "Student_Number"
-    first_name: str = "First_Name"
-    last_name: str = "Last_Name"
-    email: str = "Email"
-    program: str = "Programme"
-    status: str = "Status"
-    modified_time: str = "Modified_Time"
-    moodle_crm_field: str | None = "crmid"
-    match_on_idnumber: bool = True
-
-    @property
-    def zoho_fields(self) -> list[str]:
-        """The fields to request from the Zoho Students module."""
-        return [self.student_number, self.first_name, self.last_name, self.email, self.program,
-                self.status, self.modified_time]
 
 
 @dataclass
@@ -85,21 +63,6 @@ def normalise_email(value: Any) -> str | None:
     return value or None
 
 
-def parse_zoho_datetime(value: str) -> datetime:
-    """Zoho datetimes are ISO 8601 with an offset, e.g. 2024-06-01T10:15:22+01:00."""
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"Zoho datetime without an offset: {value!r}")
-    return parsed
-
-
-def _lookup_id(value: Any) -> str | None:
-    """Zoho lookups are {"name", "id"}; keep the id."""
-    if isinstance(value, Mapping):
-        return value.get("id")
-    return value or None
-
-
 def _custom_field(user: Mapping[str, Any], shortname: str | None) -> str | None:
     if not shortname:
         return None
@@ -110,6 +73,13 @@ def _custom_field(user: Mapping[str, Any], shortname: str | None) -> str | None:
     return None
 
 
+class IdentityRules(Protocol):
+    """The identity section of the field mapping."""
+
+    moodle_crm_field: str | None
+    match_on_idnumber: bool
+
+
 def link_students(
     zoho_students: Iterable[Mapping[str, Any]],
     moodle_users: Iterable[Mapping[str, Any]],
@@ -117,40 +87,38 @@ def link_students(
     *,
     tenant_id: str,
     observed_at: datetime,
+    rules: IdentityRules,
     deleted_zoho_ids: Set[str] = frozenset(),
-    fields: StudentFields = StudentFields(),
 ) -> tuple[list[dict[str, Any]], IdentityStats]:
     """Link the two sources and return canonical student rows and the link statistics.
 
-    `zoho_students` are Students records as the Zoho API returns them, `moodle_users` are user
-    records as Moodle's WS returns them, and `moodle_roles` maps a Moodle user id to the role
-    shortnames it holds in any course. `deleted_zoho_ids` are the students Zoho lists as deleted.
-    `observed_at` stamps rows that only Moodle knows, since Moodle does not say when a user last
-    changed.
+    `zoho_students` are Zoho Students records already mapped to canonical columns (the field
+    mapping's `to_row`), `moodle_users` are user records as Moodle's WS returns them, and
+    `moodle_roles` maps a Moodle user id to the role shortnames it holds in any course.
+    `deleted_zoho_ids` are the students Zoho lists as deleted. `observed_at` stamps rows that only
+    Moodle knows, since Moodle does not say when a user last changed.
     """
     stats = IdentityStats()
-    zoho = {str(r["id"]): r for r in zoho_students}
+    zoho = {row["zoho_id"]: row for row in zoho_students}
     stats.zoho_students = len(zoho)
     by_number: dict[str, str] = {}
     by_email: dict[str, str | None] = {}
-    for zoho_id, record in zoho.items():
-        number = str(record.get(fields.student_number) or "").strip().upper()
-        if number:
-            by_number[number] = zoho_id
-        email = normalise_email(record.get(fields.email))
-        if email:
+    for zoho_id, row in zoho.items():
+        if row["student_number"]:
+            by_number[row["student_number"].upper()] = zoho_id
+        if row["email"]:
             # Two Zoho students sharing an email cannot be told apart by it: mark it ambiguous.
-            by_email[email] = None if email in by_email else zoho_id
+            by_email[row["email"]] = None if row["email"] in by_email else zoho_id
 
     linked: dict[str, tuple[Mapping[str, Any], str]] = {}
     moodle_only: list[Mapping[str, Any]] = []
     for user in sorted(moodle_users, key=lambda u: int(u["id"])):
         user_id = int(user["id"])
         is_student = STUDENT_ROLE in moodle_roles.get(user_id, set())
-        if _custom_field(user, fields.moodle_crm_field) in deleted_zoho_ids:
+        if _custom_field(user, rules.moodle_crm_field) in deleted_zoho_ids:
             stats.linked_to_deleted += 1
             continue
-        zoho_id, how = _match(user, fields, zoho, by_number, by_email, stats)
+        zoho_id, how = _match(user, rules, zoho, by_number, by_email, stats)
         if zoho_id is not None and zoho_id in linked:
             stats.conflicts += 1
             zoho_id = None
@@ -163,23 +131,16 @@ def link_students(
             stats.moodle_students += 1
 
     rows = []
-    for zoho_id, record in zoho.items():
+    for zoho_id, row in zoho.items():
         user, how = linked.get(zoho_id, (None, None))
         if user is None:
             stats.zoho_only += 1
         rows.append({
+            **row,
             "tenant_id": tenant_id,
             "student_key": f"zoho:{zoho_id}",
-            "zoho_id": zoho_id,
             "moodle_user_id": int(user["id"]) if user else None,
-            "student_number": str(record.get(fields.student_number) or "").strip() or None,
-            "first_name": record.get(fields.first_name),
-            "last_name": record.get(fields.last_name),
-            "email": normalise_email(record.get(fields.email)),
-            "program_zoho_id": _lookup_id(record.get(fields.program)),
-            "status": _status(record.get(fields.status)),
             "identity_match": how,
-            "source_modified_at": parse_zoho_datetime(record[fields.modified_time]),
         })
     for user in moodle_only:
         stats.moodle_only += 1
@@ -200,11 +161,11 @@ def link_students(
     return rows, stats
 
 
-def _match(user, fields, zoho, by_number, by_email, stats) -> tuple[str | None, str | None]:
-    crm_id = _custom_field(user, fields.moodle_crm_field)
+def _match(user, rules, zoho, by_number, by_email, stats) -> tuple[str | None, str | None]:
+    crm_id = _custom_field(user, rules.moodle_crm_field)
     if crm_id and crm_id in zoho:
         return crm_id, "crm_field"
-    if fields.match_on_idnumber:
+    if rules.match_on_idnumber:
         number = (user.get("idnumber") or "").strip().upper()
         if number and number in by_number:
             return by_number[number], "idnumber"
@@ -215,7 +176,3 @@ def _match(user, fields, zoho, by_number, by_email, stats) -> tuple[str | None, 
             return None, None
         return by_email[email], "email"
     return None, None
-
-
-def _status(value: Any) -> str | None:
-    return str(value).strip().lower() or None if value is not None else None

@@ -36,7 +36,7 @@ import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import httpx
@@ -254,12 +254,20 @@ def concurrency_for_edition(edition: str | None, default: int = 5) -> int:
     return ZOHO_CONCURRENCY_BY_EDITION.get(str(edition).strip().lower(), default)
 
 
+def parse_zoho_datetime(value: str) -> datetime:
+    """Zoho datetimes are ISO 8601 with an offset, e.g. 2024-06-01T10:15:22+01:00."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"Zoho datetime without an offset: {value!r}")
+    return parsed
+
+
 def format_if_modified_since(value: datetime | str) -> str:
     """ISO 8601 with an offset, as Zoho expects (``2019-07-25T15:26:49+05:30``); naive = UTC."""
     if isinstance(value, str):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.replace(microsecond=0).isoformat()
 
 

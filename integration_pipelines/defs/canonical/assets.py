@@ -1,24 +1,136 @@
-"""Canonical tables: the college as one model, whichever system each fact came from."""
+"""Canonical tables: the college as one model, whichever system each fact came from.
 
+Each asset reads the raw layer, never the sources, so it costs no API requests. By default it
+applies only the raw records written since its last run (its watermark); `full_sync` sets
+`full: true` to apply every raw record. Students and enrollments are recomputed whole every run,
+because linking identities needs both sources side by side; the fingerprints keep their writes
+down to what actually changed.
+"""
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, asset
+from pydantic import Field
+from sqlalchemy import Connection, select
 
+from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.resources import WarehouseResource
+from integration_pipelines.defs.zoho.assets import raw_zoho_key, zoho_changes_key
+from integration_pipelines.lib import btec
+from integration_pipelines.lib.canonical import (
+    GradeItem,
+    StudentLink,
+    enrollment_rows,
+    epoch,
+    moodle_grade_row,
+    zoho_key,
+    zoho_rows,
+)
 from integration_pipelines.lib.raw_sync import deleted_entity_name
-from integration_pipelines.lib.students import StudentFields, link_students
-from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
-from integration_pipelines.lib.warehouse.upsert import Snapshot, upsert_rows
+from integration_pipelines.lib.students import link_students
+from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
+from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
+from integration_pipelines.lib.warehouse.sync_state import watermark
+from integration_pipelines.lib.warehouse.upsert import Snapshot, UpsertCounts, soft_delete_keys, upsert_rows
 
-STUDENT_FIELDS = StudentFields()
+CANONICAL_KINDS = {"python"}
+
+
+class CanonicalConfig(Config):
+    full: bool = Field(
+        False,
+        description="Apply every raw record, not only those written since the last run. full_sync sets it.",
+    )
+
+
+def _zoho_deps(entity: str) -> list[AssetKey]:
+    return [raw_zoho_key(entity), zoho_changes_key(entity)]
+
+
+class ChangeCounts:
+    """What applying one feed of raw changes did, and how far it got."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.written = UpsertCounts()
+        self.deleted = 0
+        self.newest: datetime | None = None
+
+    def as_metadata(self) -> dict[str, int]:
+        return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
+
+
+def _apply_changes(conn: Connection, warehouse: WarehouseResource, table: str, stream: str, source: str,
+                   entity: str, full: bool, to_rows, key_of) -> ChangeCounts:
+    """Apply one raw entity's changes to a canonical table and move the stream's watermark.
+
+    `to_rows(payloads)` turns live raw payloads into canonical rows; `key_of(change)` gives the
+    canonical key of a raw record that was deleted.
+    """
+    tenant = warehouse.tenant
+    counts = ChangeCounts()
+    counts.newest = since = None if full else watermark(conn, tenant, stream)
+    gone: list[str] = []
+
+    def live_payloads() -> Iterator[dict]:
+        for change in iter_raw_changes(conn, tenant, source, entity, since):
+            counts.read += 1
+            counts.newest = change.updated_at
+            if change.deleted:
+                gone.append(key_of(change))
+            else:
+                yield change.payload
+
+    counts.written = upsert_rows(conn, table, to_rows(live_payloads()))
+    counts.deleted = soft_delete_keys(conn, table, {"tenant_id": tenant}, [k for k in gone if k])
+    warehouse.record_sync(conn, stream, counts.read, watermark=counts.newest)
+    return counts
+
+
+def _zoho_table_asset(table: str, entity: str, description: str, extra_deps: tuple[str, ...] = ()):
+    """A canonical table filled one to one from a Zoho module."""
+
+    @asset(name=table, group_name="canonical", kinds=CANONICAL_KINDS, deps=[*_zoho_deps(entity), *extra_deps],
+           description=description)
+    def _table(context: AssetExecutionContext, config: CanonicalConfig, warehouse: WarehouseResource):
+        mapping = FIELD_MAPPING.zoho.entities[entity]
+        with warehouse.begin() as conn:
+            counts = _apply_changes(
+                conn, warehouse, table, f"canonical.{table}", "zoho", mapping.module, config.full,
+                to_rows=lambda payloads: zoho_rows(table, mapping, payloads, warehouse.tenant),
+                key_of=lambda change: zoho_key(change.record_id),
+            )
+        return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0, "full": config.full})
+
+    return _table
+
+
+programs = _zoho_table_asset("programs", "programs", "Programmes the college offers (Zoho).")
+units = _zoho_table_asset("units", "units", "BTEC units of each programme, with their credits (Zoho).")
+classes = _zoho_table_asset(
+    "classes", "classes", "Taught groups of a programme, each linked to its Moodle course (Zoho)."
+)
+registrations = _zoho_table_asset(
+    "registrations", "registrations", "Students registered on units, for certification (Zoho).", ("students",)
+)
+payments = _zoho_table_asset(
+    "payments", "payments", "Fees and instalments each student owes or paid, with method and status (Zoho).",
+    ("students",),
+)
+
+
+def _live(conn: Connection, table: str, *columns: str):
+    spec = KEYED_TABLES[table].table
+    stmt = select(*(spec.c[c] for c in columns)).where(spec.c.deleted_at.is_(None))
+    return conn.execute(stmt).all()
 
 
 @asset(
     group_name="canonical",
-    kinds={"python"},
-    deps=["raw_zoho_students", "raw_moodle_users", "raw_moodle_enrolments"],
+    kinds=CANONICAL_KINDS,
+    deps=[*_zoho_deps("students"), "raw_moodle_users", "raw_moodle_enrolments"],
 )
 def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """One row per student, linking the Zoho admissions record and the Moodle account.
@@ -27,22 +139,22 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
     holds any more are soft-deleted.
     """
     tenant = warehouse.tenant
+    mapping = FIELD_MAPPING.zoho.entities["students"]
     with warehouse.begin() as conn:
         roles: dict[int, set[str]] = defaultdict(set)
         for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments"):
             roles[int(enrolment["userid"])].update(r.get("shortname") for r in enrolment.get("roles") or ())
         deleted_in_zoho = {
-            str(record["id"])
-            for record in iter_raw_payloads(conn, tenant, "zoho", deleted_entity_name(STUDENT_FIELDS.zoho_module))
+            str(record["id"]) for record in iter_raw_payloads(conn, tenant, "zoho", deleted_entity_name(mapping.module))
         }
         rows, identity = link_students(
-            iter_raw_payloads(conn, tenant, "zoho", STUDENT_FIELDS.zoho_module),
+            (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
             iter_raw_payloads(conn, tenant, "moodle", "users"),
             roles,
-            deleted_zoho_ids=deleted_in_zoho,
             tenant_id=tenant,
             observed_at=datetime.now(UTC),
-            fields=STUDENT_FIELDS,
+            rules=FIELD_MAPPING.identity,
+            deleted_zoho_ids=deleted_in_zoho,
         )
         snapshot = Snapshot(conn, "students", {"tenant_id": tenant})
         for row in rows:
@@ -52,9 +164,131 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
         warehouse.record_sync(conn, "canonical.students", len(rows))
     unmatched_share = identity.unmatched / len(rows) if rows else 0.0
     return MaterializeResult(metadata={
-        "rows_read": len(rows),
-        **counts.as_metadata(),
-        "deleted": deleted,
-        **identity.as_metadata(),
-        "unmatched_share": round(unmatched_share, 4),
+        "rows_read": len(rows), **counts.as_metadata(), "deleted": deleted, "requests": 0,
+        **identity.as_metadata(), "unmatched_share": round(unmatched_share, 4),
     })
+
+
+def _student_links(conn: Connection) -> dict[int, StudentLink]:
+    return {
+        int(uid): StudentLink(key, zid)
+        for key, uid, zid in _live(conn, "students", "student_key", "moodle_user_id", "zoho_id")
+        if uid is not None
+    }
+
+
+@asset(
+    group_name="canonical",
+    kinds=CANONICAL_KINDS,
+    deps=[*_zoho_deps("enrollments"), "raw_moodle_enrolments", "students", "classes"],
+)
+def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    """Students in classes: what admissions recorded, merged with who Moodle has enrolled.
+
+    A withdrawal in Zoho wins; a suspension on either side shows as suspended. Moodle enrolments
+    without a Zoho enrollment are kept as Moodle-only rows.
+    """
+    tenant = warehouse.tenant
+    mapping = FIELD_MAPPING.zoho.entities["enrollments"]
+    with warehouse.begin() as conn:
+        course_of_class = dict(_live(conn, "classes", "zoho_id", "moodle_course_id"))
+        links = _student_links(conn)
+        rows = enrollment_rows(
+            (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
+            iter_raw_payloads(conn, tenant, "moodle", "enrolments"),
+            tenant_id=tenant,
+            course_of_class=course_of_class,
+            class_of_course={course: zid for zid, course in course_of_class.items() if course is not None},
+            moodle_user_of_student={link.zoho_id: uid for uid, link in links.items() if link.zoho_id},
+            student_of_moodle_user=links,
+            observed_at=datetime.now(UTC),
+        )
+        snapshot = Snapshot(conn, "enrollments", {"tenant_id": tenant})
+
+        def seen(rows_):
+            for row in rows_:
+                snapshot.saw(row["enrollment_key"])
+                yield row
+
+        counts = upsert_rows(conn, "enrollments", seen(rows))
+        deleted = snapshot.delete_missing()
+        warehouse.record_sync(conn, "canonical.enrollments", snapshot.seen)
+    return MaterializeResult(metadata={
+        "rows_read": snapshot.seen, **counts.as_metadata(), "deleted": deleted, "requests": 0,
+    })
+
+
+@asset(
+    group_name="canonical",
+    kinds=CANONICAL_KINDS,
+    deps=[*_zoho_deps("btec_grades"), "raw_moodle_grades", "raw_moodle_grade_items", "moodle_grade_changes",
+          "students", "units"],
+)
+def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: WarehouseResource):
+    """Unit grades: BTEC grades recorded in Zoho, and Moodle assignment grades with their BTEC equivalent.
+
+    Moodle grades arrive twice over, from the snapshot's grade reports and from the incremental
+    `mod_assign_get_grades` windows; both land under one key per assignment and student, and the
+    newer grade wins.
+    """
+    tenant = warehouse.tenant
+    thresholds = FIELD_MAPPING.btec.thresholds
+    mapping = FIELD_MAPPING.zoho.entities["btec_grades"]
+
+    def convert(raw: float, grade_max: float, scale: bool) -> str | None:
+        return btec.grade_from_scale(raw) if scale else btec.grade_from_numeric(raw, grade_max, thresholds)
+
+    with warehouse.begin() as conn:
+        links = _student_links(conn)
+        unit_of_code = {code: zid for zid, code in _live(conn, "units", "zoho_id", "code") if code}
+        items = {}
+        for item in iter_raw_payloads(conn, tenant, "moodle", "grade_items"):
+            grade_item = GradeItem.from_report(item, item["courseid"])
+            items[grade_item.assignment_id] = grade_item
+
+        def moodle_row(item: GradeItem | None, user_id: int, raw, graded_at):
+            if item is None or user_id not in links or raw is None:
+                return None  # unknown assignment, not a student, or not graded
+            return moodle_grade_row(tenant_id=tenant, item=item, user_id=user_id, raw_grade=raw, graded_at=graded_at,
+                                    student=links[user_id], unit_of_code=unit_of_code, convert=convert)
+
+        def from_report(payloads):
+            for p in payloads:
+                item = GradeItem.from_report(p, p["courseid"])
+                row = moodle_row(item, int(p["userid"]), p.get("graderaw"), epoch(p.get("gradedategraded")))
+                if row:
+                    yield row
+
+        def from_assign(payloads):
+            for p in payloads:
+                grade = float(p["grade"]) if p.get("grade") is not None else None
+                row = moodle_row(items.get(int(p["assignmentid"])), int(p["userid"]),
+                                 None if grade is None or grade < 0 else grade, epoch(p.get("timemodified")))
+                if row:
+                    yield row
+
+        feeds = {
+            "zoho": _apply_changes(
+                conn, warehouse, "grades", "canonical.grades.zoho", "zoho", mapping.module, config.full,
+                to_rows=lambda payloads: zoho_rows("grades", mapping, payloads, tenant),
+                key_of=lambda change: zoho_key(change.record_id)),
+            "moodle_report": _apply_changes(
+                conn, warehouse, "grades", "canonical.grades.moodle_report", "moodle", "grades", config.full,
+                to_rows=from_report,
+                key_of=lambda c: f"moodle:{c.payload['iteminstance']}:{c.payload['userid']}"),
+            "moodle_assign": _apply_changes(
+                conn, warehouse, "grades", "canonical.grades.moodle_assign", "moodle", "assign_grades", config.full,
+                to_rows=from_assign,
+                key_of=lambda c: f"moodle:{c.payload['assignmentid']}:{c.payload['userid']}"),
+        }
+    totals = {k: sum(f.as_metadata()[k] for f in feeds.values())
+              for k in ("rows_read", "inserted", "updated", "unchanged", "deleted")}
+    return MaterializeResult(metadata={
+        **totals, "requests": 0, "full": config.full,
+        **{f"{feed}_rows_read": counts.read for feed, counts in feeds.items()},
+    })
+
+
+CANONICAL_ASSETS = [programs, units, classes, students, enrollments, registrations, payments, grades]
+# The assets that apply raw changes since a watermark, and so take CanonicalConfig's `full` flag.
+WATERMARKED_ASSETS = [programs, units, classes, registrations, payments, grades]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,3 +48,32 @@ def iter_raw_payloads(conn: Connection, tenant_id: str, source: str, entity: str
     )
     for (payload,) in conn.execute(stmt):
         yield payload
+
+
+@dataclass(frozen=True)
+class RawChange:
+    """One raw record written (inserted, updated or soft-deleted) after a watermark."""
+
+    record_id: str
+    payload: dict[str, Any]
+    deleted: bool
+    updated_at: datetime
+
+
+def iter_raw_changes(
+    conn: Connection, tenant_id: str, source: str, entity: str, since: datetime | None
+) -> Iterator[RawChange]:
+    """Raw records of one entity written after `since` (all of them when `since` is None), oldest first.
+
+    Our own `updated_at` changes on every insert, update and soft delete, so it is a complete
+    change feed of the raw layer, whichever asset wrote the record.
+    """
+    stmt = select(raw_records.c.record_id, raw_records.c.payload, raw_records.c.deleted_at, raw_records.c.updated_at)
+    stmt = stmt.where(
+        raw_records.c.tenant_id == tenant_id, raw_records.c.source == source, raw_records.c.entity == entity
+    )
+    if since is not None:
+        stmt = stmt.where(raw_records.c.updated_at > since)
+    stmt = stmt.order_by(raw_records.c.updated_at).execution_options(yield_per=READ_CHUNK)
+    for record_id, payload, deleted_at, updated_at in conn.execute(stmt):
+        yield RawChange(record_id, payload, deleted_at is not None, updated_at)

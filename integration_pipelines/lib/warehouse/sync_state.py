@@ -1,19 +1,29 @@
-"""When each stream last synced: the health endpoint and freshness checks read it."""
+"""When each stream last synced, and how far each canonical table has applied raw changes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.warehouse.schema import sync_state
 
 
-def record_sync(conn: Connection, tenant_id: str, stream: str, rows_read: int, at: datetime) -> None:
+def record_sync(
+    conn: Connection, tenant_id: str, stream: str, rows_read: int, at: datetime, *, watermark: datetime | None = None
+) -> None:
+    """Note a successful sync of `stream`; a canonical stream also moves its watermark forward."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(sync_state).values(tenant_id=tenant_id, stream=stream, last_synced_at=at, rows_read=rows_read)
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "stream"],
-        set_={"last_synced_at": stmt.excluded.last_synced_at, "rows_read": stmt.excluded.rows_read},
-    ))
+    values = {"last_synced_at": at, "rows_read": rows_read}
+    if watermark is not None:
+        values["watermark"] = watermark
+    stmt = insert(sync_state).values(tenant_id=tenant_id, stream=stream, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["tenant_id", "stream"], set_=values))
+
+
+def watermark(conn: Connection, tenant_id: str, stream: str) -> datetime | None:
+    """The instant up to which `stream` has applied raw changes; None before its first run."""
+    return conn.execute(
+        select(sync_state.c.watermark).where(sync_state.c.tenant_id == tenant_id, sync_state.c.stream == stream)
+    ).scalar()

@@ -153,6 +153,25 @@ def _write_batch(conn: Connection, spec: KeyedTable, batch: list[dict], now: dat
     )
 
 
+def soft_delete_keys(
+    conn: Connection, table_name: str, scope: Mapping[str, Any], keys: Iterable[Any], *, now: datetime | None = None
+) -> int:
+    """Soft-delete the live rows of `scope` with these keys (the one key column `scope` leaves free)."""
+    spec = KEYED_TABLES[table_name]
+    (free,) = (c for c in spec.key_columns if c not in scope)
+    table, now = spec.table, now or datetime.now(UTC)
+    in_scope = [table.c[c] == v for c, v in scope.items()]
+    deleted, keys = 0, list(keys)
+    for start in range(0, len(keys), BATCH_SIZE):
+        stmt = (
+            update(table)
+            .where(*in_scope, table.c[free].in_(keys[start : start + BATCH_SIZE]), table.c.deleted_at.is_(None))
+            .values(deleted_at=now, updated_at=now)
+        )
+        deleted += conn.execute(stmt).rowcount
+    return deleted
+
+
 class Snapshot:
     """The keys a full snapshot saw, so that what it did not see can be soft-deleted.
 

@@ -1,0 +1,138 @@
+"""Data-quality checks on the canonical tables, as plain SQL over the warehouse.
+
+Each check returns a `CheckOutcome`: whether it passed, and figures (with a few sample keys)
+that tell a data engineer where to look. The Dagster asset checks only wire these up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, not_, or_, select
+
+from integration_pipelines.lib.warehouse.schema import (
+    classes,
+    enrollments,
+    grades,
+    payments,
+    students,
+    sync_state,
+)
+
+BTEC_GRADES = ("Refer", "Pass", "Merit", "Distinction")
+SAMPLE_SIZE = 5
+
+
+@dataclass
+class CheckOutcome:
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _live(table):
+    return table.c.deleted_at.is_(None)
+
+
+def _tenant(table, tenant_id: str):
+    return and_(table.c.tenant_id == tenant_id, _live(table))
+
+
+def _violations(conn: Connection, stmt, key_column) -> CheckOutcome:
+    """Pass when `stmt` (selecting offending rows) finds none; report the count and a sample."""
+    rows = conn.execute(stmt.with_only_columns(key_column).limit(SAMPLE_SIZE)).scalars().all()
+    count = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one() if rows else 0
+    return CheckOutcome(passed=count == 0, metadata={"violations": count, "sample": [str(r) for r in rows]})
+
+
+def unique_source_ids(conn: Connection, tenant_id: str) -> CheckOutcome:
+    """No Moodle account and no Zoho student belongs to two live students."""
+    outcome = CheckOutcome(True, {})
+    for column in ("moodle_user_id", "zoho_id"):
+        col = students.c[column]
+        stmt = (select(col).where(_tenant(students, tenant_id), col.is_not(None))
+                .group_by(col).having(func.count() > 1))
+        found = _violations(conn, stmt, col)
+        outcome.passed &= found.passed
+        outcome.metadata[f"duplicate_{column}"] = found.metadata["violations"]
+        outcome.metadata[f"duplicate_{column}_sample"] = found.metadata["sample"]
+    return outcome
+
+
+def unique_enrollments(conn: Connection, tenant_id: str) -> CheckOutcome:
+    """A student is enrolled in a class once."""
+    key = enrollments.c.student_key + "|" + enrollments.c.class_key
+    stmt = (select(key).where(_tenant(enrollments, tenant_id), enrollments.c.class_key.is_not(None))
+            .group_by(enrollments.c.student_key, enrollments.c.class_key).having(func.count() > 1))
+    return _violations(conn, stmt, key)
+
+
+def references_exist(conn: Connection, tenant_id: str, child, column: str, parent, parent_key: str) -> CheckOutcome:
+    """Every live `child` row's `column` names a live `parent` row (null references are not checked)."""
+    exists = (select(parent.c[parent_key]).where(_tenant(parent, tenant_id), parent.c[parent_key] == child.c[column])
+              .exists())
+    stmt = select(child.c[column]).where(_tenant(child, tenant_id), child.c[column].is_not(None), not_(exists))
+    return _violations(conn, stmt, child.c[column])
+
+
+def enrollment_references(conn: Connection, tenant_id: str) -> CheckOutcome:
+    """An enrollment's student and class exist."""
+    student = references_exist(conn, tenant_id, enrollments, "student_key", students, "student_key")
+    klass = references_exist(conn, tenant_id, enrollments, "class_key", classes, "class_key")
+    return CheckOutcome(student.passed and klass.passed, {
+        "missing_students": student.metadata["violations"], "missing_students_sample": student.metadata["sample"],
+        "missing_classes": klass.metadata["violations"], "missing_classes_sample": klass.metadata["sample"],
+    })
+
+
+def student_references(conn: Connection, tenant_id: str, child) -> CheckOutcome:
+    """Every registration, payment or grade belongs to an existing student."""
+    return references_exist(conn, tenant_id, child, "student_key", students, "student_key")
+
+
+def grade_domain(conn: Connection, tenant_id: str) -> CheckOutcome:
+    """BTEC grades are Refer, Pass, Merit or Distinction; a raw grade lies between 0 and its maximum."""
+    bad_letter = or_(
+        and_(grades.c.btec_grade.is_not(None), grades.c.btec_grade.not_in(BTEC_GRADES)),
+        and_(grades.c.btec_equivalent.is_not(None), grades.c.btec_equivalent.not_in(BTEC_GRADES)),
+    )
+    bad_number = and_(grades.c.raw_grade.is_not(None), grades.c.grade_max.is_not(None),
+                      or_(grades.c.raw_grade < 0, grades.c.raw_grade > grades.c.grade_max))
+    stmt = select(grades.c.grade_key).where(_tenant(grades, tenant_id), or_(bad_letter, bad_number))
+    return _violations(conn, stmt, grades.c.grade_key)
+
+
+def payments_non_negative(conn: Connection, tenant_id: str) -> CheckOutcome:
+    """Fees and instalments are amounts owed or paid: never negative (refunds are a status)."""
+    stmt = select(payments.c.payment_key).where(_tenant(payments, tenant_id), payments.c.amount < 0)
+    return _violations(conn, stmt, payments.c.payment_key)
+
+
+def unmatched_identity_share(conn: Connection, tenant_id: str, warn_above: float) -> CheckOutcome:
+    """The share of live students known to one system only stays under the configured threshold."""
+    total = conn.execute(select(func.count()).where(_tenant(students, tenant_id))).scalar_one()
+    unmatched = conn.execute(
+        select(func.count()).where(_tenant(students, tenant_id), students.c.identity_match.is_(None))
+    ).scalar_one()
+    share = unmatched / total if total else 0.0
+    return CheckOutcome(share <= warn_above, {
+        "students": total, "unmatched": unmatched, "unmatched_share": round(share, 4), "threshold": warn_above,
+    })
+
+
+def freshness(conn: Connection, tenant_id: str, stream: str, max_age: timedelta,
+              now: datetime | None = None) -> CheckOutcome:
+    """The stream synced successfully within `max_age`."""
+    last = conn.execute(
+        select(sync_state.c.last_synced_at).where(sync_state.c.tenant_id == tenant_id, sync_state.c.stream == stream)
+    ).scalar()
+    now = now or datetime.now(UTC)
+    age = (now - last) if last else None
+    return CheckOutcome(age is not None and age <= max_age, {
+        "last_synced_at": last.isoformat() if last else None,
+        "age_hours": round(age.total_seconds() / 3600, 2) if age is not None else None,
+        "max_age_hours": max_age.total_seconds() / 3600,
+    })
+
+
