@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from typing import Any, TypeVar
 
 import httpx
@@ -360,7 +360,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now())
 
 
