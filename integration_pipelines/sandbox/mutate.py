@@ -466,8 +466,9 @@ def apply_mutation(app: "SandboxApp", req: MutateRequest) -> dict:
         m.delete_users()
         col.zoho_version += 1
         summary = m.summary
-        summary["now"] = col.clock()
-        summary["now_iso"] = zoho_datetime(col.clock())
+        # The time stamped on every change of this mutation (If-Modified-Since: now_iso finds them).
+        summary["now"] = m.now
+        summary["now_iso"] = zoho_datetime(m.now)
         summary["events"] = {"emitted": len(app.events.events) - first_event, "from": first_event,
                              "to": len(app.events.events)}
         return summary
