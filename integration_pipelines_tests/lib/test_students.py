@@ -6,15 +6,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from integration_pipelines.lib.students import StudentFields, link_students, normalise_email
+from integration_pipelines.lib.mapping import IdentityConfig, load_mapping
+from integration_pipelines.lib.students import link_students, normalise_email
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
+STUDENTS = load_mapping().zoho.entities["students"]
 
 
 def zoho(zid: str, number: str, email: str, first: str = "Amina", last: str = "Khan"):
-    return {"id": zid, "Student_Number": number, "First_Name": first, "Last_Name": last, "Email": email,
-            "Programme": {"name": "BTEC L3 IT", "id": "900"}, "Status": "Active",
-            "Modified_Time": "2026-10-01T09:00:00+01:00"}
+    """A Zoho Students record as the API returns it, mapped to canonical columns by the default mapping."""
+    return STUDENTS.to_row({
+        "id": zid, "Student_Number": number, "First_Name": first, "Last_Name": last, "Email": email,
+        "Programme": {"name": "BTEC L3 IT", "id": "900"}, "Status": "Active",
+        "Modified_Time": "2026-10-01T09:00:00+01:00",
+    })
 
 
 def moodle(uid: int, *, email: str, idnumber: str = "", crmid: str | None = None, suspended: bool = False):
@@ -29,8 +34,9 @@ def moodle(uid: int, *, email: str, idnumber: str = "", crmid: str | None = None
 STUDENT = {"student"}
 
 
-def link(zoho_records, moodle_users, roles, **kwargs):
-    rows, stats = link_students(zoho_records, moodle_users, roles, tenant_id="t", observed_at=NOW, **kwargs)
+def link(zoho_records, moodle_users, roles, rules=IdentityConfig(), **kwargs):
+    rows, stats = link_students(zoho_records, moodle_users, roles, tenant_id="t", observed_at=NOW, rules=rules,
+                                **kwargs)
     return {r["student_key"]: r for r in rows}, stats
 
 
@@ -96,9 +102,9 @@ def test_the_account_of_a_student_zoho_deleted_is_not_resurrected():
 
 
 def test_the_configured_key_and_idnumber_rule_can_be_changed():
-    fields = StudentFields(moodle_crm_field="zohoid", match_on_idnumber=False)
+    rules = IdentityConfig(moodle_crm_field="zohoid", match_on_idnumber=False)
     rows, _ = link([zoho("1", "S1", "one@x.ac.uk")], [moodle(10, email="x@y", idnumber="S1", crmid="1")],
-                   {10: STUDENT}, fields=fields)
+                   {10: STUDENT}, rules=rules)
     assert rows["zoho:1"]["moodle_user_id"] is None
 
 
