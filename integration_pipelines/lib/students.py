@@ -8,9 +8,12 @@ Identity rules, in order of trust:
 Nothing is dropped. A Zoho student without a Moodle account and a Moodle student without a Zoho
 record are both kept (`identity_match` is null) and counted as unmatched, so a data engineer can
 see how much of the college the link covers. Moodle users without a student role (teachers,
-administrators) that match no Zoho student are not students and are left out. A Moodle account
-whose configured key names a student Zoho has deleted belongs to that deleted student: it is
-counted, and not brought back as a Moodle-only student.
+administrators) that match no Zoho student are not students and are left out.
+
+A student Zoho has deleted is kept as a soft-deleted row (a tombstone), with the fields last seen
+if any, so that enrollments and grades that still point at it resolve. A Moodle account whose
+configured key names such a student belongs to the tombstone: it is counted, linked, and not
+brought back as a Moodle-only student.
 
 Zoho is the system of record for who a student is, so a linked row takes its profile fields
 from Zoho and only the Moodle id from Moodle.
@@ -18,7 +21,7 @@ from Zoho and only the Moodle id from Moodle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -88,17 +91,19 @@ def link_students(
     tenant_id: str,
     observed_at: datetime,
     rules: IdentityRules,
-    deleted_zoho_ids: Set[str] = frozenset(),
+    deleted_zoho: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], IdentityStats]:
     """Link the two sources and return canonical student rows and the link statistics.
 
     `zoho_students` are Zoho Students records already mapped to canonical columns (the field
     mapping's `to_row`), `moodle_users` are user records as Moodle's WS returns them, and
     `moodle_roles` maps a Moodle user id to the role shortnames it holds in any course.
-    `deleted_zoho_ids` are the students Zoho lists as deleted. `observed_at` stamps rows that only
-    Moodle knows, since Moodle does not say when a user last changed.
+    `deleted_zoho` maps each student Zoho lists as deleted to what is known of it (at least
+    `deleted_at`; the mapped columns when the warehouse saw it alive). `observed_at` stamps rows
+    that only Moodle knows, since Moodle does not say when a user last changed.
     """
     stats = IdentityStats()
+    deleted_zoho = deleted_zoho or {}
     zoho = {row["zoho_id"]: row for row in zoho_students}
     stats.zoho_students = len(zoho)
     by_number: dict[str, str] = {}
@@ -115,8 +120,10 @@ def link_students(
     for user in sorted(moodle_users, key=lambda u: int(u["id"])):
         user_id = int(user["id"])
         is_student = STUDENT_ROLE in moodle_roles.get(user_id, set())
-        if _custom_field(user, rules.moodle_crm_field) in deleted_zoho_ids:
+        crm_id = _custom_field(user, rules.moodle_crm_field)
+        if crm_id in deleted_zoho and crm_id not in zoho:
             stats.linked_to_deleted += 1
+            linked.setdefault(crm_id, (user, "crm_field"))
             continue
         zoho_id, how = _match(user, rules, zoho, by_number, by_email, stats)
         if zoho_id is not None and zoho_id in linked:
@@ -141,6 +148,21 @@ def link_students(
             "student_key": f"zoho:{zoho_id}",
             "moodle_user_id": int(user["id"]) if user else None,
             "identity_match": how,
+        })
+    for zoho_id, known in deleted_zoho.items():
+        if zoho_id in zoho:
+            continue  # deleted, then restored from the recycle bin: the live record wins
+        user, how = linked.get(zoho_id, (None, None))
+        rows.append({
+            "student_number": None, "first_name": None, "last_name": None, "email": None,
+            "program_zoho_id": None, "status": None,
+            **known,
+            "tenant_id": tenant_id,
+            "student_key": f"zoho:{zoho_id}",
+            "zoho_id": zoho_id,
+            "moodle_user_id": int(user["id"]) if user else None,
+            "identity_match": how,
+            "source_modified_at": known.get("source_modified_at") or known["deleted_at"],
         })
     for user in moodle_only:
         stats.moodle_only += 1

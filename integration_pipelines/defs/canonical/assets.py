@@ -34,6 +34,7 @@ from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_p
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.sync_state import watermark
 from integration_pipelines.lib.warehouse.upsert import Snapshot, UpsertCounts, soft_delete_keys, upsert_rows
+from integration_pipelines.lib.zoho import parse_zoho_datetime
 
 CANONICAL_KINDS = {"python"}
 
@@ -144,9 +145,6 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
         roles: dict[int, set[str]] = defaultdict(set)
         for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments"):
             roles[int(enrolment["userid"])].update(r.get("shortname") for r in enrolment.get("roles") or ())
-        deleted_in_zoho = {
-            str(record["id"]) for record in iter_raw_payloads(conn, tenant, "zoho", deleted_entity_name(mapping.module))
-        }
         rows, identity = link_students(
             (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
             iter_raw_payloads(conn, tenant, "moodle", "users"),
@@ -154,7 +152,7 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
             tenant_id=tenant,
             observed_at=datetime.now(UTC),
             rules=FIELD_MAPPING.identity,
-            deleted_zoho_ids=deleted_in_zoho,
+            deleted_zoho=_deleted_students(conn, tenant, mapping),
         )
         snapshot = Snapshot(conn, "students", {"tenant_id": tenant})
         for row in rows:
@@ -169,18 +167,29 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
     })
 
 
-def _student_links(conn: Connection) -> dict[int, StudentLink]:
-    return {
-        int(uid): StudentLink(key, zid)
-        for key, uid, zid in _live(conn, "students", "student_key", "moodle_user_id", "zoho_id")
-        if uid is not None
+def _deleted_students(conn: Connection, tenant: str, mapping) -> dict[str, dict]:
+    """Students Zoho lists as deleted: when, and what the warehouse last saw of them, if anything."""
+    deleted = {
+        str(r["id"]): {"deleted_at": parse_zoho_datetime(r["deleted_time"])}
+        for r in iter_raw_payloads(conn, tenant, "zoho", deleted_entity_name(mapping.module))
     }
+    for change in iter_raw_changes(conn, tenant, "zoho", mapping.module, None):
+        if change.deleted and change.record_id in deleted:
+            deleted[change.record_id] = {**mapping.to_row(change.payload), **deleted[change.record_id]}
+    return deleted
+
+
+def _student_links(conn: Connection) -> dict[int, StudentLink]:
+    """Moodle user -> student, deleted students included: their enrollments and grades still point at them."""
+    table = KEYED_TABLES["students"].table
+    rows = conn.execute(select(table.c.student_key, table.c.moodle_user_id, table.c.zoho_id)).all()
+    return {int(uid): StudentLink(key, zid) for key, uid, zid in rows if uid is not None}
 
 
 @asset(
     group_name="canonical",
     kinds=CANONICAL_KINDS,
-    deps=[*_zoho_deps("enrollments"), "raw_moodle_enrolments", "students", "classes"],
+    deps=[*_zoho_deps("enrollments"), "raw_moodle_enrolments", "raw_moodle_users", "students", "classes"],
 )
 def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Students in classes: what admissions recorded, merged with who Moodle has enrolled.
@@ -201,6 +210,8 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
             class_of_course={course: zid for zid, course in course_of_class.items() if course is not None},
             moodle_user_of_student={link.zoho_id: uid for uid, link in links.items() if link.zoho_id},
             student_of_moodle_user=links,
+            suspended_accounts={int(u["id"]) for u in iter_raw_payloads(conn, tenant, "moodle", "users")
+                                if u.get("suspended")},
             observed_at=datetime.now(UTC),
         )
         snapshot = Snapshot(conn, "enrollments", {"tenant_id": tenant})
@@ -240,6 +251,7 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
 
     with warehouse.begin() as conn:
         links = _student_links(conn)
+        moodle_user_of_student = {link.zoho_id: uid for uid, link in links.items() if link.zoho_id}
         unit_of_code = {code: zid for zid, code in _live(conn, "units", "zoho_id", "code") if code}
         items = {}
         for item in iter_raw_payloads(conn, tenant, "moodle", "grade_items"):
@@ -270,7 +282,10 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
         feeds = {
             "zoho": _apply_changes(
                 conn, warehouse, "grades", "canonical.grades.zoho", "zoho", mapping.module, config.full,
-                to_rows=lambda payloads: zoho_rows("grades", mapping, payloads, tenant),
+                to_rows=lambda payloads: (
+                    row | {"moodle_user_id": moodle_user_of_student.get(row["student_zoho_id"])}
+                    for row in zoho_rows("grades", mapping, payloads, tenant)
+                ),
                 key_of=lambda change: zoho_key(change.record_id)),
             "moodle_report": _apply_changes(
                 conn, warehouse, "grades", "canonical.grades.moodle_report", "moodle", "grades", config.full,
