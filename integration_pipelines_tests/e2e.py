@@ -34,14 +34,22 @@ class Pipeline:
     warehouse_url: str
     instance: DagsterInstance
 
-    def run(self, job_name: str) -> ExecuteInProcessResult:
+    def run(self, job_name: str, *, partition_key: str | None = None, tags: dict | None = None
+            ) -> ExecuteInProcessResult:
         from integration_pipelines.definitions import defs
 
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=self.instance, raise_on_error=False)
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=self.instance, partition_key=partition_key, tags=tags, raise_on_error=False
+        )
         if not result.success:
             failures = [e.message for e in result.all_events if e.is_failure]
             pytest.fail(f"{job_name} failed: {failures}")
         return result
+
+    def run_range(self, job_name: str, first: str, last: str) -> ExecuteInProcessResult:
+        """One run over a range of partitions, as a single-run backfill launches it."""
+        return self.run(job_name, tags={"dagster/asset_partition_range_start": first,
+                                        "dagster/asset_partition_range_end": last})
 
 
 @contextmanager

@@ -11,7 +11,7 @@ lookups from the warehouse, call these, and write the rows through the one upser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,37 +73,33 @@ def enrollment_rows(
     class_of_course: Mapping[int, str],
     moodle_user_of_student: Mapping[str, int],
     student_of_moodle_user: Mapping[int, StudentLink],
-    suspended_accounts: Set[int],
     observed_at: datetime,
 ) -> Iterator[dict[str, Any]]:
     """One row per student in a class, merging what admissions recorded with what Moodle has.
 
-    `zoho_enrollments` are mapped Zoho Enrollments rows; `moodle_enrolments` are raw Moodle
-    enrolments (`courseid`, `userid`, `roles`, `listed_suspended`). A Zoho enrollment absorbs the
-    Moodle enrolment of the same student in the class's course; Moodle enrolments of students with
-    no Zoho enrollment are kept as Moodle-only rows.
+    `zoho_enrollments` are mapped Zoho Enrollments rows (deleted ones carry `deleted_at`, and
+    keep the Moodle enrolment they stood for from reappearing as Moodle-only); `moodle_enrolments` are raw Moodle
+    enrolments (`courseid`, `userid`, `roles`, `suspended`). A Zoho enrollment absorbs the Moodle
+    enrolment of the same student in the class's course; Moodle enrolments of students with no
+    Zoho enrollment are kept as Moodle-only rows.
 
-    Status: a withdrawal in Zoho wins; then a suspension on either side; else active. Moodle lists
-    users whose whole account is suspended among a course's suspended enrolments too; that is the
-    account's state (`suspended_accounts`), not the enrolment's, so it does not count here.
+    Status: a withdrawal in Zoho wins; then a suspended enrolment on either side; else active.
+    (A suspended Moodle *account* is the student's state, not the enrollment's.)
     """
-
-    def moodle_suspended(enrolment: Mapping[str, Any]) -> bool:
-        return bool(enrolment.get("listed_suspended")) and int(enrolment["userid"]) not in suspended_accounts
 
     moodle = {
         (int(e["courseid"]), int(e["userid"])): e
         for e in moodle_enrolments
         if STUDENT_ROLE in {r.get("shortname") for r in e.get("roles") or ()}
     }
-    for row in zoho_enrollments:
+    for row in zoho_enrollments:  # a deleted one (with deleted_at) still claims its Moodle enrolment
         course_id = course_of_class.get(row["class_zoho_id"])
         user_id = moodle_user_of_student.get(row["student_zoho_id"])
         enrolment = moodle.pop((course_id, user_id), None) if course_id and user_id else None
         zoho_status = row.get("status")
         if zoho_status == "withdrawn":
             status = "withdrawn"
-        elif zoho_status == "suspended" or (enrolment and moodle_suspended(enrolment)):
+        elif zoho_status == "suspended" or (enrolment and enrolment.get("suspended")):
             status = "suspended"
         else:
             status = "active"
@@ -130,7 +126,7 @@ def enrollment_rows(
             "class_key": zoho_key(class_zoho_id),
             "class_zoho_id": class_zoho_id,
             "moodle_course_id": course_id,
-            "status": "suspended" if moodle_suspended(enrolment) else "active",
+            "status": "suspended" if enrolment.get("suspended") else "active",
             "enrolled_on": None,
             # Moodle does not say when an enrolment changed: the snapshot that saw it stands in.
             "source_modified_at": observed_at,

@@ -69,11 +69,22 @@ def unique_enrollments(conn: Connection, tenant_id: str) -> CheckOutcome:
 
 
 def references_exist(conn: Connection, tenant_id: str, child, column: str, parent, parent_key: str) -> CheckOutcome:
-    """Every live `child` row's `column` names a live `parent` row (null references are not checked)."""
-    exists = (select(parent.c[parent_key]).where(_tenant(parent, tenant_id), parent.c[parent_key] == child.c[column])
-              .exists())
-    stmt = select(child.c[column]).where(_tenant(child, tenant_id), child.c[column].is_not(None), not_(exists))
-    return _violations(conn, stmt, child.c[column])
+    """Every live `child` row's `column` names a `parent` row (null references are not checked).
+
+    A soft-deleted parent still exists: a source that deletes a student but keeps its enrollments
+    leaves a tombstone that explains them. Such references are counted (`to_deleted`), not failed.
+    """
+    def parent_row(*conditions):
+        return (select(parent.c[parent_key])
+                .where(parent.c.tenant_id == tenant_id, parent.c[parent_key] == child.c[column], *conditions)
+                .exists())
+
+    live_children = (_tenant(child, tenant_id), child.c[column].is_not(None))
+    outcome = _violations(conn, select(child.c[column]).where(*live_children, not_(parent_row())), child.c[column])
+    outcome.metadata["to_deleted"] = conn.execute(
+        select(func.count()).where(*live_children, parent_row(parent.c.deleted_at.is_not(None)))
+    ).scalar_one()
+    return outcome
 
 
 def enrollment_references(conn: Connection, tenant_id: str) -> CheckOutcome:
@@ -82,7 +93,9 @@ def enrollment_references(conn: Connection, tenant_id: str) -> CheckOutcome:
     klass = references_exist(conn, tenant_id, enrollments, "class_key", classes, "class_key")
     return CheckOutcome(student.passed and klass.passed, {
         "missing_students": student.metadata["violations"], "missing_students_sample": student.metadata["sample"],
+        "deleted_students": student.metadata["to_deleted"],
         "missing_classes": klass.metadata["violations"], "missing_classes_sample": klass.metadata["sample"],
+        "deleted_classes": klass.metadata["to_deleted"],
     })
 
 

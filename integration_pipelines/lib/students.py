@@ -103,15 +103,18 @@ def link_students(
     that only Moodle knows, since Moodle does not say when a user last changed.
     """
     stats = IdentityStats()
-    deleted_zoho = deleted_zoho or {}
     zoho = {row["zoho_id"]: row for row in zoho_students}
     stats.zoho_students = len(zoho)
+    # Deleted students stay matchable by what the warehouse last saw of them: a Moodle account
+    # belongs to its student even after admissions deleted the record.
+    deleted_zoho = {zid: known for zid, known in (deleted_zoho or {}).items() if zid not in zoho}
+    candidates = {**deleted_zoho, **zoho}
     by_number: dict[str, str] = {}
     by_email: dict[str, str | None] = {}
-    for zoho_id, row in zoho.items():
-        if row["student_number"]:
+    for zoho_id, row in candidates.items():
+        if row.get("student_number"):
             by_number[row["student_number"].upper()] = zoho_id
-        if row["email"]:
+        if row.get("email"):
             # Two Zoho students sharing an email cannot be told apart by it: mark it ambiguous.
             by_email[row["email"]] = None if row["email"] in by_email else zoho_id
 
@@ -120,15 +123,14 @@ def link_students(
     for user in sorted(moodle_users, key=lambda u: int(u["id"])):
         user_id = int(user["id"])
         is_student = STUDENT_ROLE in moodle_roles.get(user_id, set())
-        crm_id = _custom_field(user, rules.moodle_crm_field)
-        if crm_id in deleted_zoho and crm_id not in zoho:
-            stats.linked_to_deleted += 1
-            linked.setdefault(crm_id, (user, "crm_field"))
-            continue
-        zoho_id, how = _match(user, rules, zoho, by_number, by_email, stats)
+        zoho_id, how = _match(user, rules, candidates, by_number, by_email, stats)
         if zoho_id is not None and zoho_id in linked:
             stats.conflicts += 1
             zoho_id = None
+        if zoho_id in deleted_zoho:
+            stats.linked_to_deleted += 1
+            linked[zoho_id] = (user, how)
+            continue
         if zoho_id is not None:
             linked[zoho_id] = (user, how)
             stats.matched[how] += 1
@@ -150,8 +152,6 @@ def link_students(
             "identity_match": how,
         })
     for zoho_id, known in deleted_zoho.items():
-        if zoho_id in zoho:
-            continue  # deleted, then restored from the recycle bin: the live record wins
         user, how = linked.get(zoho_id, (None, None))
         rows.append({
             "student_number": None, "first_name": None, "last_name": None, "email": None,

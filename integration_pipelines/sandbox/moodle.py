@@ -527,10 +527,12 @@ class MoodleService:
         if sortby not in ("id", "firstname", "lastname", "siteorder") or direction not in ("ASC", "DESC"):
             raise bad_param()
         rows = self._enrolled(course)
+        # Enrolment state only, as Moodle's get_enrolled_join: a suspended *account* is the user's
+        # state (user.suspended), not the enrolment's, and does not move a user between these lists.
         if onlyactive:
-            rows = [r for r in rows if r[1] == 0 and not r[0].suspended]
+            rows = [r for r in rows if r[1] == 0]
         elif onlysuspended:
-            rows = [r for r in rows if r[1] == 1 or r[0].suspended]
+            rows = [r for r in rows if r[1] == 1]
         if sortby in ("firstname", "lastname"):
             rows.sort(key=lambda r: (getattr(r[0], sortby), r[0].id))
         if direction == "DESC":

@@ -95,10 +95,21 @@ def test_a_second_account_claiming_a_linked_student_stays_separate():
     assert stats.conflicts == 1
 
 
-def test_the_account_of_a_student_zoho_deleted_is_not_resurrected():
-    rows, stats = link([], [moodle(10, email="gone@x.ac.uk", crmid="7")], {10: STUDENT}, deleted_zoho_ids={"7"})
-    assert rows == {}
-    assert stats.linked_to_deleted == 1
+def test_a_student_zoho_deleted_is_a_tombstone_that_keeps_its_moodle_account():
+    gone_at = datetime(2026, 10, 5, tzinfo=UTC)
+    seen_alive = {**zoho("8", "S8", "eight@x.ac.uk"), "deleted_at": gone_at}
+    rows, stats = link(
+        [],
+        [moodle(10, email="gone@x.ac.uk", crmid="7"), moodle(11, email="x@y", idnumber="s8")],
+        {10: STUDENT, 11: STUDENT},
+        deleted_zoho={"7": {"deleted_at": gone_at}, "8": seen_alive},
+    )
+    assert set(rows) == {"zoho:7", "zoho:8"}, "neither account comes back as a Moodle-only student"
+    assert (rows["zoho:7"]["moodle_user_id"], rows["zoho:7"]["deleted_at"]) == (10, gone_at)
+    # A student seen alive before deletion keeps its fields, and matches by number as it did then.
+    assert (rows["zoho:8"]["moodle_user_id"], rows["zoho:8"]["identity_match"]) == (11, "idnumber")
+    assert rows["zoho:8"]["email"] == "eight@x.ac.uk"
+    assert stats.linked_to_deleted == 2
 
 
 def test_the_configured_key_and_idnumber_rule_can_be_changed():

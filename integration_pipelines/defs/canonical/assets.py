@@ -179,6 +179,15 @@ def _deleted_students(conn: Connection, tenant: str, mapping) -> dict[str, dict]
     return deleted
 
 
+def _zoho_rows_with_deletions(conn: Connection, tenant: str, mapping) -> Iterator[dict]:
+    """Every record of a Zoho module the warehouse has seen, mapped; deleted ones carry `deleted_at`."""
+    for change in iter_raw_changes(conn, tenant, "zoho", mapping.module, None):
+        row = mapping.to_row(change.payload)
+        if change.deleted:
+            row["deleted_at"] = change.updated_at
+        yield row
+
+
 def _student_links(conn: Connection) -> dict[int, StudentLink]:
     """Moodle user -> student, deleted students included: their enrollments and grades still point at them."""
     table = KEYED_TABLES["students"].table
@@ -189,7 +198,7 @@ def _student_links(conn: Connection) -> dict[int, StudentLink]:
 @asset(
     group_name="canonical",
     kinds=CANONICAL_KINDS,
-    deps=[*_zoho_deps("enrollments"), "raw_moodle_enrolments", "raw_moodle_users", "students", "classes"],
+    deps=[*_zoho_deps("enrollments"), "raw_moodle_enrolments", "students", "classes"],
 )
 def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Students in classes: what admissions recorded, merged with who Moodle has enrolled.
@@ -203,15 +212,13 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
         course_of_class = dict(_live(conn, "classes", "zoho_id", "moodle_course_id"))
         links = _student_links(conn)
         rows = enrollment_rows(
-            (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
+            _zoho_rows_with_deletions(conn, tenant, mapping),
             iter_raw_payloads(conn, tenant, "moodle", "enrolments"),
             tenant_id=tenant,
             course_of_class=course_of_class,
             class_of_course={course: zid for zid, course in course_of_class.items() if course is not None},
             moodle_user_of_student={link.zoho_id: uid for uid, link in links.items() if link.zoho_id},
             student_of_moodle_user=links,
-            suspended_accounts={int(u["id"]) for u in iter_raw_payloads(conn, tenant, "moodle", "users")
-                                if u.get("suspended")},
             observed_at=datetime.now(UTC),
         )
         snapshot = Snapshot(conn, "enrollments", {"tenant_id": tenant})

@@ -55,9 +55,8 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
                 # The enrolled-users answer has no enrolment status: ask for the suspended ones apart.
                 suspended = {e.user_id for e in client.iter_enrolled_users(record.id, options={"onlysuspended": 1})}
             elif record.kind == "enrolment":
-                # What Moodle said, as it said it: the canonical step decides what the listing means.
                 payload = {"courseid": record.course_id, "userid": record.user_id,
-                           "listed_suspended": record.user_id in suspended,
+                           "suspended": record.user_id in suspended,
                            **{k: record.data[k] for k in ENROLMENT_KEYS if k in record.data}}
                 lander.land("enrolments", f"{record.course_id}:{record.user_id}", payload, observed_at)
             elif record.kind == "user":

@@ -1,0 +1,73 @@
+"""Shared plumbing for the benchmarks: a sandbox in its own process, and the figures file."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "benchmarks.md"
+BIN = Path(sys.executable).parent
+
+SANDBOX_CREDENTIALS = {
+    "MOODLE_TOKEN": "sandbox-moodle-token",
+    "ZOHO_CLIENT_ID": "1000.SANDBOXCLIENTID",
+    "ZOHO_CLIENT_SECRET": "sandbox-zoho-client-secret",
+    "ZOHO_REFRESH_TOKEN": "1000.sandbox-zoho-refresh-token",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def sandbox_process(students: int, seed: int = 7, *extra: str):
+    """`integration-pipelines sandbox serve` in its own process, so its memory is not the pipeline's."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "integration-pipelines"), "sandbox", "serve", "--students", str(students), "--seed", str(seed),
+         "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("the sandbox exited while starting")
+            try:
+                httpx.get(f"{base}/_sandbox/health", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sandbox did not start in time") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def record(section: str, lines: list[str]) -> None:
+    """Print a section of figures and replace it in docs/benchmarks.md (other sections are kept)."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = f"## {section}\n\n_Measured {stamp} on this machine (2 cores, 24 GiB)._\n\n" + "\n".join(lines) + "\n"
+    print(body)
+    FIGURES.parent.mkdir(exist_ok=True)
+    text = FIGURES.read_text() if FIGURES.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n\n"
+    pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(body + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + body
+    FIGURES.write_text(text)
