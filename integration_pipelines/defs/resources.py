@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
+from integration_pipelines.lib.warehouse.engine import refresh_statistics
 from integration_pipelines.lib.warehouse.sync_state import record_sync
 from integration_pipelines.settings import get_settings
 
@@ -64,6 +65,7 @@ class WarehouseResource(ConfigurableResource):
         """One transaction: a sync's writes land together or not at all."""
         with self.engine.begin() as conn:
             yield conn
+        refresh_statistics(self.engine)
 
     def record_sync(
         self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None

@@ -23,7 +23,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Connection, MetaData, Table, and_, or_, select, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
@@ -129,28 +130,50 @@ def _insert_for(conn: Connection):
 
 
 def _write_batch(conn: Connection, spec: KeyedTable, batch: list[dict], now: datetime) -> UpsertCounts:
+    columns = list(batch[0])
+    if conn.dialect.name == "postgresql":
+        # COPY the batch into a staging table and upsert it in one set-based statement: binding
+        # thousands of parameters into a multi-row VALUES costs more client time than the write.
+        stage = _staged(conn, spec.table, columns, batch)
+        insert = postgresql.insert(spec.table).from_select(columns, select(*(stage.c[c] for c in columns)))
+        written = conn.execute(_upsert(insert, spec, columns)).all()
+    else:
+        written = conn.execute(_upsert(sqlite.insert(spec.table), spec, columns), batch).all()
+    inserted = sum(1 for (created_at,) in written if created_at == now)
+    return UpsertCounts(inserted=inserted, updated=len(written) - inserted, unchanged=len(batch) - len(written))
+
+
+def _upsert(insert, spec: KeyedTable, columns: list[str]):
+    """ON CONFLICT DO UPDATE, only where the content or the deletion state changed, and never
+    with an older source timestamp; RETURNING what it wrote."""
     table = spec.table
-    stmt = _insert_for(conn)(table)
-    changing = [c for c in batch[0] if c not in spec.key_columns and c != "created_at"]
-    stmt = stmt.on_conflict_do_update(
+    changing = [c for c in columns if c not in spec.key_columns and c != "created_at"]
+    return insert.on_conflict_do_update(
         index_elements=list(spec.key_columns),
-        set_={c: stmt.excluded[c] for c in changing},
+        set_={c: insert.excluded[c] for c in changing},
         where=and_(
             or_(
-                table.c.fingerprint != stmt.excluded.fingerprint,
-                and_(table.c.deleted_at.is_(None), stmt.excluded.deleted_at.is_not(None)),
-                and_(table.c.deleted_at.is_not(None), stmt.excluded.deleted_at.is_(None)),
+                table.c.fingerprint != insert.excluded.fingerprint,
+                and_(table.c.deleted_at.is_(None), insert.excluded.deleted_at.is_not(None)),
+                and_(table.c.deleted_at.is_not(None), insert.excluded.deleted_at.is_(None)),
             ),
-            table.c.source_modified_at <= stmt.excluded.source_modified_at,
+            table.c.source_modified_at <= insert.excluded.source_modified_at,
         ),
     ).returning(table.c.created_at)
-    written = conn.execute(stmt, batch).all()
-    inserted = sum(1 for (created_at,) in written if created_at == now)
-    return UpsertCounts(
-        inserted=inserted,
-        updated=len(written) - inserted,
-        unchanged=len(batch) - len(written),
-    )
+
+
+def _staged(conn: Connection, table: Table, columns: list[str], batch: list[dict]) -> Table:
+    """A session-local copy of `table` holding exactly `batch`, loaded with COPY."""
+    stage = Table(f"stage_{table.name}", MetaData(), *(Column(c.name, c.type) for c in table.columns))
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}")')
+    cursor.execute(f'TRUNCATE "{stage.name}"')
+    as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    with cursor.copy(f'COPY "{stage.name}" ({quoted}) FROM STDIN') as copy:
+        for row in batch:
+            copy.write_row([Jsonb(row[c]) if c in as_json else row[c] for c in columns])
+    return stage
 
 
 def soft_delete_keys(
