@@ -87,19 +87,20 @@ def enrollment_rows(
     (A suspended Moodle *account* is the student's state, not the enrollment's.)
     """
 
+    # (course, user) -> suspended: all the merge needs, kept small for colleges of 100k students.
     moodle = {
-        (int(e["courseid"]), int(e["userid"])): e
+        (int(e["courseid"]), int(e["userid"])): bool(e.get("suspended"))
         for e in moodle_enrolments
         if STUDENT_ROLE in {r.get("shortname") for r in e.get("roles") or ()}
     }
     for row in zoho_enrollments:  # a deleted one (with deleted_at) still claims its Moodle enrolment
         course_id = course_of_class.get(row["class_zoho_id"])
         user_id = moodle_user_of_student.get(row["student_zoho_id"])
-        enrolment = moodle.pop((course_id, user_id), None) if course_id and user_id else None
+        moodle_suspended = moodle.pop((course_id, user_id), False) if course_id and user_id else False
         zoho_status = row.get("status")
         if zoho_status == "withdrawn":
             status = "withdrawn"
-        elif zoho_status == "suspended" or (enrolment and enrolment.get("suspended")):
+        elif zoho_status == "suspended" or moodle_suspended:
             status = "suspended"
         else:
             status = "active"
@@ -113,7 +114,7 @@ def enrollment_rows(
             "moodle_course_id": course_id,
             "status": status,
         }
-    for (course_id, user_id), enrolment in moodle.items():
+    for (course_id, user_id), suspended in moodle.items():
         link = student_of_moodle_user.get(user_id)
         class_zoho_id = class_of_course.get(course_id)
         yield {
@@ -126,7 +127,7 @@ def enrollment_rows(
             "class_key": zoho_key(class_zoho_id),
             "class_zoho_id": class_zoho_id,
             "moodle_course_id": course_id,
-            "status": "suspended" if enrolment.get("suspended") else "active",
+            "status": "suspended" if suspended else "active",
             "enrolled_on": None,
             # Moodle does not say when an enrolment changed: the snapshot that saw it stands in.
             "source_modified_at": observed_at,

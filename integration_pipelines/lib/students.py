@@ -59,6 +59,18 @@ class IdentityStats:
         }
 
 
+MOODLE_USER_FIELDS = ("id", "idnumber", "email", "firstname", "lastname", "suspended")
+
+
+def slim_moodle_user(user: Mapping[str, Any], crm_field: str | None) -> dict[str, Any]:
+    """The parts of a Moodle user record that identity needs (the rest can be large: preferences...)."""
+    slim = {k: user.get(k) for k in MOODLE_USER_FIELDS}
+    crm = _custom_field(user, crm_field)
+    if crm:
+        slim["customfields"] = [{"shortname": crm_field, "value": crm}]
+    return slim
+
+
 def normalise_email(value: Any) -> str | None:
     if not isinstance(value, str):
         return None

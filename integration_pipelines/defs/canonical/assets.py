@@ -29,7 +29,7 @@ from integration_pipelines.lib.canonical import (
     zoho_rows,
 )
 from integration_pipelines.lib.raw_sync import deleted_entity_name
-from integration_pipelines.lib.students import link_students
+from integration_pipelines.lib.students import link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.sync_state import watermark
@@ -147,7 +147,8 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
             roles[int(enrolment["userid"])].update(r.get("shortname") for r in enrolment.get("roles") or ())
         rows, identity = link_students(
             (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
-            iter_raw_payloads(conn, tenant, "moodle", "users"),
+            (slim_moodle_user(u, FIELD_MAPPING.identity.moodle_crm_field)
+             for u in iter_raw_payloads(conn, tenant, "moodle", "users")),
             roles,
             tenant_id=tenant,
             observed_at=datetime.now(UTC),
