@@ -26,7 +26,6 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from common import ROOT, SANDBOX_CREDENTIALS, record, sandbox_process

@@ -15,15 +15,18 @@ from pathlib import Path
 
 import httpx
 
+from integration_pipelines.sandbox.config import SandboxConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "benchmarks.md"
 BIN = Path(sys.executable).parent
 
+_SANDBOX = SandboxConfig()  # the credentials a default sandbox accepts (fake and public by design)
 SANDBOX_CREDENTIALS = {
-    "MOODLE_TOKEN": "sandbox-moodle-token",
-    "ZOHO_CLIENT_ID": "1000.SANDBOXCLIENTID",
-    "ZOHO_CLIENT_SECRET": "sandbox-zoho-client-secret",
-    "ZOHO_REFRESH_TOKEN": "1000.sandbox-zoho-refresh-token",
+    "MOODLE_TOKEN": _SANDBOX.moodle_token,
+    "ZOHO_CLIENT_ID": _SANDBOX.zoho_client_id,
+    "ZOHO_CLIENT_SECRET": _SANDBOX.zoho_client_secret,
+    "ZOHO_REFRESH_TOKEN": _SANDBOX.zoho_refresh_token,
 }
 
 
@@ -67,7 +70,8 @@ def record(section: str, lines: list[str]) -> None:
     body = f"## {section}\n\n_Measured {stamp} on this machine (2 cores, 24 GiB)._\n\n" + "\n".join(lines) + "\n"
     print(body)
     FIGURES.parent.mkdir(exist_ok=True)
-    text = FIGURES.read_text() if FIGURES.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n\n"
+    header = "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n\n"
+    text = FIGURES.read_text() if FIGURES.exists() else header
     pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(body + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + body
     FIGURES.write_text(text)

@@ -13,19 +13,6 @@ from integration_pipelines.sandbox.config import SandboxConfig
 from integration_pipelines.sandbox.server import Sandbox, run_sandbox
 
 
-def sandbox_environment(sandbox: Sandbox) -> dict[str, str]:
-    """The variables that point the project's resources at a running sandbox."""
-    return {
-        "MOODLE_URL": sandbox.moodle_url,
-        "MOODLE_TOKEN": sandbox.config.moodle_token,
-        "ZOHO_API_DOMAIN": sandbox.zoho_api_domain,
-        "ZOHO_ACCOUNTS_URL": sandbox.zoho_accounts_url,
-        "ZOHO_CLIENT_ID": sandbox.config.zoho_client_id,
-        "ZOHO_CLIENT_SECRET": sandbox.config.zoho_client_secret,
-        "ZOHO_REFRESH_TOKEN": sandbox.config.zoho_refresh_token,
-    }
-
-
 @dataclass
 class Pipeline:
     """A sandbox college and a warehouse, with the environment pointing the jobs at both."""
@@ -55,7 +42,7 @@ class Pipeline:
 @contextmanager
 def running_pipeline(warehouse_url: str, tmp_path, *, students: int, seed: int = 11) -> Iterator[Pipeline]:
     with pytest.MonkeyPatch.context() as env, run_sandbox(SandboxConfig(students=students, seed=seed)) as sandbox:
-        for name, value in sandbox_environment(sandbox).items():
+        for name, value in sandbox.client_environment().items():
             env.setenv(name, value)
         env.setenv("WAREHOUSE_URL", warehouse_url)
         env.setenv("INTEGRATION_DATA_DIR", str(tmp_path))

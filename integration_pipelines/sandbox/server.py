@@ -19,20 +19,21 @@ import asyncio
 import json
 import logging
 import random
-import socket
 import threading
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
 
+from integration_pipelines.lib.serving import bind, serve_in_thread, uvicorn_config
+
 from .college import TABLES, College, generate_college, zoho_datetime
 from .config import SandboxConfig
 from .moodle import MoodleError, MoodleService
-from .zoho import ZohoAuth, ZohoResponse, ZohoService, Credits, error
+from .zoho import Credits, ZohoAuth, ZohoResponse, ZohoService, error
 
 log = logging.getLogger("integration_pipelines.sandbox")
 
@@ -333,54 +334,40 @@ class Sandbox:
         with self.app.lock:
             return self.app.college.truth()
 
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def _uvicorn_config(app: SandboxApp) -> uvicorn.Config:
-    # access_log off and level warning: nothing per request, and never a token in a log line.
-    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+    def client_environment(self) -> dict[str, str]:
+        """The variables that point the project's settings and resources at this sandbox."""
+        return {
+            "MOODLE_URL": self.moodle_url,
+            "MOODLE_TOKEN": self.config.moodle_token,
+            "ZOHO_API_DOMAIN": self.zoho_api_domain,
+            "ZOHO_ACCOUNTS_URL": self.zoho_accounts_url,
+            "ZOHO_CLIENT_ID": self.config.zoho_client_id,
+            "ZOHO_CLIENT_SECRET": self.config.zoho_client_secret,
+            "ZOHO_REFRESH_TOKEN": self.config.zoho_refresh_token,
+        }
 
 
 @contextmanager
 def run_sandbox(config: SandboxConfig | None = None, college: College | None = None) -> Iterator[Sandbox]:
     """Run a sandbox on a background thread for the duration of the ``with`` block."""
     config = config or SandboxConfig()
-    sock = _bind(config.host, config.port)
-    port = sock.getsockname()[1]
-    base_url = f"http://{config.host}:{port}"
+    sock = bind(config.host, config.port)
+    # The app must know its own URL before it serves: it is Zoho's api_domain in token answers.
+    base_url = f"http://{config.host}:{sock.getsockname()[1]}"
     app = SandboxApp(config, base_url, college)
-    server = uvicorn.Server(_uvicorn_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sandbox-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("sandbox server did not start")
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(app, sock, name="sandbox-server"):
         yield Sandbox(config, app, base_url)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def serve(config: SandboxConfig, on_ready: Any = None) -> None:
     """Run the sandbox in the foreground until interrupted (the CLI's ``sandbox serve``)."""
-    sock = _bind(config.host, config.port)
+    sock = bind(config.host, config.port)
     port = sock.getsockname()[1]
     base_url = f"http://{config.host}:{port}"
     app = SandboxApp(config, base_url)
     if on_ready:
         on_ready(Sandbox(config, app, base_url))
-    server = uvicorn.Server(_uvicorn_config(app))
+    server = uvicorn.Server(uvicorn_config(app))
     try:
         server.run(sockets=[sock])
     finally:
