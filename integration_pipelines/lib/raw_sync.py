@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from integration_pipelines.lib.warehouse.raw import raw_row
-from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, UpsertCounts, upsert_rows
+from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, SyncCounts, upsert_rows
 
 
 def deleted_entity_name(entity: str) -> str:
     """The raw entity holding a source's own list of deleted records of `entity` (Zoho `/deleted`)."""
     return f"{entity}.deleted"
-
-
-@dataclass
-class LandingCounts:
-    """Rows read from a source for one entity, and what landing them did."""
-
-    read: int = 0
-    written: UpsertCounts = field(default_factory=UpsertCounts)
-    deleted: int = 0
-
-    def as_metadata(self) -> dict[str, int]:
-        return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
 
 
 class RawLander:
@@ -37,7 +24,7 @@ class RawLander:
     def __init__(self, conn: Connection, tenant_id: str, source: str, entities: Iterable[str], *, snapshot: bool):
         self._conn, self._tenant, self._source = conn, tenant_id, source
         self._buffers: dict[str, list[dict[str, Any]]] = {e: [] for e in entities}
-        self.counts = {e: LandingCounts() for e in self._buffers}
+        self.counts = {e: SyncCounts() for e in self._buffers}
         self._snapshots = (
             {e: Snapshot(conn, "raw_records", {"tenant_id": tenant_id, "source": source, "entity": e})
              for e in self._buffers}
@@ -60,7 +47,7 @@ class RawLander:
             self.counts[entity].written += upsert_rows(self._conn, "raw_records", buffer)
             buffer.clear()
 
-    def finish(self) -> dict[str, LandingCounts]:
+    def finish(self) -> dict[str, SyncCounts]:
         """Write what is buffered, apply snapshot deletes, and return the counts per entity."""
         for entity in self._buffers:
             self._flush(entity)

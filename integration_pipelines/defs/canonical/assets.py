@@ -33,7 +33,7 @@ from integration_pipelines.lib.students import link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.sync_state import watermark
-from integration_pipelines.lib.warehouse.upsert import Snapshot, UpsertCounts, soft_delete_keys, upsert_rows
+from integration_pipelines.lib.warehouse.upsert import Snapshot, SyncCounts, soft_delete_keys, upsert_rows
 from integration_pipelines.lib.zoho import parse_zoho_datetime
 
 CANONICAL_KINDS = {"python"}
@@ -50,35 +50,24 @@ def _zoho_deps(entity: str) -> list[AssetKey]:
     return [raw_zoho_key(entity), zoho_changes_key(entity)]
 
 
-class ChangeCounts:
-    """What applying one feed of raw changes did, and how far it got."""
-
-    def __init__(self) -> None:
-        self.read = 0
-        self.written = UpsertCounts()
-        self.deleted = 0
-        self.newest: datetime | None = None
-
-    def as_metadata(self) -> dict[str, int]:
-        return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
-
-
 def _apply_changes(conn: Connection, warehouse: WarehouseResource, table: str, stream: str, source: str,
-                   entity: str, full: bool, to_rows, key_of) -> ChangeCounts:
+                   entity: str, full: bool, to_rows, key_of) -> SyncCounts:
     """Apply one raw entity's changes to a canonical table and move the stream's watermark.
 
     `to_rows(payloads)` turns live raw payloads into canonical rows; `key_of(change)` gives the
     canonical key of a raw record that was deleted.
     """
     tenant = warehouse.tenant
-    counts = ChangeCounts()
-    counts.newest = since = None if full else watermark(conn, tenant, stream)
+    counts = SyncCounts()
+    since = None if full else watermark(conn, tenant, stream)
+    newest = since
     gone: list[str] = []
 
     def live_payloads() -> Iterator[dict]:
+        nonlocal newest
         for change in iter_raw_changes(conn, tenant, source, entity, since):
             counts.read += 1
-            counts.newest = change.updated_at
+            newest = change.updated_at
             if change.deleted:
                 gone.append(key_of(change))
             else:
@@ -86,7 +75,7 @@ def _apply_changes(conn: Connection, warehouse: WarehouseResource, table: str, s
 
     counts.written = upsert_rows(conn, table, to_rows(live_payloads()))
     counts.deleted = soft_delete_keys(conn, table, {"tenant_id": tenant}, [k for k in gone if k])
-    warehouse.record_sync(conn, stream, counts.read, watermark=counts.newest)
+    warehouse.record_sync(conn, stream, counts.read, watermark=newest)
     return counts
 
 

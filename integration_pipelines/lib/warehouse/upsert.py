@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,6 +54,18 @@ class UpsertCounts:
 
     def as_metadata(self) -> dict[str, int]:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
+
+
+@dataclass
+class SyncCounts:
+    """What one sync step read, and what writing it did (run metadata of every asset)."""
+
+    read: int = 0
+    written: UpsertCounts = field(default_factory=UpsertCounts)
+    deleted: int = 0
+
+    def as_metadata(self) -> dict[str, int]:
+        return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
 
 
 def fingerprint(row: Mapping[str, Any], columns: Iterable[str]) -> str:
