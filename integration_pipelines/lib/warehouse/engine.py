@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # How long a SQLite writer waits for another writer before failing. WAL lets readers (the API)
-# carry on during a sync; writers still queue, so a generous timeout keeps concurrent runs safe.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# carry on during a sync, but SQLite has one writer at a time, and each sync step writes in one
+# transaction (its rows land together or not at all). Under Dagster's multiprocess executor the
+# Moodle and Zoho snapshots run side by side, and on a large college one holds the write lock for
+# minutes: the other must wait that long rather than fail. PostgreSQL has no such limit.
+SQLITE_BUSY_TIMEOUT_MS = 30 * 60 * 1000
 
 
 def normalise_url(url: str) -> str:
