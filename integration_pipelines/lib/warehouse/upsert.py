@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, update
+from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
@@ -224,9 +224,12 @@ class Snapshot:
             raise ValueError(f"{table_name}: a snapshot scope must fix all key columns but one, not {free}")
         self._conn, self._table, self._scope = conn, spec.table, dict(scope)
         self._key: Column = spec.table.c[free[0]]
+        self._postgres = conn.dialect.name == "postgresql"
+        # On PostgreSQL keys arrive by COPY, which cannot skip duplicates; a repeated key is
+        # harmless to the anti-join, so the table there needs no key at all.
         self._seen = Table(
             f"snapshot_seen_{id(self):x}", _SNAPSHOT_METADATA,
-            Column("k", self._key.type, primary_key=True), prefixes=["TEMPORARY"],
+            Column("k", self._key.type, primary_key=not self._postgres), prefixes=["TEMPORARY"],
         )
         self._seen.create(conn)
         self._pending: set = set()
@@ -238,21 +241,39 @@ class Snapshot:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
-            insert = _insert_for(self._conn)(self._seen).on_conflict_do_nothing()
+        if not self._pending:
+            return
+        if self._postgres:
+            with self._conn.connection.driver_connection.cursor().copy(
+                f'COPY "{self._seen.name}" (k) FROM STDIN'
+            ) as copy:
+                for key in self._pending:
+                    copy.write_row((key,))
+        else:
+            insert = sqlite.insert(self._seen).on_conflict_do_nothing()
             self._conn.execute(insert, [{"k": k} for k in self._pending])
-            self.seen += len(self._pending)
-            self._pending.clear()
+        self.seen += len(self._pending)
+        self._pending.clear()
 
     def delete_missing(self, now: datetime | None = None) -> int:
         """Soft-delete the live rows of the scope that the snapshot did not see; return how many."""
         self._flush()
+        if self._postgres:
+            # Index the keys once they are all in: a table loaded in this same transaction has no
+            # statistics yet, the planner may well choose a nested loop, and it must not be one
+            # that scans every seen key for every row.
+            self._conn.execute(text(f'CREATE INDEX ON "{self._seen.name}" (k)'))
+            self._conn.execute(text(f'ANALYZE "{self._seen.name}"'))  # a temp table has no statistics
         now = now or datetime.now(UTC)
         table = self._table
         in_scope = [table.c[c] == v for c, v in self._scope.items()]
+        # NOT EXISTS, not NOT IN: PostgreSQL can only hash a NOT IN subquery that fits in work_mem,
+        # and otherwise rescans it for every row (minutes for a snapshot of a few hundred thousand
+        # keys). NOT EXISTS plans as an anti-join on both backends.
+        seen = select(self._seen.c.k).where(self._seen.c.k == self._key).exists()
         stmt = (
             update(table)
-            .where(*in_scope, table.c.deleted_at.is_(None), self._key.not_in(select(self._seen.c.k)))
+            .where(*in_scope, table.c.deleted_at.is_(None), ~seen)
             .values(deleted_at=now, updated_at=now)
         )
         deleted = self._conn.execute(stmt).rowcount
