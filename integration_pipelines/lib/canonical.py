@@ -77,23 +77,22 @@ def enrollment_rows(
 ) -> Iterator[dict[str, Any]]:
     """One row per student in a class, merging what admissions recorded with what Moodle has.
 
-    `zoho_enrollments` are mapped Zoho Enrollments rows (deleted ones carry `deleted_at`, and
-    keep the Moodle enrolment they stood for from reappearing as Moodle-only); `moodle_enrolments` are raw Moodle
+    `zoho_enrollments` are mapped Zoho Enrollments rows; `moodle_enrolments` are raw Moodle
     enrolments (`courseid`, `userid`, `roles`, `suspended`). A Zoho enrollment absorbs the Moodle
-    enrolment of the same student in the class's course; Moodle enrolments of students with no
-    Zoho enrollment are kept as Moodle-only rows.
+    enrolment of the same student in the class's course, even when Zoho has deleted it (its row
+    carries `deleted_at`): the Moodle enrolment stood for it and must not reappear on its own.
+    Moodle enrolments of students with no Zoho enrollment are kept as Moodle-only rows.
 
     Status: a withdrawal in Zoho wins; then a suspended enrolment on either side; else active.
     (A suspended Moodle *account* is the student's state, not the enrollment's.)
     """
-
     # (course, user) -> suspended: all the merge needs, kept small for colleges of 100k students.
     moodle = {
         (int(e["courseid"]), int(e["userid"])): bool(e.get("suspended"))
         for e in moodle_enrolments
         if STUDENT_ROLE in {r.get("shortname") for r in e.get("roles") or ()}
     }
-    for row in zoho_enrollments:  # a deleted one (with deleted_at) still claims its Moodle enrolment
+    for row in zoho_enrollments:
         course_id = course_of_class.get(row["class_zoho_id"])
         user_id = moodle_user_of_student.get(row["student_zoho_id"])
         moodle_suspended = moodle.pop((course_id, user_id), False) if course_id and user_id else False
