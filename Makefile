@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres validate dev clean
+.PHONY: demo test test-postgres lint validate dev clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 test-postgres: $(STAMP)
 	scripts/start-test-postgres.sh
 	REQUIRE_POSTGRES=1 $(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+## ruff: lint and formatting (CI runs it too).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 validate: $(STAMP)
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.data/dagster_home} $(BIN)/dagster definitions validate -w workspace.yaml

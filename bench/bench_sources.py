@@ -25,10 +25,15 @@ from integration_pipelines.lib.zoho import ZohoClient
 
 def serve_rate(base: str, module: str, fields: list[str]) -> tuple[int, float]:
     """Records/s the sandbox serves for one module, read with page_token and nothing else."""
-    token = httpx.post(f"{base}/oauth/v2/token", params={
-        "grant_type": "refresh_token", "refresh_token": SANDBOX_CREDENTIALS["ZOHO_REFRESH_TOKEN"],
-        "client_id": SANDBOX_CREDENTIALS["ZOHO_CLIENT_ID"], "client_secret": SANDBOX_CREDENTIALS["ZOHO_CLIENT_SECRET"],
-    }).json()["access_token"]
+    token = httpx.post(
+        f"{base}/oauth/v2/token",
+        params={
+            "grant_type": "refresh_token",
+            "refresh_token": SANDBOX_CREDENTIALS["ZOHO_REFRESH_TOKEN"],
+            "client_id": SANDBOX_CREDENTIALS["ZOHO_CLIENT_ID"],
+            "client_secret": SANDBOX_CREDENTIALS["ZOHO_CLIENT_SECRET"],
+        },
+    ).json()["access_token"]
     headers = {"Authorization": f"Zoho-oauthtoken {token}"}
     params = {"fields": ",".join(fields), "per_page": 200, "sort_by": "id", "sort_order": "asc"}
     records, started = 0, time.perf_counter()
@@ -67,8 +72,14 @@ def main() -> None:
         courses, users = kinds.get("course", 0), kinds.get("user", 0)
         budget = 3 * courses + users / 100
 
-        with ZohoClient(base, base, SANDBOX_CREDENTIALS["ZOHO_CLIENT_ID"], SANDBOX_CREDENTIALS["ZOHO_CLIENT_SECRET"],
-                        SANDBOX_CREDENTIALS["ZOHO_REFRESH_TOKEN"], max_concurrency=10) as zoho:
+        with ZohoClient(
+            base,
+            base,
+            SANDBOX_CREDENTIALS["ZOHO_CLIENT_ID"],
+            SANDBOX_CREDENTIALS["ZOHO_CLIENT_SECRET"],
+            SANDBOX_CREDENTIALS["ZOHO_REFRESH_TOKEN"],
+            max_concurrency=10,
+        ) as zoho:
             zoho_records: dict[str, int] = {}
             t0 = time.perf_counter()
             for entity in mapping.zoho.entities.values():
@@ -77,23 +88,26 @@ def main() -> None:
             zoho_requests = zoho.counter.total
 
     moodle_total, zoho_total = sum(kinds.values()), sum(zoho_records.values())
-    record(f"Sources at {args.students:,} students", [
-        "| measure | figure |",
-        "|---|---|",
-        f"| sandbox generation and start | {startup:.1f} s |",
-        f"| sandbox serve rate (Zoho {registrations.module}, bare httpx, page_token) | "
-        f"{served / served_s:,.0f} records/s ({served:,} records in {served_s:.1f} s) |",
-        f"| Moodle client crawl (courses, enrolments, users, grade reports) | "
-        f"{moodle_total / moodle_s:,.0f} records/s ({moodle_total:,} records in {moodle_s:.1f} s) |",
-        f"| Moodle requests per full crawl | {moodle_requests:,} for {courses:,} courses and {users:,} users; "
-        f"budget 3 × courses + users/100 = {budget:,.0f} ({'within' if moodle_requests <= budget else 'OVER'}) |",
-        f"| Zoho client full read (8 modules, mapped fields) | "
-        f"{zoho_total / zoho_s:,.0f} records/s ({zoho_total:,} records in {zoho_s:.1f} s) |",
-        f"| Zoho requests per full read | {zoho_requests:,} (≈ records/200 plus token and deleted-list calls) |",
-        "",
-        "Records per kind (Moodle): " + ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items())) + ".",
-        "Records per module (Zoho): " + ", ".join(f"{k} {v:,}" for k, v in zoho_records.items()) + ".",
-    ])
+    record(
+        f"Sources at {args.students:,} students",
+        [
+            "| measure | figure |",
+            "|---|---|",
+            f"| sandbox generation and start | {startup:.1f} s |",
+            f"| sandbox serve rate (Zoho {registrations.module}, bare httpx, page_token) | "
+            f"{served / served_s:,.0f} records/s ({served:,} records in {served_s:.1f} s) |",
+            f"| Moodle client crawl (courses, enrolments, users, grade reports) | "
+            f"{moodle_total / moodle_s:,.0f} records/s ({moodle_total:,} records in {moodle_s:.1f} s) |",
+            f"| Moodle requests per full crawl | {moodle_requests:,} for {courses:,} courses and {users:,} users; "
+            f"budget 3 × courses + users/100 = {budget:,.0f} ({'within' if moodle_requests <= budget else 'OVER'}) |",
+            f"| Zoho client full read (8 modules, mapped fields) | "
+            f"{zoho_total / zoho_s:,.0f} records/s ({zoho_total:,} records in {zoho_s:.1f} s) |",
+            f"| Zoho requests per full read | {zoho_requests:,} (≈ records/200 plus token and deleted-list calls) |",
+            "",
+            "Records per kind (Moodle): " + ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items())) + ".",
+            "Records per module (Zoho): " + ", ".join(f"{k} {v:,}" for k, v in zoho_records.items()) + ".",
+        ],
+    )
 
 
 if __name__ == "__main__":

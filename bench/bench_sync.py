@@ -44,7 +44,9 @@ def child(job: str, partition: str | None) -> None:
         stdout, sys.stdout = sys.stdout, quiet  # dagster-dbt echoes dbt's log to stdout
         try:
             result = defs.resolve_job_def(job).execute_in_process(
-                instance=instance, partition_key=partition, raise_on_error=False,
+                instance=instance,
+                partition_key=partition,
+                raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             )
         finally:
@@ -53,10 +55,19 @@ def child(job: str, partition: str | None) -> None:
     metadata = {}
     for event in result.get_asset_materialization_events():
         m = event.event_specific_data.materialization
-        metadata[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()
-                                                  if isinstance(v.value, int | float)}
-    print(json.dumps({"success": result.success, "seconds": seconds, "metadata": metadata,
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        metadata[m.asset_key.to_user_string()] = {
+            k: v.value for k, v in m.metadata.items() if isinstance(v.value, int | float)
+        }
+    print(
+        json.dumps(
+            {
+                "success": result.success,
+                "seconds": seconds,
+                "metadata": metadata,
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def run_child(job: str, env: dict[str, str], partition: str | None = None) -> dict:
@@ -101,8 +112,9 @@ def copy_rate(url: str) -> tuple[int, float]:
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                         dbname=u.database) as conn:
+    with psycopg.connect(
+        host=u.host, port=u.port or 5432, user=u.username, password=u.password, dbname=u.database
+    ) as conn:
         buffer = io.BytesIO()
         with conn.cursor().copy("COPY grades TO STDOUT") as copy:
             for chunk in copy:
@@ -133,17 +145,30 @@ def measure(size: int, backends: list[str], pg_admin: str) -> list[str]:
                     url, drop = postgres_database(pg_admin)
                 else:
                     url = f"sqlite:///{directory}/warehouse.db"
-                env = {**SANDBOX_CREDENTIALS, "MOODLE_URL": base, "ZOHO_API_DOMAIN": base, "ZOHO_ACCOUNTS_URL": base,
-                       "WAREHOUSE_URL": url, "INTEGRATION_DATA_DIR": directory, "DAGSTER_HOME": directory}
+                env = {
+                    **SANDBOX_CREDENTIALS,
+                    "MOODLE_URL": base,
+                    "ZOHO_API_DOMAIN": base,
+                    "ZOHO_ACCOUNTS_URL": base,
+                    "WAREHOUSE_URL": url,
+                    "INTEGRATION_DATA_DIR": directory,
+                    "DAGSTER_HOME": directory,
+                }
                 try:
                     before = served_requests(base)
                     full = run_child("full_sync", env)
                     full_requests = served_requests(base) - before
                     records = source_records(full["metadata"])
                     rate = records / full["seconds"]
-                    change = httpx.post(f"{base}/_sandbox/mutate", json={
-                        "zoho_change_share": 0.01, "zoho_delete_share": 0.002, "moodle_new_grades": size // 100,
-                    }, timeout=600).json()
+                    change = httpx.post(
+                        f"{base}/_sandbox/mutate",
+                        json={
+                            "zoho_change_share": 0.01,
+                            "zoho_delete_share": 0.002,
+                            "moodle_new_grades": size // 100,
+                        },
+                        timeout=600,
+                    ).json()
                     window = datetime.fromisoformat(change["now_iso"]).astimezone(UTC).strftime("%Y-%m-%d")
                     before = served_requests(base)
                     incremental = run_child("incremental_sync", env, window)
@@ -152,8 +177,10 @@ def measure(size: int, backends: list[str], pg_admin: str) -> list[str]:
                     if backend == "postgresql":
                         copied, copy_s = copy_rate(url)
                         limit = min(serve, copied / copy_s)
-                        lines.append(f"| {size:,} | PostgreSQL COPY rate (canonical grades) | "
-                                     f"{copied / copy_s:,.0f} rows/s ({copied:,} rows) | |")
+                        lines.append(
+                            f"| {size:,} | PostgreSQL COPY rate (canonical grades) | "
+                            f"{copied / copy_s:,.0f} rows/s ({copied:,} rows) | |"
+                        )
                     lines += [
                         f"| {size:,} | {backend}: full_sync | {full['seconds']:.0f} s, {records:,} source records, "
                         f"{rate:,.0f} records/s = {rate / limit:.0%} of the smaller limit | "
@@ -184,11 +211,15 @@ def main() -> None:
     lines = ["| students | measure | figure | memory |", "|---|---|---|---|"]
     for size in (int(s) for s in args.sizes.split(",")):
         lines += measure(size, args.backends.split(","), pg_admin)
-    record("Syncs", lines + [
-        "",
-        "Targets (issue 5): full_sync at least 50% of the smaller limit; peak RSS under 400 MB and flat as the "
-        "college grows; incremental requests at most 5% of full_sync's.",
-    ])
+    record(
+        "Syncs",
+        lines
+        + [
+            "",
+            "Targets (issue 5): full_sync at least 50% of the smaller limit; peak RSS under 400 MB and flat as the "
+            "college grows; incremental requests at most 5% of full_sync's.",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,21 @@ def sandbox_process(students: int, seed: int = 7, *extra: str):
     """`integration-pipelines sandbox serve` in its own process, so its memory is not the pipeline's."""
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "integration-pipelines"), "sandbox", "serve", "--students", str(students), "--seed", str(seed),
-         "--port", str(port), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(BIN / "integration-pipelines"),
+            "sandbox",
+            "serve",
+            "--students",
+            str(students),
+            "--seed",
+            str(seed),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600

@@ -31,8 +31,9 @@ def api_serve(host: str, port: int) -> None:
 
 
 @main.command()
-@click.option("--students", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Size of the sandbox college.")
+@click.option(
+    "--students", default=200, show_default=True, type=click.IntRange(min=1), help="Size of the sandbox college."
+)
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the sandbox college.")
 def demo(students: int, seed: int) -> None:
     """Run the whole path once on the embedded default: sandbox, full_sync, a profile read."""

@@ -75,11 +75,13 @@ def run_demo(*, students: int, seed: int, echo: Callable[[str], None] = print) -
 
     echo("")
     unmatched = synced.get("zoho_only", 0) + synced.get("moodle_only", 0)
-    echo(f"Students synced: {synced.get('rows_read')} "
-         f"(inserted {synced.get('inserted')}, updated {synced.get('updated')}, "
-         f"unchanged {synced.get('unchanged')}; linked by crm field {synced.get('matched_by_crm_field')}, "
-         f"idnumber {synced.get('matched_by_idnumber')}, email {synced.get('matched_by_email')}; "
-         f"unmatched {unmatched})")
+    echo(
+        f"Students synced: {synced.get('rows_read')} "
+        f"(inserted {synced.get('inserted')}, updated {synced.get('updated')}, "
+        f"unchanged {synced.get('unchanged')}; linked by crm field {synced.get('matched_by_crm_field')}, "
+        f"idnumber {synced.get('matched_by_idnumber')}, email {synced.get('matched_by_email')}; "
+        f"unmatched {unmatched})"
+    )
     echo(f"GET /v1/students/profile?moodle_user_id={moodle_user_id}")
     echo(json.dumps(profile, indent=2))
     return {"students": synced, "profile": profile}

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     events_inbox_dir: Path | None = Field(None, validation_alias="EVENTS_INBOX_DIR")
     tenant_id: str = Field("default", validation_alias="TENANT_ID")
     field_mapping_file: Path | None = Field(
-        None, validation_alias="FIELD_MAPPING_FILE", description="The college's field mapping. Default: the packaged one."
+        None,
+        validation_alias="FIELD_MAPPING_FILE",
+        description="The college's field mapping. Default: the packaged one.",
     )
 
     moodle_url: str = Field("http://127.0.0.1:8765", validation_alias="MOODLE_URL")

@@ -21,8 +21,9 @@ class Pipeline:
     warehouse_url: str
     instance: DagsterInstance
 
-    def run(self, job_name: str, *, partition_key: str | None = None, tags: dict | None = None
-            ) -> ExecuteInProcessResult:
+    def run(
+        self, job_name: str, *, partition_key: str | None = None, tags: dict | None = None
+    ) -> ExecuteInProcessResult:
         from integration_pipelines.definitions import defs
 
         result = defs.resolve_job_def(job_name).execute_in_process(
@@ -35,8 +36,9 @@ class Pipeline:
 
     def run_range(self, job_name: str, first: str, last: str) -> ExecuteInProcessResult:
         """One run over a range of partitions, as a single-run backfill launches it."""
-        return self.run(job_name, tags={"dagster/asset_partition_range_start": first,
-                                        "dagster/asset_partition_range_end": last})
+        return self.run(
+            job_name, tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        )
 
 
 @contextmanager

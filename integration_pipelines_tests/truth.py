@@ -25,8 +25,7 @@ class Unobservable:
     student_zoho_ids: frozenset[str] = frozenset()
 
     def covers(self, row: dict[str, Any]) -> bool:
-        return (row.get("moodle_user_id") in self.moodle_user_ids
-                or row.get("student_zoho_id") in self.student_zoho_ids)
+        return row.get("moodle_user_id") in self.moodle_user_ids or row.get("student_zoho_id") in self.student_zoho_ids
 
 
 def unobservable_users(college, engine: Engine) -> Unobservable:
@@ -39,9 +38,11 @@ def unobservable_users(college, engine: Engine) -> Unobservable:
     """
     table = KEYED_TABLES["students"].table
     with engine.connect() as conn:
-        never_seen = set(conn.execute(
-            select(table.c.zoho_id).where(table.c.deleted_at.is_not(None), table.c.student_number.is_(None))
-        ).scalars())
+        never_seen = set(
+            conn.execute(
+                select(table.c.zoho_id).where(table.c.deleted_at.is_not(None), table.c.student_number.is_(None))
+            ).scalars()
+        )
     users = [u for u in college.users.values() if str(u.student_zid) in never_seen and not u.crmid]
     return Unobservable(frozenset(u.id for u in users), frozenset(str(u.student_zid) for u in users))
 
@@ -87,12 +88,14 @@ def live_rows(engine: Engine, table: str) -> dict[Any, dict[str, Any]]:
     return {warehouse_key(table, dict(r)): dict(r) for r in rows}
 
 
-def differences(engine: Engine, table: str, truth_rows, *, unobservable: Unobservable = Unobservable(),
-                limit: int = 10) -> list[str]:
+def differences(
+    engine: Engine, table: str, truth_rows, *, unobservable: Unobservable = Unobservable(), limit: int = 10
+) -> list[str]:
     """What the warehouse's live rows of `table` get wrong against the truth's live rows (empty: equal).
 
     Rows about `unobservable` accounts and students are left out on both sides.
     """
+
     def observable(row) -> bool:
         return not unobservable.covers(row)
 

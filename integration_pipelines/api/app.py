@@ -17,8 +17,18 @@ from integration_pipelines.lib.warehouse.schema import sync_state
 from integration_pipelines.settings import Settings, get_settings
 
 PROFILE_COLUMNS = (
-    "student_key", "moodle_user_id", "zoho_id", "student_number", "first_name", "last_name",
-    "full_name", "email", "program_zoho_id", "status", "identity_match", "profile_updated_at",
+    "student_key",
+    "moodle_user_id",
+    "zoho_id",
+    "student_number",
+    "first_name",
+    "last_name",
+    "full_name",
+    "email",
+    "program_zoho_id",
+    "status",
+    "identity_match",
+    "profile_updated_at",
 )
 
 
@@ -54,14 +64,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ).scalar()
         except (OperationalError, ProgrammingError) as exc:
             reachable = isinstance(exc, ProgrammingError)  # connected, but no schema yet
-            body = {"status": "degraded", "warehouse": {"backend": settings.warehouse_backend,
-                                                        "reachable": reachable}, "last_sync_at": None}
+            body = {
+                "status": "degraded",
+                "warehouse": {"backend": settings.warehouse_backend, "reachable": reachable},
+                "last_sync_at": None,
+            }
             return JSONResponse(body, status_code=503)
-        return JSONResponse({
-            "status": "ok",
-            "warehouse": {"backend": settings.warehouse_backend, "reachable": True},
-            "last_sync_at": last_sync.isoformat() if last_sync else None,
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "warehouse": {"backend": settings.warehouse_backend, "reachable": True},
+                "last_sync_at": last_sync.isoformat() if last_sync else None,
+            }
+        )
 
     @app.get("/v1/students/profile", tags=["students"])
     def student_profile(
@@ -79,11 +94,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 params = {"tenant": settings.tenant_id, "moodle_user_id": moodle_user_id}
                 row = conn.execute(query, params).mappings().first()
         except (OperationalError, ProgrammingError) as exc:
-            raise Problem(503, "Profiles not built yet",
-                          "The student_profile mart does not exist yet: run the full_sync job.") from exc
+            raise Problem(
+                503, "Profiles not built yet", "The student_profile mart does not exist yet: run the full_sync job."
+            ) from exc
         if row is None:
-            raise Problem(404, "Student not found", f"No student with moodle_user_id {moodle_user_id}.",
-                          moodle_user_id=moodle_user_id)
+            raise Problem(
+                404,
+                "Student not found",
+                f"No student with moodle_user_id {moodle_user_id}.",
+                moodle_user_id=moodle_user_id,
+            )
         profile = {k: _jsonable(k, v) for k, v in row.items()}
         return {"student_key": profile.pop("student_key"), "profile": profile}
 

@@ -19,8 +19,14 @@ class Problem(Exception):
 
 
 def problem_response(request: Request, status: int, title: str, detail: str, **extra) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "instance": request.url.path, **extra}
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
@@ -33,8 +39,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         # Name each offending parameter, so a caller can fix the request without reading our code.
         errors = [
-            {"parameter": ".".join(str(p) for p in err["loc"][1:]) or err["loc"][0],
-             "in": err["loc"][0], "message": err["msg"]}
+            {
+                "parameter": ".".join(str(p) for p in err["loc"][1:]) or err["loc"][0],
+                "in": err["loc"][0],
+                "message": err["msg"],
+            }
             for err in exc.errors()
         ]
         names = ", ".join(e["parameter"] for e in errors)

@@ -67,8 +67,6 @@ class WarehouseResource(ConfigurableResource):
             yield conn
         refresh_statistics(self.engine)
 
-    def record_sync(
-        self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None
-    ) -> None:
+    def record_sync(self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None) -> None:
         """Note that `stream` synced now (and, for a canonical stream, how far it applied raw changes)."""
         record_sync(conn, self._tenant_id, stream, rows_read, datetime.now(UTC), watermark=watermark)

@@ -51,8 +51,7 @@ def unique_source_ids(conn: Connection, tenant_id: str) -> CheckOutcome:
     outcome = CheckOutcome(True, {})
     for column in ("moodle_user_id", "zoho_id"):
         col = students.c[column]
-        stmt = (select(col).where(_tenant(students, tenant_id), col.is_not(None))
-                .group_by(col).having(func.count() > 1))
+        stmt = select(col).where(_tenant(students, tenant_id), col.is_not(None)).group_by(col).having(func.count() > 1)
         found = _violations(conn, stmt, col)
         outcome.passed &= found.passed
         outcome.metadata[f"duplicate_{column}"] = found.metadata["violations"]
@@ -63,8 +62,12 @@ def unique_source_ids(conn: Connection, tenant_id: str) -> CheckOutcome:
 def unique_enrollments(conn: Connection, tenant_id: str) -> CheckOutcome:
     """A student is enrolled in a class once."""
     key = enrollments.c.student_key + "|" + enrollments.c.class_key
-    stmt = (select(key).where(_tenant(enrollments, tenant_id), enrollments.c.class_key.is_not(None))
-            .group_by(enrollments.c.student_key, enrollments.c.class_key).having(func.count() > 1))
+    stmt = (
+        select(key)
+        .where(_tenant(enrollments, tenant_id), enrollments.c.class_key.is_not(None))
+        .group_by(enrollments.c.student_key, enrollments.c.class_key)
+        .having(func.count() > 1)
+    )
     return _violations(conn, stmt, key)
 
 
@@ -74,10 +77,13 @@ def references_exist(conn: Connection, tenant_id: str, child, column: str, paren
     A soft-deleted parent still exists: a source that deletes a student but keeps its enrollments
     leaves a tombstone that explains them. Such references are counted (`to_deleted`), not failed.
     """
+
     def parent_row(*conditions):
-        return (select(parent.c[parent_key])
-                .where(parent.c.tenant_id == tenant_id, parent.c[parent_key] == child.c[column], *conditions)
-                .exists())
+        return (
+            select(parent.c[parent_key])
+            .where(parent.c.tenant_id == tenant_id, parent.c[parent_key] == child.c[column], *conditions)
+            .exists()
+        )
 
     live_children = (_tenant(child, tenant_id), child.c[column].is_not(None))
     outcome = _violations(conn, select(child.c[column]).where(*live_children, not_(parent_row())), child.c[column])
@@ -91,12 +97,17 @@ def enrollment_references(conn: Connection, tenant_id: str) -> CheckOutcome:
     """An enrollment's student and class exist."""
     student = references_exist(conn, tenant_id, enrollments, "student_key", students, "student_key")
     klass = references_exist(conn, tenant_id, enrollments, "class_key", classes, "class_key")
-    return CheckOutcome(student.passed and klass.passed, {
-        "missing_students": student.metadata["violations"], "missing_students_sample": student.metadata["sample"],
-        "deleted_students": student.metadata["to_deleted"],
-        "missing_classes": klass.metadata["violations"], "missing_classes_sample": klass.metadata["sample"],
-        "deleted_classes": klass.metadata["to_deleted"],
-    })
+    return CheckOutcome(
+        student.passed and klass.passed,
+        {
+            "missing_students": student.metadata["violations"],
+            "missing_students_sample": student.metadata["sample"],
+            "deleted_students": student.metadata["to_deleted"],
+            "missing_classes": klass.metadata["violations"],
+            "missing_classes_sample": klass.metadata["sample"],
+            "deleted_classes": klass.metadata["to_deleted"],
+        },
+    )
 
 
 def student_references(conn: Connection, tenant_id: str, child) -> CheckOutcome:
@@ -110,8 +121,11 @@ def grade_domain(conn: Connection, tenant_id: str) -> CheckOutcome:
         and_(grades.c.btec_grade.is_not(None), grades.c.btec_grade.not_in(BTEC_GRADES)),
         and_(grades.c.btec_equivalent.is_not(None), grades.c.btec_equivalent.not_in(BTEC_GRADES)),
     )
-    bad_number = and_(grades.c.raw_grade.is_not(None), grades.c.grade_max.is_not(None),
-                      or_(grades.c.raw_grade < 0, grades.c.raw_grade > grades.c.grade_max))
+    bad_number = and_(
+        grades.c.raw_grade.is_not(None),
+        grades.c.grade_max.is_not(None),
+        or_(grades.c.raw_grade < 0, grades.c.raw_grade > grades.c.grade_max),
+    )
     stmt = select(grades.c.grade_key).where(_tenant(grades, tenant_id), or_(bad_letter, bad_number))
     return _violations(conn, stmt, grades.c.grade_key)
 
@@ -129,23 +143,31 @@ def unmatched_identity_share(conn: Connection, tenant_id: str, warn_above: float
         select(func.count()).where(_tenant(students, tenant_id), students.c.identity_match.is_(None))
     ).scalar_one()
     share = unmatched / total if total else 0.0
-    return CheckOutcome(share <= warn_above, {
-        "students": total, "unmatched": unmatched, "unmatched_share": round(share, 4), "threshold": warn_above,
-    })
+    return CheckOutcome(
+        share <= warn_above,
+        {
+            "students": total,
+            "unmatched": unmatched,
+            "unmatched_share": round(share, 4),
+            "threshold": warn_above,
+        },
+    )
 
 
-def freshness(conn: Connection, tenant_id: str, stream: str, max_age: timedelta,
-              now: datetime | None = None) -> CheckOutcome:
+def freshness(
+    conn: Connection, tenant_id: str, stream: str, max_age: timedelta, now: datetime | None = None
+) -> CheckOutcome:
     """The stream synced successfully within `max_age`."""
     last = conn.execute(
         select(sync_state.c.last_synced_at).where(sync_state.c.tenant_id == tenant_id, sync_state.c.stream == stream)
     ).scalar()
     now = now or datetime.now(UTC)
     age = (now - last) if last else None
-    return CheckOutcome(age is not None and age <= max_age, {
-        "last_synced_at": last.isoformat() if last else None,
-        "age_hours": round(age.total_seconds() / 3600, 2) if age is not None else None,
-        "max_age_hours": max_age.total_seconds() / 3600,
-    })
-
-
+    return CheckOutcome(
+        age is not None and age <= max_age,
+        {
+            "last_synced_at": last.isoformat() if last else None,
+            "age_hours": round(age.total_seconds() / 3600, 2) if age is not None else None,
+            "max_age_hours": max_age.total_seconds() / 3600,
+        },
+    )

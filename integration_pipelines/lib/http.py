@@ -425,9 +425,7 @@ class HttpSession:
     def _transport_failure(self, exc: httpx.HTTPError, endpoint: str) -> TransportFailure:
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         detail = self.redactor(str(exc)) or type(exc).__name__
-        return self.transport_error(
-            f"{endpoint}: request {kind} ({type(exc).__name__}: {detail})", endpoint=endpoint
-        )
+        return self.transport_error(f"{endpoint}: request {kind} ({type(exc).__name__}: {detail})", endpoint=endpoint)
 
     def request(self, method: str, url: str, *, endpoint: str, limited: bool = True, **kwargs: Any) -> httpx.Response:
         """Send one request (counted) and read the body. Raises ``transport_error`` on failure.
@@ -450,9 +448,7 @@ class HttpSession:
             self.counter.record_status("transport")
             raise failure
         self.counter.record_status(response.status_code)
-        self.logger.debug(
-            "%s %s -> %s in %.3fs", method, endpoint, response.status_code, time.perf_counter() - started
-        )
+        self.logger.debug("%s %s -> %s in %.3fs", method, endpoint, response.status_code, time.perf_counter() - started)
         return response
 
     @contextmanager

@@ -223,19 +223,21 @@ def _bool(value: Any) -> bool | None:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({
-    "identity": _identity,  # the value as Zoho sends it
-    "strip": _strip,  # trimmed text; blank -> None
-    "lower": _lower,  # trimmed, lower-cased text; blank -> None
-    "upper": _upper,  # trimmed, upper-cased text; blank -> None
-    "email": _email,  # trimmed, lower-cased email; blank -> None
-    "lookup_id": _lookup_id,  # {"name", "id"} -> the id as a string
-    "int": _int,
-    "decimal": _decimal,  # Decimal quantised to 0.01 (money)
-    "date": _date,  # "YYYY-MM-DD" -> datetime.date
-    "datetime": _datetime,  # ISO 8601 with offset -> aware datetime; naive is rejected
-    "bool": _bool,
-})
+TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
+    {
+        "identity": _identity,  # the value as Zoho sends it
+        "strip": _strip,  # trimmed text; blank -> None
+        "lower": _lower,  # trimmed, lower-cased text; blank -> None
+        "upper": _upper,  # trimmed, upper-cased text; blank -> None
+        "email": _email,  # trimmed, lower-cased email; blank -> None
+        "lookup_id": _lookup_id,  # {"name", "id"} -> the id as a string
+        "int": _int,
+        "decimal": _decimal,  # Decimal quantised to 0.01 (money)
+        "date": _date,  # "YYYY-MM-DD" -> datetime.date
+        "datetime": _datetime,  # ISO 8601 with offset -> aware datetime; naive is rejected
+        "bool": _bool,
+    }
+)
 """The transform registry: a mapping file may name only these."""
 
 # Which transforms can fill a column of each kind. A date column filled through ``identity``
@@ -271,29 +273,62 @@ def _cols(*spec: tuple[str, str, bool]) -> tuple[CanonicalColumn, ...]:
     return tuple(CanonicalColumn(*s) for s in spec)
 
 
-CANONICAL_COLUMNS: Mapping[str, tuple[CanonicalColumn, ...]] = MappingProxyType({
-    "programs": _cols(("code", "text", True), ("name", "text", False), ("level", "text", False),
-                      ("credits", "int", False)),
-    "units": _cols(("program_zoho_id", "ref", True), ("code", "text", True), ("name", "text", False),
-                   # credits weight the points-per-credit averages (lib/btec.py)
-                   ("credits", "int", True)),
-    "classes": _cols(("program_zoho_id", "ref", True), ("name", "text", False),
-                     # the link to the Moodle course that teaches the class
-                     ("moodle_course_id", "int", True),
-                     ("start_date", "date", False), ("end_date", "date", False)),
-    "students": _cols(("student_number", "text", True), ("first_name", "text", False), ("last_name", "text", False),
-                      # student_number and email are what the identity match uses
-                      ("email", "text", True), ("program_zoho_id", "ref", False), ("status", "text", False)),
-    "enrollments": _cols(("student_zoho_id", "ref", True), ("class_zoho_id", "ref", True), ("status", "text", False),
-                         ("enrolled_on", "date", False)),
-    "registrations": _cols(("student_zoho_id", "ref", True), ("unit_zoho_id", "ref", True),
-                           ("status", "text", False)),
-    "payments": _cols(("student_zoho_id", "ref", True), ("kind", "text", False), ("amount", "decimal", True),
-                      ("currency", "text", False), ("method", "text", False), ("status", "text", False),
-                      ("due_date", "date", False), ("paid_on", "date", False)),
-    "btec_grades": _cols(("student_zoho_id", "ref", True), ("unit_zoho_id", "ref", True),
-                         ("btec_grade", "text", True), ("graded_at", "datetime", False)),
-})
+CANONICAL_COLUMNS: Mapping[str, tuple[CanonicalColumn, ...]] = MappingProxyType(
+    {
+        "programs": _cols(
+            ("code", "text", True), ("name", "text", False), ("level", "text", False), ("credits", "int", False)
+        ),
+        "units": _cols(
+            ("program_zoho_id", "ref", True),
+            ("code", "text", True),
+            ("name", "text", False),
+            # credits weight the points-per-credit averages (lib/btec.py)
+            ("credits", "int", True),
+        ),
+        "classes": _cols(
+            ("program_zoho_id", "ref", True),
+            ("name", "text", False),
+            # the link to the Moodle course that teaches the class
+            ("moodle_course_id", "int", True),
+            ("start_date", "date", False),
+            ("end_date", "date", False),
+        ),
+        "students": _cols(
+            ("student_number", "text", True),
+            ("first_name", "text", False),
+            ("last_name", "text", False),
+            # student_number and email are what the identity match uses
+            ("email", "text", True),
+            ("program_zoho_id", "ref", False),
+            ("status", "text", False),
+        ),
+        "enrollments": _cols(
+            ("student_zoho_id", "ref", True),
+            ("class_zoho_id", "ref", True),
+            ("status", "text", False),
+            ("enrolled_on", "date", False),
+        ),
+        "registrations": _cols(
+            ("student_zoho_id", "ref", True), ("unit_zoho_id", "ref", True), ("status", "text", False)
+        ),
+        "payments": _cols(
+            ("student_zoho_id", "ref", True),
+            ("kind", "text", False),
+            ("amount", "decimal", True),
+            ("currency", "text", False),
+            ("method", "text", False),
+            ("status", "text", False),
+            ("due_date", "date", False),
+            ("paid_on", "date", False),
+        ),
+        "btec_grades": _cols(
+            ("student_zoho_id", "ref", True),
+            ("unit_zoho_id", "ref", True),
+            ("btec_grade", "text", True),
+            ("graded_at", "datetime", False),
+        ),
+    }
+)
 """Canonical entity -> the columns its mapping may fill, in table order."""
 
 
@@ -301,8 +336,7 @@ CANONICAL_COLUMNS: Mapping[str, tuple[CanonicalColumn, ...]] = MappingProxyType(
 # The file's schema (pydantic). Strict: YAML's "yes" is not silently a string, 40 is not "40".
 # =============================================================================================
 class _Section(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_by_name=True,
-                              validate_by_alias=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
     # What the keys of this mapping are, for messages ("unknown entity 'studnets'").
     key_noun: ClassVar[str] = "key"
 
@@ -315,7 +349,8 @@ def _check_api_name(value: str) -> str:
         raise PydanticCustomError("api_name", "must not be empty")
     if not _API_NAME.fullmatch(value):
         raise PydanticCustomError(
-            "api_name", "{value} is not a Zoho API name (letters, digits and underscores, starting with a letter)",
+            "api_name",
+            "{value} is not a Zoho API name (letters, digits and underscores, starting with a letter)",
             {"value": repr(value)},
         )
     return value
@@ -410,7 +445,8 @@ class FieldRef(_Section):
     def _known_transform(cls, value: str) -> str:
         if value not in TRANSFORMS:
             raise PydanticCustomError(
-                "unknown_transform", "unknown transform {name} (expected one of: {expected})",
+                "unknown_transform",
+                "unknown transform {name} (expected one of: {expected})",
                 {"name": repr(value), "expected": ", ".join(TRANSFORMS)},
             )
         return value
@@ -427,7 +463,8 @@ def _field_ref_input(required: bool) -> Callable[[Any], Any]:
         if isinstance(value, (dict, FieldRef)):
             return value
         raise PydanticCustomError(
-            "field_ref_type", "expected a Zoho field name or a mapping {source, transform}, got {value}",
+            "field_ref_type",
+            "expected a Zoho field name or a mapping {source, transform}, got {value}",
             {"value": repr(value)},
         )
 
@@ -442,8 +479,12 @@ def _transform_fits(column: CanonicalColumn) -> Callable[[FieldRef | None], Fiel
             raise PydanticCustomError(
                 "transform_kind",
                 "transform {transform} cannot fill the {kind} column {column} (use one of: {allowed})",
-                {"transform": repr(ref.transform), "kind": column.kind, "column": repr(column.name),
-                 "allowed": ", ".join(allowed)},
+                {
+                    "transform": repr(ref.transform),
+                    "kind": column.kind,
+                    "column": repr(column.name),
+                    "allowed": ", ".join(allowed),
+                },
             )
         return ref
 
@@ -466,13 +507,20 @@ def _entity_models() -> dict[str, type[_EntitySection]]:
         title = "".join(part.title() for part in entity.split("_"))
         column_fields: dict[str, Any] = {}
         for column in columns:
-            ref = Annotated[FieldRef, BeforeValidator(_field_ref_input(column.required)),
-                            AfterValidator(_transform_fits(column))]
+            ref = Annotated[
+                FieldRef, BeforeValidator(_field_ref_input(column.required)), AfterValidator(_transform_fits(column))
+            ]
             if column.required:
                 column_fields[column.name] = (ref, ...)
             else:
-                column_fields[column.name] = (Annotated[FieldRef | None, BeforeValidator(_field_ref_input(False)),
-                                                        AfterValidator(_transform_fits(column))], None)
+                column_fields[column.name] = (
+                    Annotated[
+                        FieldRef | None,
+                        BeforeValidator(_field_ref_input(False)),
+                        AfterValidator(_transform_fits(column)),
+                    ],
+                    None,
+                )
         fields_model = create_model(f"{title}Columns", __base__=_ColumnsSection, **column_fields)
         models[entity] = create_model(f"{title}Entity", __base__=_EntitySection, fields=(fields_model, ...))
     return models
@@ -642,8 +690,13 @@ def _compile(spec: _MappingFile, file: str) -> FieldMapping:
             if (ref := getattr(entity.fields, column.name)) is not None
         )
         entities[name] = EntityMapping(name, entity.module, columns)
-    return FieldMapping(identity=spec.identity, btec=spec.btec, zoho=ZohoMapping(MappingProxyType(entities)),
-                        moodle=spec.moodle, file=file)
+    return FieldMapping(
+        identity=spec.identity,
+        btec=spec.btec,
+        zoho=ZohoMapping(MappingProxyType(entities)),
+        moodle=spec.moodle,
+        file=file,
+    )
 
 
 # =============================================================================================
@@ -705,8 +758,9 @@ def _load(path: Path, file: str) -> FieldMapping:
     try:
         root = loader.get_single_node()
         if root is None:
-            raise MappingError(file, [MappingProblem(1, None, "the file is empty; expected a mapping with "
-                                                               "version and zoho")])
+            raise MappingError(
+                file, [MappingProblem(1, None, "the file is empty; expected a mapping with version and zoho")]
+            )
         duplicates = sorted(_duplicate_keys(root), key=lambda p: p.line or 0)
         if duplicates:
             raise MappingError(file, duplicates)
@@ -783,8 +837,14 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-_OWN_ERRORS = {"api_name", "thresholds_order", "unknown_transform", "required_column", "field_ref_type",
-               "transform_kind"}
+_OWN_ERRORS = {
+    "api_name",
+    "thresholds_order",
+    "unknown_transform",
+    "required_column",
+    "field_ref_type",
+    "transform_kind",
+}
 
 
 def _section_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:

@@ -559,7 +559,11 @@ class MoodleClient:
             )
             self.warnings.append(warning)
             # "No grades found" for an assignment is routine; everything else is worth a look.
-            level = logging.DEBUG if (wsfunction, warning.warningcode) == ("mod_assign_get_grades", "3") else logging.WARNING
+            level = (
+                logging.DEBUG
+                if (wsfunction, warning.warningcode) == ("mod_assign_get_grades", "3")
+                else logging.WARNING
+            )
             logger.log(
                 level,
                 "Moodle %s warning %s on %s %s: %s",
@@ -612,9 +616,7 @@ class MoodleClient:
         offset = 0
         seen: set[int] = set()
         while True:
-            opts: list[dict[str, Any]] = [
-                {"name": name, "value": value} for name, value in (options or {}).items()
-            ]
+            opts: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in (options or {}).items()]
             opts += [
                 {"name": "sortby", "value": "id"},
                 {"name": "sortdirection", "value": "ASC"},
@@ -674,9 +676,7 @@ class MoodleClient:
         Raises :class:`MoodleWSError` with errorcode ``nocriteriaset``, ``usernotenroled``
         or ``cannotviewreport`` as Moodle does.
         """
-        answer = self.call(
-            "core_completion_get_course_completion_status", courseid=int(course_id), userid=int(user_id)
-        )
+        answer = self.call("core_completion_get_course_completion_status", courseid=int(course_id), userid=int(user_id))
         return answer.get("completionstatus") or {}
 
     def activities_completion_status(self, course_id: int, user_id: int) -> list[dict[str, Any]]:
@@ -690,7 +690,9 @@ class MoodleClient:
         """``core_enrol_get_users_courses``: a user's courses with ``completed`` and ``progress``."""
         yield from self.call("core_enrol_get_users_courses", userid=int(user_id), returnusercount=False) or []
 
-    def iter_user_completions(self, user_id: int, course_ids: Iterable[int] | None = None) -> Iterator[MoodleCompletion]:
+    def iter_user_completions(
+        self, user_id: int, course_ids: Iterable[int] | None = None
+    ) -> Iterator[MoodleCompletion]:
         """Course completion of one user in all their courses with **one** request."""
         wanted = None if course_ids is None else {int(c) for c in course_ids}
         for course in self.iter_user_courses(user_id):
@@ -707,12 +709,20 @@ class MoodleClient:
                 source="core_enrol_get_users_courses",
                 data={
                     k: course.get(k)
-                    for k in ("completed", "progress", "completionhascriteria", "completionusertracked", "enablecompletion")
+                    for k in (
+                        "completed",
+                        "progress",
+                        "completionhascriteria",
+                        "completionusertracked",
+                        "enablecompletion",
+                    )
                     if k in course
                 },
             )
 
-    def iter_assignments(self, course_ids: Iterable[int], *, batch_size: int | None = None) -> Iterator[MoodleAssignment]:
+    def iter_assignments(
+        self, course_ids: Iterable[int], *, batch_size: int | None = None
+    ) -> Iterator[MoodleAssignment]:
         """Assignments of the given courses (``mod_assign_get_assignments``), batched by course.
 
         Sends ``includenotenrolledcourses=1``: the sync account is usually not enrolled,
@@ -721,9 +731,9 @@ class MoodleClient:
         size = batch_size or self.id_batch_size
         unique = list(dict.fromkeys(int(c) for c in course_ids))
         for batch in _chunks(unique, size):
-            answer = self.call(
-                "mod_assign_get_assignments", courseids=list(batch), includenotenrolledcourses=True
-            ) or {}
+            answer = (
+                self.call("mod_assign_get_assignments", courseids=list(batch), includenotenrolledcourses=True) or {}
+            )
             for course in answer.get("courses") or []:
                 cid = int(course["id"])
                 for assignment in course.get("assignments") or []:

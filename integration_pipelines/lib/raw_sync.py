@@ -26,9 +26,12 @@ class RawLander:
         self._buffers: dict[str, list[dict[str, Any]]] = {e: [] for e in entities}
         self.counts = {e: SyncCounts() for e in self._buffers}
         self._snapshots = (
-            {e: Snapshot(conn, "raw_records", {"tenant_id": tenant_id, "source": source, "entity": e})
-             for e in self._buffers}
-            if snapshot else {}
+            {
+                e: Snapshot(conn, "raw_records", {"tenant_id": tenant_id, "source": source, "entity": e})
+                for e in self._buffers
+            }
+            if snapshot
+            else {}
         )
 
     def land(self, entity: str, record_id: Any, payload: Mapping[str, Any], modified_at: datetime) -> None:

@@ -28,8 +28,9 @@ def uvicorn_config(app) -> uvicorn.Config:
 
 
 @contextmanager
-def serve_in_thread(app, sock: socket.socket | None = None, *, name: str = "asgi-server",
-                    startup_timeout: float = 15.0) -> Iterator[str]:
+def serve_in_thread(
+    app, sock: socket.socket | None = None, *, name: str = "asgi-server", startup_timeout: float = 15.0
+) -> Iterator[str]:
     """Serve `app` with uvicorn on a background thread for the `with` block; yields its base URL.
 
     Pass a socket from `bind` when the app must know its own URL before it starts; by default

@@ -156,42 +156,52 @@ def link_students(
         user, how = linked.get(zoho_id, (None, None))
         if user is None:
             stats.zoho_only += 1
-        rows.append({
-            **row,
-            "tenant_id": tenant_id,
-            "student_key": f"zoho:{zoho_id}",
-            "moodle_user_id": int(user["id"]) if user else None,
-            "identity_match": how,
-        })
+        rows.append(
+            {
+                **row,
+                "tenant_id": tenant_id,
+                "student_key": f"zoho:{zoho_id}",
+                "moodle_user_id": int(user["id"]) if user else None,
+                "identity_match": how,
+            }
+        )
     for zoho_id, known in deleted_zoho.items():
         user, how = linked.get(zoho_id, (None, None))
-        rows.append({
-            "student_number": None, "first_name": None, "last_name": None, "email": None,
-            "program_zoho_id": None, "status": None,
-            **known,
-            "tenant_id": tenant_id,
-            "student_key": f"zoho:{zoho_id}",
-            "zoho_id": zoho_id,
-            "moodle_user_id": int(user["id"]) if user else None,
-            "identity_match": how,
-            "source_modified_at": known.get("source_modified_at") or known["deleted_at"],
-        })
+        rows.append(
+            {
+                "student_number": None,
+                "first_name": None,
+                "last_name": None,
+                "email": None,
+                "program_zoho_id": None,
+                "status": None,
+                **known,
+                "tenant_id": tenant_id,
+                "student_key": f"zoho:{zoho_id}",
+                "zoho_id": zoho_id,
+                "moodle_user_id": int(user["id"]) if user else None,
+                "identity_match": how,
+                "source_modified_at": known.get("source_modified_at") or known["deleted_at"],
+            }
+        )
     for user in moodle_only:
         stats.moodle_only += 1
-        rows.append({
-            "tenant_id": tenant_id,
-            "student_key": f"moodle:{int(user['id'])}",
-            "zoho_id": None,
-            "moodle_user_id": int(user["id"]),
-            "student_number": (user.get("idnumber") or "").strip() or None,
-            "first_name": user.get("firstname"),
-            "last_name": user.get("lastname"),
-            "email": normalise_email(user.get("email")),
-            "program_zoho_id": None,
-            "status": "suspended" if user.get("suspended") else "active",
-            "identity_match": None,
-            "source_modified_at": observed_at,
-        })
+        rows.append(
+            {
+                "tenant_id": tenant_id,
+                "student_key": f"moodle:{int(user['id'])}",
+                "zoho_id": None,
+                "moodle_user_id": int(user["id"]),
+                "student_number": (user.get("idnumber") or "").strip() or None,
+                "first_name": user.get("firstname"),
+                "last_name": user.get("lastname"),
+                "email": normalise_email(user.get("email")),
+                "program_zoho_id": None,
+                "status": "suspended" if user.get("suspended") else "active",
+                "identity_match": None,
+                "source_modified_at": observed_at,
+            }
+        )
     return rows, stats
 
 

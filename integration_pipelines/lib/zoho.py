@@ -242,9 +242,7 @@ def accounts_url_for(
         marker = "zohoapis."
         if marker in host:
             return accounts_url_for(data_centre=host.split(marker, 1)[1])
-    raise ValueError(
-        f"cannot tell the Zoho data centre from api domain {api_domain!r}; set ZOHO_ACCOUNTS_URL"
-    )
+    raise ValueError(f"cannot tell the Zoho data centre from api domain {api_domain!r}; set ZOHO_ACCOUNTS_URL")
 
 
 def concurrency_for_edition(edition: str | None, default: int = 5) -> int:
@@ -656,9 +654,13 @@ class ZohoClient:
         }
         text = f"Zoho {endpoint}: HTTP {status} {code or ''} {zmsg}".rstrip()
         if status == 429:
-            return self._raise(ZohoRateLimited(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs))
+            return self._raise(
+                ZohoRateLimited(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
+            )
         if status >= 500:
-            return self._raise(ZohoServerError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs))
+            return self._raise(
+                ZohoServerError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
+            )
         if code == "OAUTH_SCOPE_MISMATCH":
             return self._raise(
                 ZohoScopeError(
@@ -669,9 +671,7 @@ class ZohoClient:
                 )
             )
         if status == 401 or code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE"):
-            return self._raise(
-                ZohoAuthError(text + " (the access token was refused even after a refresh)", **kwargs)
-            )
+            return self._raise(ZohoAuthError(text + " (the access token was refused even after a refresh)", **kwargs))
         if code == "DISCRETE_PAGINATION_LIMIT_EXCEEDED":
             return self._raise(ZohoPaginationLimit(text, **kwargs))
         if status == 403 or code == "NO_PERMISSION":
@@ -705,7 +705,9 @@ class ZohoClient:
     def list_modules(self) -> list[dict[str, Any]]:
         """``GET /settings/modules``."""
         v = self.api_version
-        return list(self._get_json(f"/crm/{v}/settings/modules", endpoint=f"GET /crm/{v}/settings/modules").get("modules") or [])
+        return list(
+            self._get_json(f"/crm/{v}/settings/modules", endpoint=f"GET /crm/{v}/settings/modules").get("modules") or []
+        )
 
     def list_fields(self, module: str) -> list[dict[str, Any]]:
         """``GET /settings/fields?module=``."""
@@ -718,7 +720,12 @@ class ZohoClient:
     def current_user(self) -> dict[str, Any]:
         """``GET /users?type=CurrentUser`` (the user the refresh token belongs to)."""
         v = self.api_version
-        users = self._get_json(f"/crm/{v}/users", endpoint=f"GET /crm/{v}/users", params={"type": "CurrentUser"}).get("users") or []
+        users = (
+            self._get_json(f"/crm/{v}/users", endpoint=f"GET /crm/{v}/users", params={"type": "CurrentUser"}).get(
+                "users"
+            )
+            or []
+        )
         return users[0] if users else {}
 
     def org(self) -> dict[str, Any]:
@@ -784,9 +791,7 @@ class ZohoClient:
                 page_token = str(next_token)
                 continue
             if page_token:
-                raise ZohoResponseError(
-                    f"Zoho {endpoint}: more_records without a next_page_token", endpoint=endpoint
-                )
+                raise ZohoResponseError(f"Zoho {endpoint}: more_records without a next_page_token", endpoint=endpoint)
             page += 1
             if (page - 1) * per_page >= DISCRETE_PAGE_LIMIT:
                 raise ZohoPaginationLimit(
@@ -879,7 +884,9 @@ class ZohoClient:
         have: dict[str, set[int]],
     ) -> Iterator[dict[str, Any]]:
         v = self.api_version
-        logger.info("Zoho %s: %d records arrived in some field batches only; fetching the rest by id", module, len(pending))
+        logger.info(
+            "Zoho %s: %d records arrived in some field batches only; fetching the rest by id", module, len(pending)
+        )
         for i, batch in enumerate(batches):
             missing = [rid for rid, got in have.items() if i not in got]
             for start in range(0, len(missing), 100):
@@ -1088,7 +1095,10 @@ class ZohoClient:
             spool = tempfile.TemporaryFile()
             try:
                 with self._session.stream(
-                    "GET", url, endpoint=endpoint, headers={"Authorization": f"Zoho-oauthtoken {token.get_secret_value()}"}
+                    "GET",
+                    url,
+                    endpoint=endpoint,
+                    headers={"Authorization": f"Zoho-oauthtoken {token.get_secret_value()}"},
                 ) as response:
                     if response.status_code == 200:
                         for chunk in response.iter_bytes(64 * 1024):
@@ -1099,7 +1109,9 @@ class ZohoClient:
                 if response.status_code == 401 and not refreshed and _error_code(response) == "INVALID_TOKEN":
                     refreshed = True
                     self._tokens.invalidate(token)
-                    raise ZohoServerError("access token expired during download; refreshed", endpoint=endpoint, retryable=True)
+                    raise ZohoServerError(
+                        "access token expired during download; refreshed", endpoint=endpoint, retryable=True
+                    )
                 self._check(response, endpoint)
                 raise ZohoResponseError(f"Zoho {endpoint}: HTTP {response.status_code}", endpoint=endpoint)
             except BaseException:
@@ -1113,7 +1125,9 @@ class ZohoClient:
             try:
                 archive = zipfile.ZipFile(spool)
             except zipfile.BadZipFile:
-                raise ZohoBulkReadError(f"Zoho Bulk Read job {job_id}: the result is not a zip file", endpoint=endpoint) from None
+                raise ZohoBulkReadError(
+                    f"Zoho Bulk Read job {job_id}: the result is not a zip file", endpoint=endpoint
+                ) from None
             with archive:
                 members = [m for m in archive.namelist() if m.lower().endswith(".csv")]
                 if not members:

@@ -23,8 +23,22 @@ if TYPE_CHECKING:
     from .server import SandboxApp
 
 STATES = ("ADDED", "QUEUED", "IN PROGRESS", "COMPLETED")
-COMPARATORS = ("equal", "not_equal", "in", "not_in", "greater_than", "greater_equal", "less_than", "less_equal",
-               "between", "not_between", "starts_with", "ends_with", "contains", "not_contains")
+COMPARATORS = (
+    "equal",
+    "not_equal",
+    "in",
+    "not_in",
+    "greater_than",
+    "greater_equal",
+    "less_than",
+    "less_equal",
+    "between",
+    "not_between",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "not_contains",
+)
 DOWNLOADS_PER_MINUTE = 10
 
 
@@ -47,7 +61,7 @@ class Job:
 
 
 class BulkRead:
-    def __init__(self, app: "SandboxApp"):
+    def __init__(self, app: SandboxApp):
         self.app = app
         self.jobs: dict[str, Job] = {}
         self.downloads: list[float] = []
@@ -67,9 +81,12 @@ class BulkRead:
 
     @staticmethod
     def _bad(code: str, message: str, details: dict | None = None, status: int = 400) -> ZohoResponse:
-        return ZohoResponse(status, {"data": [{"status": "error", "code": code, "message": message,
-                                               "details": details or {}}]} if status == 400 else
-                            {"status": "error", "code": code, "message": message, "details": details or {}})
+        return ZohoResponse(
+            status,
+            {"data": [{"status": "error", "code": code, "message": message, "details": details or {}}]}
+            if status == 400
+            else {"status": "error", "code": code, "message": message, "details": details or {}},
+        )
 
     def create(self, body: bytes) -> ZohoResponse:
         try:
@@ -86,8 +103,7 @@ class BulkRead:
         fields = q.get("fields") or [n for n in specs if n != "id"]
         if not isinstance(fields, list) or any(f not in specs for f in fields):
             bad = next((f for f in (fields if isinstance(fields, list) else []) if f not in specs), "fields")
-            return self._bad("FIELD_NOT_AVAILABLE", "the field is not available", {"api_name": bad,
-                                                                                      "module": module})
+            return self._bad("FIELD_NOT_AVAILABLE", "the field is not available", {"api_name": bad, "module": module})
         page = q.get("page") or 1
         if not isinstance(page, int) or page < 1:
             return self._bad("INVALID_REQUEST", "page is invalid", {"api_name": "page"})
@@ -96,38 +112,72 @@ class BulkRead:
             return self._bad("INVALID_CRITERIA", "the criteria is invalid")
         col = self.college
         job = Job(str(col.new_zid()), module, [f for f in fields if f != "id"], criteria, page, col.clock())
-        job.query_echo = {"module": {"api_name": module, "id": str(5843104000000002000
-                                                                   + list(MODULE_FIELDS).index(module))},
-                          "fields": fields, "page": page, **({"criteria": criteria} if criteria else {})}
+        job.query_echo = {
+            "module": {"api_name": module, "id": str(5843104000000002000 + list(MODULE_FIELDS).index(module))},
+            "fields": fields,
+            "page": page,
+            **({"criteria": criteria} if criteria else {}),
+        }
         self.jobs[job.id] = job
         user = {"id": str(CRM_USERS[0][0]), "name": CRM_USERS[0][1]}
-        return ZohoResponse(201, {"data": [{"status": "success", "code": "ADDED_SUCCESSFULLY",
-                                            "message": "Added successfully.",
-                                            "details": {"id": job.id, "operation": "read", "state": "ADDED",
-                                                        "created_by": user,
-                                                        "created_time": zoho_datetime(job.created)}}],
-                                  "info": {}})
+        return ZohoResponse(
+            201,
+            {
+                "data": [
+                    {
+                        "status": "success",
+                        "code": "ADDED_SUCCESSFULLY",
+                        "message": "Added successfully.",
+                        "details": {
+                            "id": job.id,
+                            "operation": "read",
+                            "state": "ADDED",
+                            "created_by": user,
+                            "created_time": zoho_datetime(job.created),
+                        },
+                    }
+                ],
+                "info": {},
+            },
+        )
 
     def _valid_criteria(self, c: Any, specs: dict) -> bool:
         if not isinstance(c, dict):
             return False
         if "group" in c:
-            return c.get("group_operator") in ("and", "or") and isinstance(c["group"], list) and \
-                all(self._valid_criteria(g, specs) for g in c["group"])
+            return (
+                c.get("group_operator") in ("and", "or")
+                and isinstance(c["group"], list)
+                and all(self._valid_criteria(g, specs) for g in c["group"])
+            )
         return c.get("api_name") in specs and c.get("comparator") in COMPARATORS and "value" in c
 
     def status(self, job_id: str) -> ZohoResponse:
         job = self.jobs.get(job_id)
         if job is None:
-            return ZohoResponse(404, {"code": "RESOURCE_NOT_FOUND", "details": {"resource": "job_id"},
-                                      "message": "the requested resource was not found", "status": "error"})
+            return ZohoResponse(
+                404,
+                {
+                    "code": "RESOURCE_NOT_FOUND",
+                    "details": {"resource": "job_id"},
+                    "message": "the requested resource was not found",
+                    "status": "error",
+                },
+            )
         if job.state != "COMPLETED":
             job.polls += 1
         if job.state == "COMPLETED" and job.result is None:
             self._run(job)
         user = {"id": str(CRM_USERS[0][0]), "name": CRM_USERS[0][1]}
-        detail: dict[str, Any] = {"id": job.id, "operation": "read", "state": job.state, "query": job.query_echo,
-                                  "created_by": user, "created_time": zoho_datetime(job.created), "file_type": "csv"}
+        detail: dict[str, Any] = {
+            "id": job.id,
+            "operation": "read",
+            "state": job.state,
+            "query": job.query_echo,
+            "created_by": user,
+            "created_time": zoho_datetime(job.created),
+            "file_type": "csv",
+        }
         if job.result is not None:
             detail["result"] = job.result
         return ZohoResponse(200, {"data": [detail]})
@@ -164,10 +214,18 @@ class BulkRead:
             return False
         if comp in ("starts_with", "ends_with", "contains", "not_contains"):
             h, w = str(have), str(want)
-            return {"starts_with": h.startswith(w), "ends_with": h.endswith(w), "contains": w in h,
-                    "not_contains": w not in h}[comp]
-        return {"greater_than": have > want, "greater_equal": have >= want, "less_than": have < want,
-                "less_equal": have <= want}[comp]
+            return {
+                "starts_with": h.startswith(w),
+                "ends_with": h.endswith(w),
+                "contains": w in h,
+                "not_contains": w not in h,
+            }[comp]
+        return {
+            "greater_than": have > want,
+            "greater_equal": have >= want,
+            "less_than": have < want,
+            "less_equal": have <= want,
+        }[comp]
 
     def _run(self, job: Job) -> None:
         size = self.app.config.bulk_read_page_size
@@ -175,7 +233,7 @@ class BulkRead:
         if job.criteria:
             recs = [r for r in recs if self._matches(job, r, job.criteria)]
         start = (job.page - 1) * size
-        chunk = recs[start:start + size]
+        chunk = recs[start : start + size]
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["Id"] + job.fields)
@@ -193,23 +251,45 @@ class BulkRead:
             zf.writestr(f"{job.id}.csv", buf.getvalue())
         job.zip_bytes = out.getvalue()
         more = start + len(chunk) < len(recs)
-        job.result = {"page": job.page, "count": len(chunk), "download_url": f"/crm/bulk/v8/read/{job.id}/result",
-                      "per_page": size, "more_records": more}
+        job.result = {
+            "page": job.page,
+            "count": len(chunk),
+            "download_url": f"/crm/bulk/v8/read/{job.id}/result",
+            "per_page": size,
+            "more_records": more,
+        }
 
     def download(self, job_id: str) -> ZohoResponse:
         job = self.jobs.get(job_id)
         if job is None:
-            return ZohoResponse(404, {"code": "RESOURCE_NOT_FOUND", "details": {"resource": "job_id"},
-                                      "message": "the requested resource was not found", "status": "error"})
+            return ZohoResponse(
+                404,
+                {
+                    "code": "RESOURCE_NOT_FOUND",
+                    "details": {"resource": "job_id"},
+                    "message": "the requested resource was not found",
+                    "status": "error",
+                },
+            )
         if job.zip_bytes is None:
-            return ZohoResponse(400, {"code": "INVALID_REQUEST", "details": {"state": job.state},
-                                      "message": "the job is not completed yet", "status": "error"})
+            return ZohoResponse(
+                400,
+                {
+                    "code": "INVALID_REQUEST",
+                    "details": {"state": job.state},
+                    "message": "the job is not completed yet",
+                    "status": "error",
+                },
+            )
         now = self.college.time()
         self.downloads = [t for t in self.downloads if t > now - 60]
         if len(self.downloads) >= DOWNLOADS_PER_MINUTE:
-            return error(429, "TOO_MANY_REQUESTS", "too many downloads", {"limit": DOWNLOADS_PER_MINUTE},
-                         {"Retry-After": 60})
+            return error(
+                429, "TOO_MANY_REQUESTS", "too many downloads", {"limit": DOWNLOADS_PER_MINUTE}, {"Retry-After": 60}
+            )
         self.downloads.append(now)
-        return ZohoResponse(200, headers={"content-type": "application/zip",
-                                          "Content-Disposition": f'attachment; filename="{job.id}.zip"'},
-                            raw=job.zip_bytes)
+        return ZohoResponse(
+            200,
+            headers={"content-type": "application/zip", "Content-Disposition": f'attachment; filename="{job.id}.zip"'},
+            raw=job.zip_bytes,
+        )

@@ -30,18 +30,44 @@ def sandbox_group() -> None:
 @click.option("--zoho-client-id", envvar="SANDBOX_ZOHO_CLIENT_ID", default=None)
 @click.option("--zoho-client-secret", envvar="SANDBOX_ZOHO_CLIENT_SECRET", default=None)
 @click.option("--zoho-refresh-token", envvar="SANDBOX_ZOHO_REFRESH_TOKEN", default=None)
-def serve_cmd(students: int, seed: int, host: str, port: int, fault_rate: float, token_ttl_calls: int | None,
-              token_ttl_seconds: int, webhook_url: str | None, moodle_token: str | None,
-              zoho_client_id: str | None, zoho_client_secret: str | None, zoho_refresh_token: str | None) -> None:
+def serve_cmd(
+    students: int,
+    seed: int,
+    host: str,
+    port: int,
+    fault_rate: float,
+    token_ttl_calls: int | None,
+    token_ttl_seconds: int,
+    webhook_url: str | None,
+    moodle_token: str | None,
+    zoho_client_id: str | None,
+    zoho_client_secret: str | None,
+    zoho_refresh_token: str | None,
+) -> None:
     """Generate the college and serve both APIs in the foreground until Ctrl-C."""
     from .server import serve
 
-    overrides = {k: v for k, v in {
-        "moodle_token": moodle_token, "zoho_client_id": zoho_client_id, "zoho_client_secret": zoho_client_secret,
-        "zoho_refresh_token": zoho_refresh_token}.items() if v}
-    config = SandboxConfig(students=students, seed=seed, host=host, port=port, fault_rate=fault_rate,
-                           token_ttl_calls=token_ttl_calls, token_ttl_seconds=token_ttl_seconds,
-                           webhook_url=webhook_url, **overrides)
+    overrides = {
+        k: v
+        for k, v in {
+            "moodle_token": moodle_token,
+            "zoho_client_id": zoho_client_id,
+            "zoho_client_secret": zoho_client_secret,
+            "zoho_refresh_token": zoho_refresh_token,
+        }.items()
+        if v
+    }
+    config = SandboxConfig(
+        students=students,
+        seed=seed,
+        host=host,
+        port=port,
+        fault_rate=fault_rate,
+        token_ttl_calls=token_ttl_calls,
+        token_ttl_seconds=token_ttl_seconds,
+        webhook_url=webhook_url,
+        **overrides,
+    )
     click.echo(f"generating a college of {students} students (seed {seed}) ...", err=True)
 
     def ready(sandbox) -> None:  # noqa: ANN001

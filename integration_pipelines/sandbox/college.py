@@ -23,9 +23,10 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
 
 DAY = 86_400
 # College time starts on 2025-08-01T00:00:00Z; "now" starts 200 days later. Pure constants keep
@@ -55,17 +56,42 @@ LAST_NAMES = (
     "Muller Silva Kaur Begum Hussain Shah Cooper Ward Morris King Baker Harris Scott Young Allen"
 ).split()
 SUBJECTS = (
-    ("IT", "Information Technology"), ("BUS", "Business"), ("ENG", "Engineering"),
-    ("HSC", "Health and Social Care"), ("SPT", "Sport"), ("ART", "Art and Design"),
-    ("MED", "Creative Media"), ("APS", "Applied Science"), ("CMP", "Computing"),
-    ("TTM", "Travel and Tourism"), ("PSS", "Public Services"), ("MUS", "Music"),
+    ("IT", "Information Technology"),
+    ("BUS", "Business"),
+    ("ENG", "Engineering"),
+    ("HSC", "Health and Social Care"),
+    ("SPT", "Sport"),
+    ("ART", "Art and Design"),
+    ("MED", "Creative Media"),
+    ("APS", "Applied Science"),
+    ("CMP", "Computing"),
+    ("TTM", "Travel and Tourism"),
+    ("PSS", "Public Services"),
+    ("MUS", "Music"),
 )
-LEVELS = (("L2", "BTEC Level 2 Diploma", 60), ("L3", "BTEC Level 3 Extended Diploma", 180),
-          ("HNC", "BTEC Higher National Certificate", 120), ("HND", "BTEC Higher National Diploma", 240))
+LEVELS = (
+    ("L2", "BTEC Level 2 Diploma", 60),
+    ("L3", "BTEC Level 3 Extended Diploma", 180),
+    ("HNC", "BTEC Higher National Certificate", 120),
+    ("HND", "BTEC Higher National Diploma", 240),
+)
 UNIT_TOPICS = (
-    "Principles", "Professional Practice", "Research Project", "Digital Skills", "Communication",
-    "Health and Safety", "Data Analysis", "Team Project", "Industry Placement", "Innovation",
-    "Planning and Management", "Systems", "Law and Ethics", "Customer Service", "Design", "Finance",
+    "Principles",
+    "Professional Practice",
+    "Research Project",
+    "Digital Skills",
+    "Communication",
+    "Health and Safety",
+    "Data Analysis",
+    "Team Project",
+    "Industry Placement",
+    "Innovation",
+    "Planning and Management",
+    "Systems",
+    "Law and Ethics",
+    "Customer Service",
+    "Design",
+    "Finance",
 )
 CITIES = ("London", "Leeds", "Manchester", "Bristol", "Birmingham", "Sheffield", "Leicester", "Nottingham")
 PAYMENT_METHODS = ("Card", "Bank Transfer", "Direct Debit", "Student Loan")
@@ -78,13 +104,13 @@ FEES_PENCE = (520_000, 650_000, 780_000, 925_000)
 # ----------------------------------------------------------------------------------------
 def zoho_datetime(epoch: int) -> str:
     """Zoho's datetime format: ISO 8601 with a UTC offset, seconds precision."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def zoho_date(epoch: int | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(epoch, UTC).date().isoformat()
 
 
 def parse_zoho_datetime(text: str) -> int:
@@ -97,13 +123,13 @@ def parse_zoho_datetime(text: str) -> int:
 
         dt = parsedate_to_datetime(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp())
 
 
 def date_to_epoch(text: str) -> int:
     d = date.fromisoformat(text)
-    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
 
 
 def btec_from_percentage(pct: float, thresholds: tuple[float, float, float] = BTEC_THRESHOLDS) -> str:
@@ -423,8 +449,7 @@ class ZohoModule:
         return len(self.index("id"))
 
 
-ZOHO_MODULES = ("Programs", "Units", "Classes", "Students", "Enrollments", "Registrations", "Payments",
-                "BTEC_Grades")
+ZOHO_MODULES = ("Programs", "Units", "Classes", "Students", "Enrollments", "Registrations", "Payments", "BTEC_Grades")
 
 # The CRM users who own records (Owner lookups). Index 0 is the API user (CurrentUser).
 CRM_USERS = (
@@ -559,19 +584,37 @@ class College:
 
     def _truth_programs(self) -> Iterator[dict]:
         for p in list(self.zoho["Programs"].records.values()):
-            yield {"zoho_id": str(p.zid), "code": p.code, "name": p.name, "level": p.level,
-                   "credits": p.credits, "deleted": p.deleted is not None}
+            yield {
+                "zoho_id": str(p.zid),
+                "code": p.code,
+                "name": p.name,
+                "level": p.level,
+                "credits": p.credits,
+                "deleted": p.deleted is not None,
+            }
 
     def _truth_units(self) -> Iterator[dict]:
         for u in list(self.zoho["Units"].records.values()):
-            yield {"zoho_id": str(u.zid), "program_zoho_id": str(u.program), "code": u.code, "name": u.name,
-                   "credits": u.credits, "deleted": u.deleted is not None}
+            yield {
+                "zoho_id": str(u.zid),
+                "program_zoho_id": str(u.program),
+                "code": u.code,
+                "name": u.name,
+                "credits": u.credits,
+                "deleted": u.deleted is not None,
+            }
 
     def _truth_classes(self) -> Iterator[dict]:
         for c in list(self.zoho["Classes"].records.values()):
-            yield {"zoho_id": str(c.zid), "program_zoho_id": str(c.program), "name": c.name,
-                   "moodle_course_id": c.course_id, "start_date": zoho_date(c.start),
-                   "end_date": zoho_date(c.end), "deleted": c.deleted is not None}
+            yield {
+                "zoho_id": str(c.zid),
+                "program_zoho_id": str(c.program),
+                "name": c.name,
+                "moodle_course_id": c.course_id,
+                "start_date": zoho_date(c.start),
+                "end_date": zoho_date(c.end),
+                "deleted": c.deleted is not None,
+            }
 
     @staticmethod
     def enrollment_status(e: Enrollment) -> str:
@@ -603,15 +646,28 @@ class College:
 
     def _truth_registrations(self) -> Iterator[dict]:
         for r in list(self.zoho["Registrations"].records.values()):
-            yield {"zoho_id": str(r.zid), "student_zoho_id": str(r.student), "unit_zoho_id": str(r.unit),
-                   "status": r.status.lower(), "deleted": r.deleted is not None}
+            yield {
+                "zoho_id": str(r.zid),
+                "student_zoho_id": str(r.student),
+                "unit_zoho_id": str(r.unit),
+                "status": r.status.lower(),
+                "deleted": r.deleted is not None,
+            }
 
     def _truth_payments(self) -> Iterator[dict]:
         for p in list(self.zoho["Payments"].records.values()):
-            yield {"zoho_id": str(p.zid), "student_zoho_id": str(p.student), "kind": p.kind.lower(),
-                   "amount": f"{p.amount_pence // 100}.{p.amount_pence % 100:02d}", "currency": p.currency,
-                   "method": p.method, "status": p.status.lower(), "due_date": zoho_date(p.due),
-                   "paid_on": zoho_date(p.paid_on), "deleted": p.deleted is not None}
+            yield {
+                "zoho_id": str(p.zid),
+                "student_zoho_id": str(p.student),
+                "kind": p.kind.lower(),
+                "amount": f"{p.amount_pence // 100}.{p.amount_pence % 100:02d}",
+                "currency": p.currency,
+                "method": p.method,
+                "status": p.status.lower(),
+                "due_date": zoho_date(p.due),
+                "paid_on": zoho_date(p.paid_on),
+                "deleted": p.deleted is not None,
+            }
 
     def _truth_grades(self) -> Iterator[dict]:
         for a in list(self.assignments.values()):
@@ -714,15 +770,32 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
         abbr, subject = SUBJECTS[i % len(SUBJECTS)]
         lvl_code, lvl_name, credits = LEVELS[(i // len(SUBJECTS) + i) % len(LEVELS)]
         c, m = times(EPOCH_START - 300 * DAY, EPOCH_START - 100 * DAY)
-        p = Program(col.new_zid(), c, m, 3, f"{abbr}-{lvl_code}-{i + 1:02d}", f"{lvl_name} in {subject}",
-                    lvl_code, credits, FEES_PENCE[i % len(FEES_PENCE)])
+        p = Program(
+            col.new_zid(),
+            c,
+            m,
+            3,
+            f"{abbr}-{lvl_code}-{i + 1:02d}",
+            f"{lvl_name} in {subject}",
+            lvl_code,
+            credits,
+            FEES_PENCE[i % len(FEES_PENCE)],
+        )
         col.zoho["Programs"].add(p)
         programs.append(p)
         units = []
         for j in range(units_pp):
             c, m = times(EPOCH_START - 300 * DAY, EPOCH_START - 60 * DAY)
-            u = Unit(col.new_zid(), c, m, 3, p.zid, f"{abbr}{lvl_code}{i + 1:02d}U{j + 1:02d}",
-                     f"{subject}: {UNIT_TOPICS[(i + j) % len(UNIT_TOPICS)]}", max(5, credits // units_pp))
+            u = Unit(
+                col.new_zid(),
+                c,
+                m,
+                3,
+                p.zid,
+                f"{abbr}{lvl_code}{i + 1:02d}U{j + 1:02d}",
+                f"{subject}: {UNIT_TOPICS[(i + j) % len(UNIT_TOPICS)]}",
+                max(5, credits // units_pp),
+            )
             col.zoho["Units"].add(u)
             units.append(u)
         program_units[p.zid] = units
@@ -750,14 +823,25 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
     for p in programs:
         sections = max(1, math.ceil(len(per_program[p.zid]) / k["class_size"]))
         for b in range(blocks):
-            block_units = program_units[p.zid][b * units_per_block:(b + 1) * units_per_block] or \
-                program_units[p.zid][-1:]
+            block_units = (
+                program_units[p.zid][b * units_per_block : (b + 1) * units_per_block] or program_units[p.zid][-1:]
+            )
             for s in range(sections):
                 start = EPOCH_START + 30 * DAY + b * 7 * DAY
                 c, m = times(EPOCH_START - 60 * DAY, EPOCH_START)
                 course_id = col.new_moodle_id("course")
-                zc = ZClass(col.new_zid(), c, m, 3, p.zid, f"{p.code} B{b + 1} {chr(65 + s % 26)}{s // 26 or ''}",
-                            course_id, start, start + 270 * DAY, tuple(u.zid for u in block_units))
+                zc = ZClass(
+                    col.new_zid(),
+                    c,
+                    m,
+                    3,
+                    p.zid,
+                    f"{p.code} B{b + 1} {chr(65 + s % 26)}{s // 26 or ''}",
+                    course_id,
+                    start,
+                    start + 270 * DAY,
+                    tuple(u.zid for u in block_units),
+                )
                 col.zoho["Classes"].add(zc)
                 class_of[(p.zid, b, s)] = zc
                 n_classes_total += 1
@@ -765,30 +849,66 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
     # --- Moodle users: admin, then teachers ------------------------------------------------
     col.new_moodle_id("user")  # id 1 is the guest account (never returned)
     admin_id = col.new_moodle_id("user")
-    col.users[admin_id] = MUser(admin_id, "admin", "Admin", "User", "admin@college.example.ac.uk", "", "", False, "",
-                                EPOCH_START - 400 * DAY, EPOCH_START - 400 * DAY, now - 600, 0)
+    col.users[admin_id] = MUser(
+        admin_id,
+        "admin",
+        "Admin",
+        "User",
+        "admin@college.example.ac.uk",
+        "",
+        "",
+        False,
+        "",
+        EPOCH_START - 400 * DAY,
+        EPOCH_START - 400 * DAY,
+        now - 600,
+        0,
+    )
     n_teachers = max(2, round(n_classes_total * k["teachers_per_class"]))
     teachers = []
     for t in range(n_teachers):
         first, last = FIRST_NAMES[randint(0, len(FIRST_NAMES) - 1)], LAST_NAMES[randint(0, len(LAST_NAMES) - 1)]
         uid = col.new_moodle_id("user")
         created = randint(EPOCH_START - 400 * DAY, EPOCH_START)
-        user = MUser(uid, f"t{t + 1:05d}", first, last, f"t{t + 1:05d}.{last.lower()}@college.example.ac.uk",
-                     f"T{t + 1:05d}", "", True, CITIES[t % len(CITIES)], created, created + DAY,
-                     randint(now - 20 * DAY, now), 0)
+        user = MUser(
+            uid,
+            f"t{t + 1:05d}",
+            first,
+            last,
+            f"t{t + 1:05d}.{last.lower()}@college.example.ac.uk",
+            f"T{t + 1:05d}",
+            "",
+            True,
+            CITIES[t % len(CITIES)],
+            created,
+            created + DAY,
+            randint(now - 20 * DAY, now),
+            0,
+        )
         col.users[uid] = user
         teachers.append(user)
 
     # --- courses for the classes -------------------------------------------------------------
     prog_by_zid = {p.zid: p for p in programs}
     t_i = 0
-    for (pzid, b, s), zc in class_of.items():
+    for (pzid, b, _section), zc in class_of.items():
         p = prog_by_zid[pzid]
         teacher = teachers[t_i % n_teachers]
         t_i += 1
         shortname = zc.name.replace(" ", "-")
-        course = Course(zc.course_id, shortname, f"{p.name} - Block {b + 1} ({zc.name})", f"ZC-{zc.zid}",
-                        level_cat[p.level], zc.start, zc.end, zc.created, zc.modified, zc.zid, teacher.id)
+        course = Course(
+            zc.course_id,
+            shortname,
+            f"{p.name} - Block {b + 1} ({zc.name})",
+            f"ZC-{zc.zid}",
+            level_cat[p.level],
+            zc.start,
+            zc.end,
+            zc.created,
+            zc.modified,
+            zc.zid,
+            teacher.id,
+        )
         course.context_id = 100_000 + course.id
         col.courses[course.id] = course
         units = [col.zoho["Units"].records[u] for u in zc.units]
@@ -803,9 +923,20 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
             aid = col.new_moodle_id("assign")
             allow = zc.start + n * 20 * DAY
             label = unit.name if unit else "Quiz"
-            a = Assignment(aid, col.new_moodle_id("cm"), course.id, f"{shortname} Assignment {n + 1}: {label}",
-                           unit.code if unit else "", unit.zid if unit else 0, gmax, scale,
-                           col.new_moodle_id("grade_item"), allow, allow + 28 * DAY, zc.modified)
+            a = Assignment(
+                aid,
+                col.new_moodle_id("cm"),
+                course.id,
+                f"{shortname} Assignment {n + 1}: {label}",
+                unit.code if unit else "",
+                unit.zid if unit else 0,
+                gmax,
+                scale,
+                col.new_moodle_id("grade_item"),
+                allow,
+                allow + 28 * DAY,
+                zc.modified,
+            )
             course.assignments.append(a)
             col.assignments[aid] = a
         course.total_item_id = col.new_moodle_id("grade_item")
@@ -831,9 +962,21 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
                 zoho_email = f" {email.title()} " if rand() < 0.5 else f"{email}  "
             else:
                 moodle_email = email.upper() if rand() < 0.3 else email.title()
-        student = Student(0 if kind == "moodle_only" else col.new_zid(), created, modified, 1, number, first,
-                          last, zoho_email, p.zid, status, f"+44 7700 {randint(0, 999_999):06d}",
-                          created - randint(0, 30) * DAY, None)
+        student = Student(
+            0 if kind == "moodle_only" else col.new_zid(),
+            created,
+            modified,
+            1,
+            number,
+            first,
+            last,
+            zoho_email,
+            p.zid,
+            status,
+            f"+44 7700 {randint(0, 999_999):06d}",
+            created - randint(0, 30) * DAY,
+            None,
+        )
         user = None
         if kind != "zoho_only":
             uid = col.new_moodle_id("user")
@@ -843,9 +986,21 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
                 if rand() < k["email_only_share"] / max(k["missing_crmid_share"], 1e-9):
                     idnumber = ""
             ucreated = created + randint(0, 10) * DAY
-            user = MUser(uid, number.lower(), first, last, moodle_email, idnumber, crmid, False,
-                         CITIES[randint(0, len(CITIES) - 1)], ucreated, ucreated + randint(1, 20) * DAY,
-                         randint(now - 30 * DAY, now), student.zid)
+            user = MUser(
+                uid,
+                number.lower(),
+                first,
+                last,
+                moodle_email,
+                idnumber,
+                crmid,
+                False,
+                CITIES[randint(0, len(CITIES) - 1)],
+                ucreated,
+                ucreated + randint(1, 20) * DAY,
+                randint(now - 30 * DAY, now),
+                student.zid,
+            )
             user.suspended = rand() < k["suspended_user_share"] or status in ("Withdrawn",)
             col.users[uid] = user
             student.moodle_user_id = uid
@@ -866,11 +1021,29 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
         for b in range(blocks):
             zc = class_of[(p.zid, b, s_index)]
             course = col.courses[zc.course_id]
-            zstatus = "Withdrawn" if status == "Withdrawn" else \
-                "Suspended" if status == "Suspended" or rand() < 0.02 else "Active"
+            zstatus = (
+                "Withdrawn"
+                if status == "Withdrawn"
+                else "Suspended"
+                if status == "Suspended" or rand() < 0.02
+                else "Active"
+            )
             ec = max(created, zc.created)
-            e = Enrollment(col.new_zid() if student.zid else 0, ec, randint(ec, now - 3600), 1, student.zid,
-                           zc.zid, zstatus, 0, 0, course.id, 0, 0, 0)
+            e = Enrollment(
+                col.new_zid() if student.zid else 0,
+                ec,
+                randint(ec, now - 3600),
+                1,
+                student.zid,
+                zc.zid,
+                zstatus,
+                0,
+                0,
+                course.id,
+                0,
+                0,
+                0,
+            )
             if user:
                 e.ue_id = col.new_moodle_id("user_enrolments")
                 e.user_id = user.id
@@ -896,18 +1069,30 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
                     raw = round(raw * 2) / 2  # whole or half marks
                     if raw == int(raw):
                         raw = int(raw)
-                tm = randint(a.duedate - 10 * DAY, min(now - 3600, a.duedate + 40 * DAY)) \
-                    if a.duedate - 10 * DAY < now - 3600 else now - 3600
-                g = Grade(col.new_moodle_id("assign_grades"), a.id, user.id, raw, tm, tm, course.teacher_id,
-                          tm - randint(1, 9) * DAY)
+                tm = (
+                    randint(a.duedate - 10 * DAY, min(now - 3600, a.duedate + 40 * DAY))
+                    if a.duedate - 10 * DAY < now - 3600
+                    else now - 3600
+                )
+                g = Grade(
+                    col.new_moodle_id("assign_grades"),
+                    a.id,
+                    user.id,
+                    raw,
+                    tm,
+                    tm,
+                    course.teacher_id,
+                    tm - randint(1, 9) * DAY,
+                )
                 a.grades[user.id] = g
                 if a.unit_zid and student.zid and rand() < k["zoho_btec_share"]:
                     grade = BTEC_SCALE[int(raw) - 1] if a.scale else btec_from_percentage(100.0 * raw / a.grademax)
                     unit = col.zoho["Units"].records[a.unit_zid]
                     bt = tm + randint(1, 5) * DAY
                     bt = min(bt, now - 60)
-                    col.zoho["BTEC_Grades"].add(BtecGrade(col.new_zid(), bt, bt, 3, student.zid, a.unit_zid,
-                                                          grade, tm, f"{number}-{unit.code}"))
+                    col.zoho["BTEC_Grades"].add(
+                        BtecGrade(col.new_zid(), bt, bt, 3, student.zid, a.unit_zid, grade, tm, f"{number}-{unit.code}")
+                    )
             if user and graded_all and rand() < k["completed_share"]:
                 last = max(a.grades[user.id].timemodified for a in course.assignments)
                 col.completions[(course.id, user.id)] = last + 3600
@@ -916,16 +1101,25 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
             for u in program_units[p.zid]:
                 c = randint(student.created, student.created + 20 * DAY)
                 rs = rand()
-                col.zoho["Registrations"].add(Registration(
-                    col.new_zid(), c, randint(c, now - 3600), 3, student.zid, u.zid,
-                    "Withdrawn" if status == "Withdrawn" else "Completed" if rs < 0.2 else "Registered"))
+                col.zoho["Registrations"].add(
+                    Registration(
+                        col.new_zid(),
+                        c,
+                        randint(c, now - 3600),
+                        3,
+                        student.zid,
+                        u.zid,
+                        "Withdrawn" if status == "Withdrawn" else "Completed" if rs < 0.2 else "Registered",
+                    )
+                )
             # Payments: the fee, then two instalments against it.
             c = randint(student.created, student.created + 5 * DAY)
             fee = p.fee_pence
             currency = "EUR" if rand() < 0.05 else "GBP"
             method = PAYMENT_METHODS[randint(0, 3)]
-            rows = [("Fee", fee, c + 30 * DAY)] + [("Instalment", fee // 2 + (fee % 2 if n == 0 else 0),
-                                                     c + (60 + 90 * n) * DAY) for n in range(2)]
+            rows = [("Fee", fee, c + 30 * DAY)] + [
+                ("Instalment", fee // 2 + (fee % 2 if n == 0 else 0), c + (60 + 90 * n) * DAY) for n in range(2)
+            ]
             for kind_, amount, due in rows:
                 x = rand()
                 if due < now:
@@ -939,15 +1133,31 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
                 m = randint(c, now - 3600)
                 if paid_on is not None:
                     m = max(m, min(paid_on + 3600, now - 60))
-                col.zoho["Payments"].add(Payment(col.new_zid(), c, m, 2, student.zid, kind_, amount, currency,
-                                                 method, pstatus, due, paid_on))
+                col.zoho["Payments"].add(
+                    Payment(col.new_zid(), c, m, 2, student.zid, kind_, amount, currency, method, pstatus, due, paid_on)
+                )
 
     # --- deleted Moodle accounts (anonymised, as Moodle does) --------------------------------
-    for d in range(round(students * k["deleted_user_share"])):
+    for _ in range(round(students * k["deleted_user_share"])):
         uid = col.new_moodle_id("user")
         ts = randint(EPOCH_START, now - DAY)
-        col.users[uid] = MUser(uid, f"deleted-{uid}@{ts}", "", "", f"deleted-{uid}", "", "", False, "", ts, 0, 0,
-                               0, suspended=False, deleted=True)
+        col.users[uid] = MUser(
+            uid,
+            f"deleted-{uid}@{ts}",
+            "",
+            "",
+            f"deleted-{uid}",
+            "",
+            "",
+            False,
+            "",
+            ts,
+            0,
+            0,
+            0,
+            suspended=False,
+            deleted=True,
+        )
 
     for mod in col.zoho.values():
         mod.mark_dirty()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
@@ -22,12 +23,12 @@ if TYPE_CHECKING:
     from .server import SandboxApp
 
 
-def truth_meta(app: "SandboxApp") -> dict:
+def truth_meta(app: SandboxApp) -> dict:
     col = app.college
     return {"students": col.size, "seed": col.seed, "now": zoho_datetime(col.clock()), "knobs": col.knobs}
 
 
-def iter_truth_json(app: "SandboxApp", chunk_rows: int = 5000) -> Iterator[bytes]:
+def iter_truth_json(app: SandboxApp, chunk_rows: int = 5000) -> Iterator[bytes]:
     """The truth document as JSON chunks; rows are produced ``chunk_rows`` at a time under the lock,
     so memory stays at one chunk even for a ~1M-row grades table."""
     with app.lock:
@@ -50,7 +51,7 @@ def iter_truth_json(app: "SandboxApp", chunk_rows: int = 5000) -> Iterator[bytes
     yield b"}}"
 
 
-async def handle_control(app: "SandboxApp", scope: dict, receive: Any, send: Any) -> None:
+async def handle_control(app: SandboxApp, scope: dict, receive: Any, send: Any) -> None:
     from .mutate import MutateRequest, apply_mutation
 
     path = scope["path"].rstrip("/")
@@ -61,17 +62,25 @@ async def handle_control(app: "SandboxApp", scope: dict, receive: Any, send: Any
     elif path == "/_sandbox/state" and method == "GET":
         with app.lock:
             state = app.college.summary()
-            state.update({"clock": app.college.clock(), "requests": app.request_count, "faults": app.fault_count,
-                          "zoho_refreshes": app.zoho_auth.refresh_count,
-                          "zoho_credits_remaining": app.credits.remaining(), "events": len(app.events.events)})
+            state.update(
+                {
+                    "clock": app.college.clock(),
+                    "requests": app.request_count,
+                    "faults": app.fault_count,
+                    "zoho_refreshes": app.zoho_auth.refresh_count,
+                    "zoho_credits_remaining": app.credits.remaining(),
+                    "events": len(app.events.events),
+                }
+            )
         await app._send(send, 200, state)
     elif path == "/_sandbox/mutate" and method == "POST":
         body = await app._body(receive)
         try:
             req = MutateRequest.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            await app._send(send, 422, {"error": "invalid mutate request",
-                                        "details": json.loads(exc.json(include_url=False))})
+            await app._send(
+                send, 422, {"error": "invalid mutate request", "details": json.loads(exc.json(include_url=False))}
+            )
             return
         summary = apply_mutation(app, req)
         await app._send(send, 200, summary)
@@ -83,12 +92,11 @@ async def handle_control(app: "SandboxApp", scope: dict, receive: Any, send: Any
             await app._send(send, 400, {"error": "since and limit must be integers"})
             return
         with app.lock:
-            events = app.events.events[since:since + limit]
+            events = app.events.events[since : since + limit]
             total = len(app.events.events)
         await app._send(send, 200, {"events": events, "next_since": since + len(events), "total": total})
     elif path == "/_sandbox/truth" and method == "GET":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         for chunk in iter_truth_json(app):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

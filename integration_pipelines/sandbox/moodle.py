@@ -9,19 +9,32 @@ left out here too.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import phpparams
 from .college import BTEC_SCALE, BTEC_SCALE_ID, College, Course, MUser
 
-ERR_INVALID_TOKEN = {"exception": "core\\exception\\moodle_exception", "errorcode": "invalidtoken",
-                     "message": "Invalid token - token not found"}
-ERR_INVALID_PARAMETER = {"exception": "core\\exception\\invalid_parameter_exception",
-                         "errorcode": "invalidparameter", "message": "Invalid parameter value detected"}
-ERR_ACCESS = {"exception": "webservice_access_exception", "errorcode": "accessexception",
-              "message": "Access control exception"}
-ERR_RECORD_UNKNOWN = {"exception": "dml_missing_record_exception", "errorcode": "invalidrecordunknown",
-                      "message": "Can't find data record in database."}
+ERR_INVALID_TOKEN = {
+    "exception": "core\\exception\\moodle_exception",
+    "errorcode": "invalidtoken",
+    "message": "Invalid token - token not found",
+}
+ERR_INVALID_PARAMETER = {
+    "exception": "core\\exception\\invalid_parameter_exception",
+    "errorcode": "invalidparameter",
+    "message": "Invalid parameter value detected",
+}
+ERR_ACCESS = {
+    "exception": "webservice_access_exception",
+    "errorcode": "accessexception",
+    "message": "Access control exception",
+}
+ERR_RECORD_UNKNOWN = {
+    "exception": "dml_missing_record_exception",
+    "errorcode": "invalidrecordunknown",
+    "message": "Can't find data record in database.",
+}
 
 MOODLE_RELEASE = "5.1+ (Build: 20251017)"
 MOODLE_VERSION = "2025100600.02"
@@ -29,12 +42,24 @@ MOD_VERSION = "2025100600"
 
 # Functions Moodle knows but the sandbox's web service does not expose: calling one gives
 # accessexception (like the reference's core_user_create_users), not invalidrecordunknown.
-KNOWN_NOT_IN_SERVICE = frozenset({
-    "core_user_create_users", "core_user_update_users", "core_user_delete_users", "core_course_create_courses",
-    "core_course_update_courses", "core_course_delete_courses", "enrol_manual_enrol_users",
-    "enrol_manual_unenrol_users", "core_grades_update_grades", "mod_assign_save_grade", "core_group_get_groups",
-    "core_webservice_get_site_info_full", "core_enrol_get_course_enrolment_methods", "core_message_send_instant_messages",
-})
+KNOWN_NOT_IN_SERVICE = frozenset(
+    {
+        "core_user_create_users",
+        "core_user_update_users",
+        "core_user_delete_users",
+        "core_course_create_courses",
+        "core_course_update_courses",
+        "core_course_delete_courses",
+        "enrol_manual_enrol_users",
+        "enrol_manual_unenrol_users",
+        "core_grades_update_grades",
+        "mod_assign_save_grade",
+        "core_group_get_groups",
+        "core_webservice_get_site_info_full",
+        "core_enrol_get_course_enrolment_methods",
+        "core_message_send_instant_messages",
+    }
+)
 
 
 class MoodleError(Exception):
@@ -162,30 +187,46 @@ class MoodleService:
     def user_desc(self, u: MUser, *, with_prefs: bool = False) -> dict:
         """The USER structure of ``user_get_user_details`` (5.1 key order; empty optionals left out)."""
         d: dict[str, Any] = {
-            "id": u.id, "username": u.username, "firstname": u.firstname, "lastname": u.lastname,
-            "fullname": f"{u.firstname} {u.lastname}", "email": u.email,
+            "id": u.id,
+            "username": u.username,
+            "firstname": u.firstname,
+            "lastname": u.lastname,
+            "fullname": f"{u.firstname} {u.lastname}",
+            "email": u.email,
             "department": "Staff" if u.is_teacher else ("" if u.id == self.college.admin_id else "Students"),
         }
         if u.id != self.college.admin_id:
             d["institution"] = "Sandbox College"
         if u.idnumber:
             d["idnumber"] = u.idnumber
-        d.update({
-            "firstaccess": u.firstaccess, "lastaccess": u.lastaccess, "auth": "manual",
-            "suspended": u.suspended, "confirmed": True, "lang": "en", "theme": "",
-            "timezone": "99", "mailformat": 1, "trackforums": 0,
-        })
+        d.update(
+            {
+                "firstaccess": u.firstaccess,
+                "lastaccess": u.lastaccess,
+                "auth": "manual",
+                "suspended": u.suspended,
+                "confirmed": True,
+                "lang": "en",
+                "theme": "",
+                "timezone": "99",
+                "mailformat": 1,
+                "trackforums": 0,
+            }
+        )
         if u.city:
             d["city"] = u.city
             d["country"] = "GB"
         d["profileimageurlsmall"] = self._img("f2")
         d["profileimageurl"] = self._img("f1")
         if u.crmid:
-            d["customfields"] = [{"type": "text", "value": u.crmid, "displayvalue": u.crmid,
-                                  "name": "CRM ID", "shortname": "crmid"}]
+            d["customfields"] = [
+                {"type": "text", "value": u.crmid, "displayvalue": u.crmid, "name": "CRM ID", "shortname": "crmid"}
+            ]
         if with_prefs:
-            d["preferences"] = [{"name": "auth_forcepasswordchange", "value": "0"},
-                                {"name": "email_bounce_count", "value": "0"}]
+            d["preferences"] = [
+                {"name": "auth_forcepasswordchange", "value": "0"},
+                {"name": "email_bounce_count", "value": "0"},
+            ]
         return d
 
     def _refresh_user_index(self) -> None:
@@ -213,22 +254,53 @@ class MoodleService:
     def get_site_info(self, args: dict) -> dict:
         fn_names = sorted(self.functions)
         return {
-            "sitename": "Sandbox College LMS", "username": "admin", "firstname": "Admin", "lastname": "User",
-            "fullname": "Admin User", "lang": "en", "userid": self.college.admin_id, "siteurl": self.base_url,
+            "sitename": "Sandbox College LMS",
+            "username": "admin",
+            "firstname": "Admin",
+            "lastname": "User",
+            "fullname": "Admin User",
+            "lang": "en",
+            "userid": self.college.admin_id,
+            "siteurl": self.base_url,
             "userpictureurl": self._img("f1"),
-            "functions": [{"name": n, "version": MOD_VERSION if n.startswith(("mod_", "gradereport_"))
-                           else MOODLE_VERSION} for n in fn_names],
-            "downloadfiles": 1, "uploadfiles": 0, "release": MOODLE_RELEASE, "version": MOODLE_VERSION,
+            "functions": [
+                {"name": n, "version": MOD_VERSION if n.startswith(("mod_", "gradereport_")) else MOODLE_VERSION}
+                for n in fn_names
+            ],
+            "downloadfiles": 1,
+            "uploadfiles": 0,
+            "release": MOODLE_RELEASE,
+            "version": MOODLE_VERSION,
             "mobilecssurl": "",
-            "advancedfeatures": [{"name": n, "value": v} for n, v in (
-                ("usecomments", 1), ("usetags", 1), ("enablenotes", 1), ("messaging", 1), ("enableblogs", 1),
-                ("enablecompletion", 1), ("enablebadges", 1), ("messagingallusers", 0),
-                ("enablecustomreports", 1), ("enableglobalsearch", 0), ("mnet_dispatcher_mode", 0),
-                ("enablecompetencies", 1))],
-            "usercanmanageownfiles": True, "userquota": 0, "usermaxuploadfilesize": -1, "userhomepage": 1,
-            "userprivateaccesskey": "0123456789abcdef0123456789abcdef", "siteid": 1,
-            "sitecalendartype": "gregorian", "usercalendartype": "gregorian", "userissiteadmin": True,
-            "theme": "boost", "limitconcurrentlogins": 0, "policyagreed": 0,
+            "advancedfeatures": [
+                {"name": n, "value": v}
+                for n, v in (
+                    ("usecomments", 1),
+                    ("usetags", 1),
+                    ("enablenotes", 1),
+                    ("messaging", 1),
+                    ("enableblogs", 1),
+                    ("enablecompletion", 1),
+                    ("enablebadges", 1),
+                    ("messagingallusers", 0),
+                    ("enablecustomreports", 1),
+                    ("enableglobalsearch", 0),
+                    ("mnet_dispatcher_mode", 0),
+                    ("enablecompetencies", 1),
+                )
+            ],
+            "usercanmanageownfiles": True,
+            "userquota": 0,
+            "usermaxuploadfilesize": -1,
+            "userhomepage": 1,
+            "userprivateaccesskey": "0123456789abcdef0123456789abcdef",
+            "siteid": 1,
+            "sitecalendartype": "gregorian",
+            "usercalendartype": "gregorian",
+            "userissiteadmin": True,
+            "theme": "boost",
+            "limitconcurrentlogins": 0,
+            "policyagreed": 0,
         }
 
     _LIKE_KEYS = ("email", "firstname", "lastname")
@@ -244,13 +316,20 @@ class MoodleService:
                 raise bad_param()
             key, value = c["key"], c["value"]
             if key in seen:
-                raise MoodleError({"exception": "moodle_exception", "errorcode": "keyalreadyset",
-                                   "message": f"The key {key} can only be sent once"})
+                raise MoodleError(
+                    {
+                        "exception": "moodle_exception",
+                        "errorcode": "keyalreadyset",
+                        "message": f"The key {key} can only be sent once",
+                    }
+                )
             seen.add(key)
             if key in self._LIKE_KEYS:
                 # SQL LIKE, case-insensitive as Moodle's sql_like(..., false): % and _ are wildcards.
-                rx = re.compile("^" + "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch)
-                                              for ch in value) + "$", re.IGNORECASE | re.DOTALL)
+                rx = re.compile(
+                    "^" + "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in value) + "$",
+                    re.IGNORECASE | re.DOTALL,
+                )
                 tests.append(lambda u, rx=rx, key=key: bool(rx.match(getattr(u, key))))
             elif key in self._EXACT_KEYS:
                 if key == "id":
@@ -262,9 +341,13 @@ class MoodleService:
                 else:
                     tests.append(lambda u, v=value, key=key: getattr(u, key) == v)
             else:
-                warnings.append({"item": key, "warningcode": "invalidfieldparameter",
-                                 "message": f"The search key '{key}' is not supported, look at the web service "
-                                            f"documentation"})
+                warnings.append(
+                    {
+                        "item": key,
+                        "warningcode": "invalidfieldparameter",
+                        "message": f"The search key '{key}' is not supported, look at the web service documentation",
+                    }
+                )
         users = []
         if tests:
             for u in sorted(self.college.users.values(), key=lambda u: u.id):
@@ -300,40 +383,91 @@ class MoodleService:
                     found[u.id] = u
         return [self.user_desc(found[i]) for i in sorted(found)]
 
-
-
     # ===== courses ===========================================================================
     SITE_COURSE = 1
 
     def _site_course_plain(self) -> dict:
         return {
-            "id": 1, "shortname": "college", "categoryid": 0, "categorysortorder": 1, "fullname": "Sandbox College",
-            "displayname": "Sandbox College", "idnumber": "", "summary": "Sandbox College LMS", "summaryformat": 1,
-            "format": "site", "showgrades": 1, "newsitems": 3, "startdate": 0, "enddate": 0, "numsections": 1,
-            "maxbytes": 0, "showreports": 0, "visible": 1, "groupmode": 0, "groupmodeforce": 0,
-            "defaultgroupingid": 0, "timecreated": 1_720_000_000, "timemodified": 1_720_000_000,
-            "enablecompletion": 0, "completionnotify": 0, "lang": "", "forcetheme": "",
-            "courseformatoptions": [{"name": "numsections", "value": 1}], "showactivitydates": False,
+            "id": 1,
+            "shortname": "college",
+            "categoryid": 0,
+            "categorysortorder": 1,
+            "fullname": "Sandbox College",
+            "displayname": "Sandbox College",
+            "idnumber": "",
+            "summary": "Sandbox College LMS",
+            "summaryformat": 1,
+            "format": "site",
+            "showgrades": 1,
+            "newsitems": 3,
+            "startdate": 0,
+            "enddate": 0,
+            "numsections": 1,
+            "maxbytes": 0,
+            "showreports": 0,
+            "visible": 1,
+            "groupmode": 0,
+            "groupmodeforce": 0,
+            "defaultgroupingid": 0,
+            "timecreated": 1_720_000_000,
+            "timemodified": 1_720_000_000,
+            "enablecompletion": 0,
+            "completionnotify": 0,
+            "lang": "",
+            "forcetheme": "",
+            "courseformatoptions": [{"name": "numsections", "value": 1}],
+            "showactivitydates": False,
             "showcompletionconditions": None,
         }
 
     def course_plain(self, c: Course) -> dict:
         """A course as ``core_course_get_courses`` returns it."""
         return {
-            "id": c.id, "shortname": c.shortname, "categoryid": c.categoryid, "categorysortorder": 10_000 * c.categoryid + c.id,
-            "fullname": c.fullname, "displayname": c.fullname, "idnumber": c.idnumber,
-            "summary": f"Course for class {c.shortname}", "summaryformat": 1, "format": "topics", "showgrades": 1,
-            "newsitems": 0, "startdate": c.startdate, "enddate": c.enddate, "numsections": 2, "maxbytes": 0,
-            "showreports": 0, "visible": 1, "hiddensections": 1, "groupmode": 0, "groupmodeforce": 0,
-            "defaultgroupingid": 0, "timecreated": c.timecreated, "timemodified": c.timemodified,
-            "enablecompletion": 1, "completionnotify": 0, "lang": "", "forcetheme": "",
+            "id": c.id,
+            "shortname": c.shortname,
+            "categoryid": c.categoryid,
+            "categorysortorder": 10_000 * c.categoryid + c.id,
+            "fullname": c.fullname,
+            "displayname": c.fullname,
+            "idnumber": c.idnumber,
+            "summary": f"Course for class {c.shortname}",
+            "summaryformat": 1,
+            "format": "topics",
+            "showgrades": 1,
+            "newsitems": 0,
+            "startdate": c.startdate,
+            "enddate": c.enddate,
+            "numsections": 2,
+            "maxbytes": 0,
+            "showreports": 0,
+            "visible": 1,
+            "hiddensections": 1,
+            "groupmode": 0,
+            "groupmodeforce": 0,
+            "defaultgroupingid": 0,
+            "timecreated": c.timecreated,
+            "timemodified": c.timemodified,
+            "enablecompletion": 1,
+            "completionnotify": 0,
+            "lang": "",
+            "forcetheme": "",
             "courseformatoptions": [{"name": "hiddensections", "value": 1}, {"name": "coursedisplay", "value": 0}],
-            "showactivitydates": False, "showcompletionconditions": True,
+            "showactivitydates": False,
+            "showcompletionconditions": True,
         }
 
-    _FILTERS = [{"filter": f, "localstate": 0, "inheritedstate": st} for f, st in (
-        ("displayh5p", 1), ("activitynames", 1), ("mathjaxloader", 1), ("emoticon", 1), ("codehighlighter", 1),
-        ("mediaplugin", 1), ("urltolink", 0))]
+    _FILTERS = [
+        {"filter": f, "localstate": 0, "inheritedstate": st}
+        for f, st in (
+            ("displayh5p", 1),
+            ("activitynames", 1),
+            ("mathjaxloader", 1),
+            ("emoticon", 1),
+            ("codehighlighter", 1),
+            ("mediaplugin", 1),
+            ("urltolink", 0),
+        )
+    ]
 
     def _category_name(self, cat_id: int) -> str:
         for cid, name, _idn, _tm in self.college.categories:
@@ -345,32 +479,89 @@ class MoodleService:
         """A course as ``core_course_get_courses_by_field`` returns it (``None`` = the site course)."""
         if c is None:
             return {
-                "id": 1, "fullname": "Sandbox College", "displayname": "Sandbox College", "shortname": "college",
-                "courseimage": f"{self.base_url}/pluginfile.php/2/course/generated/course.svg", "categoryid": 0,
-                "categoryname": "", "sortorder": 1, "summary": "Sandbox College LMS", "summaryformat": 1,
-                "summaryfiles": [], "overviewfiles": [], "showactivitydates": False,
-                "showcompletionconditions": None, "contacts": [], "enrollmentmethods": [], "idnumber": "",
-                "format": "site", "showgrades": 1, "newsitems": 3, "startdate": 0, "enddate": 0, "maxbytes": 0,
-                "showreports": 0, "visible": 1, "groupmode": 0, "groupmodeforce": 0, "defaultgroupingid": 0,
-                "enablecompletion": 0, "completionnotify": 0, "lang": "", "theme": "", "marker": 0,
-                "legacyfiles": 0, "calendartype": "", "timecreated": 1_720_000_000, "timemodified": 1_720_000_000,
-                "requested": 0, "cacherev": 1_720_000_000, "filters": self._FILTERS,
+                "id": 1,
+                "fullname": "Sandbox College",
+                "displayname": "Sandbox College",
+                "shortname": "college",
+                "courseimage": f"{self.base_url}/pluginfile.php/2/course/generated/course.svg",
+                "categoryid": 0,
+                "categoryname": "",
+                "sortorder": 1,
+                "summary": "Sandbox College LMS",
+                "summaryformat": 1,
+                "summaryfiles": [],
+                "overviewfiles": [],
+                "showactivitydates": False,
+                "showcompletionconditions": None,
+                "contacts": [],
+                "enrollmentmethods": [],
+                "idnumber": "",
+                "format": "site",
+                "showgrades": 1,
+                "newsitems": 3,
+                "startdate": 0,
+                "enddate": 0,
+                "maxbytes": 0,
+                "showreports": 0,
+                "visible": 1,
+                "groupmode": 0,
+                "groupmodeforce": 0,
+                "defaultgroupingid": 0,
+                "enablecompletion": 0,
+                "completionnotify": 0,
+                "lang": "",
+                "theme": "",
+                "marker": 0,
+                "legacyfiles": 0,
+                "calendartype": "",
+                "timecreated": 1_720_000_000,
+                "timemodified": 1_720_000_000,
+                "requested": 0,
+                "cacherev": 1_720_000_000,
+                "filters": self._FILTERS,
             }
         teacher = self.college.users.get(c.teacher_id)
         return {
-            "id": c.id, "fullname": c.fullname, "displayname": c.fullname, "shortname": c.shortname,
+            "id": c.id,
+            "fullname": c.fullname,
+            "displayname": c.fullname,
+            "shortname": c.shortname,
             "courseimage": f"{self.base_url}/pluginfile.php/{c.context_id}/course/generated/course.svg",
-            "categoryid": c.categoryid, "categoryname": self._category_name(c.categoryid),
-            "sortorder": 10_000 * c.categoryid + c.id, "summary": f"Course for class {c.shortname}",
-            "summaryformat": 1, "summaryfiles": [], "overviewfiles": [], "showactivitydates": False,
+            "categoryid": c.categoryid,
+            "categoryname": self._category_name(c.categoryid),
+            "sortorder": 10_000 * c.categoryid + c.id,
+            "summary": f"Course for class {c.shortname}",
+            "summaryformat": 1,
+            "summaryfiles": [],
+            "overviewfiles": [],
+            "showactivitydates": False,
             "showcompletionconditions": True,
             "contacts": [{"id": teacher.id, "fullname": f"{teacher.firstname} {teacher.lastname}"}] if teacher else [],
-            "enrollmentmethods": ["manual"], "idnumber": c.idnumber, "format": "topics", "showgrades": 1,
-            "newsitems": 0, "startdate": c.startdate, "enddate": c.enddate, "maxbytes": 0, "showreports": 0,
-            "visible": 1, "groupmode": 0, "groupmodeforce": 0, "defaultgroupingid": 0, "enablecompletion": 1,
-            "completionnotify": 0, "lang": "", "theme": "", "marker": 0, "legacyfiles": 0, "calendartype": "",
-            "timecreated": c.timecreated, "timemodified": c.timemodified, "requested": 0,
-            "cacherev": c.timemodified, "filters": self._FILTERS,
+            "enrollmentmethods": ["manual"],
+            "idnumber": c.idnumber,
+            "format": "topics",
+            "showgrades": 1,
+            "newsitems": 0,
+            "startdate": c.startdate,
+            "enddate": c.enddate,
+            "maxbytes": 0,
+            "showreports": 0,
+            "visible": 1,
+            "groupmode": 0,
+            "groupmodeforce": 0,
+            "defaultgroupingid": 0,
+            "enablecompletion": 1,
+            "completionnotify": 0,
+            "lang": "",
+            "theme": "",
+            "marker": 0,
+            "legacyfiles": 0,
+            "calendartype": "",
+            "timecreated": c.timecreated,
+            "timemodified": c.timemodified,
+            "requested": 0,
+            "cacherev": c.timemodified,
+            "filters": self._FILTERS,
             "courseformatoptions": [{"name": "hiddensections", "value": 1}, {"name": "coursedisplay", "value": 0}],
         }
 
@@ -409,8 +600,11 @@ class MoodleService:
             parts = [v.strip() for v in value.split(",")] if field == "ids" else [value.strip()]
             if not all(_INT.match(v) for v in parts):
                 raise bad_param()
-            picked = [None if int(v) == self.SITE_COURSE else courses[int(v)]
-                      for v in parts if int(v) in courses or int(v) == self.SITE_COURSE]
+            picked = [
+                None if int(v) == self.SITE_COURSE else courses[int(v)]
+                for v in parts
+                if int(v) in courses or int(v) == self.SITE_COURSE
+            ]
         elif field == "shortname":
             picked = [c for c in courses.values() if c.shortname == value]
         elif field == "idnumber":
@@ -430,8 +624,15 @@ class MoodleService:
         for c in self.college.courses.values():
             counts[c.categoryid] = counts.get(c.categoryid, 0) + 1
         for crit in criteria:
-            if not isinstance(crit, dict) or crit.get("key") not in ("id", "ids", "name", "idnumber", "parent",
-                                                                      "visible", "theme"):
+            if not isinstance(crit, dict) or crit.get("key") not in (
+                "id",
+                "ids",
+                "name",
+                "idnumber",
+                "parent",
+                "visible",
+                "theme",
+            ):
                 raise bad_param()
             key, value = crit["key"], crit.get("value", "")
             if key == "id":
@@ -445,35 +646,85 @@ class MoodleService:
                 cats = [c for c in cats if c[2] == value]
             elif key == "parent":
                 cats = cats if value == "0" else []
-        return [{"id": cid, "name": name, "idnumber": idn, "description": "", "descriptionformat": 1, "parent": 0,
-                 "sortorder": 10_000 * cid, "coursecount": counts.get(cid, 0), "visible": 1, "visibleold": 1,
-                 "timemodified": tm, "depth": 1, "path": f"/{cid}", "theme": ""} for cid, name, idn, tm in cats]
+        return [
+            {
+                "id": cid,
+                "name": name,
+                "idnumber": idn,
+                "description": "",
+                "descriptionformat": 1,
+                "parent": 0,
+                "sortorder": 10_000 * cid,
+                "coursecount": counts.get(cid, 0),
+                "visible": 1,
+                "visibleold": 1,
+                "timemodified": tm,
+                "depth": 1,
+                "path": f"/{cid}",
+                "theme": "",
+            }
+            for cid, name, idn, tm in cats
+        ]
 
     def get_contents(self, args: dict) -> list:
         course = self.course_or_error(p_int(args, "courseid"))
         modules = []
         for a in course.assignments:
-            modules.append({
-                "id": a.cmid, "url": f"{self.base_url}/mod/assign/view.php?id={a.cmid}", "name": a.name,
-                "instance": a.id, "contextid": 1_000_000 + a.cmid, "visible": 1, "uservisible": True,
-                "visibleoncoursepage": 1,
-                "modicon": f"{self.base_url}/theme/image.php/boost/assign/1795611938/monologo?filtericon=1",
-                "modname": "assign", "purpose": "assessment", "branded": False, "modplural": "Assignments",
-                "availability": None, "indent": 0, "onclick": "", "afterlink": None,
-                "customdata": f'{{"duedate":{a.duedate},"allowsubmissionsfromdate":"{a.allowfrom}"}}',
-                "noviewlink": False, "completion": 1,
-                "completiondata": {"state": 0, "timecompleted": 0, "overrideby": None, "valueused": False,
-                                   "hascompletion": True, "isautomatic": False, "istrackeduser": False,
-                                   "uservisible": True, "details": [], "isoverallcomplete": False},
-                "downloadcontent": 1,
-                "dates": [{"label": "Opened:", "timestamp": a.allowfrom, "dataid": "allowsubmissionsfromdate"},
-                          {"label": "Due:", "timestamp": a.duedate, "dataid": "duedate"}],
-                "groupmode": 0,
-            })
-        base = {"visible": 1, "summary": "", "summaryformat": 1, "hiddenbynumsections": 0, "uservisible": True,
-                "component": None, "itemid": None}
-        return [{"id": course.id * 10, "name": "General", **base, "section": 0, "modules": []},
-                {"id": course.id * 10 + 1, "name": "Assessments", **base, "section": 1, "modules": modules}]
+            modules.append(
+                {
+                    "id": a.cmid,
+                    "url": f"{self.base_url}/mod/assign/view.php?id={a.cmid}",
+                    "name": a.name,
+                    "instance": a.id,
+                    "contextid": 1_000_000 + a.cmid,
+                    "visible": 1,
+                    "uservisible": True,
+                    "visibleoncoursepage": 1,
+                    "modicon": f"{self.base_url}/theme/image.php/boost/assign/1795611938/monologo?filtericon=1",
+                    "modname": "assign",
+                    "purpose": "assessment",
+                    "branded": False,
+                    "modplural": "Assignments",
+                    "availability": None,
+                    "indent": 0,
+                    "onclick": "",
+                    "afterlink": None,
+                    "customdata": f'{{"duedate":{a.duedate},"allowsubmissionsfromdate":"{a.allowfrom}"}}',
+                    "noviewlink": False,
+                    "completion": 1,
+                    "completiondata": {
+                        "state": 0,
+                        "timecompleted": 0,
+                        "overrideby": None,
+                        "valueused": False,
+                        "hascompletion": True,
+                        "isautomatic": False,
+                        "istrackeduser": False,
+                        "uservisible": True,
+                        "details": [],
+                        "isoverallcomplete": False,
+                    },
+                    "downloadcontent": 1,
+                    "dates": [
+                        {"label": "Opened:", "timestamp": a.allowfrom, "dataid": "allowsubmissionsfromdate"},
+                        {"label": "Due:", "timestamp": a.duedate, "dataid": "duedate"},
+                    ],
+                    "groupmode": 0,
+                }
+            )
+        base = {
+            "visible": 1,
+            "summary": "",
+            "summaryformat": 1,
+            "hiddenbynumsections": 0,
+            "uservisible": True,
+            "component": None,
+            "itemid": None,
+        }
+        return [
+            {"id": course.id * 10, "name": "General", **base, "section": 0, "modules": []},
+            {"id": course.id * 10 + 1, "name": "Assessments", **base, "section": 1, "modules": modules},
+        ]
 
     # ===== enrolments =======================================================================
     def _teacher_course_ids(self, user_id: int) -> list[int]:
@@ -506,15 +757,27 @@ class MoodleService:
         out.sort(key=lambda t: t[0].id)
         return out
 
-    _ENROL_OPTIONS = ("withcapability", "groupid", "onlyactive", "onlysuspended", "userfields", "limitfrom",
-                      "limitnumber", "sortby", "sortdirection")
+    _ENROL_OPTIONS = (
+        "withcapability",
+        "groupid",
+        "onlyactive",
+        "onlysuspended",
+        "userfields",
+        "limitfrom",
+        "limitnumber",
+        "sortby",
+        "sortdirection",
+    )
 
     def get_enrolled_users(self, args: dict) -> list:
         course_id = p_int(args, "courseid")
         opts: dict[str, str] = {}
         for o in p_list(args, "options"):
-            if not isinstance(o, dict) or o.get("name") not in self._ENROL_OPTIONS or not isinstance(o.get("value"),
-                                                                                                     str):
+            if (
+                not isinstance(o, dict)
+                or o.get("name") not in self._ENROL_OPTIONS
+                or not isinstance(o.get("value"), str)
+            ):
                 raise bad_param()
             opts[o["name"]] = o["value"]
         course = self.course_or_error(course_id)
@@ -537,7 +800,7 @@ class MoodleService:
             rows.sort(key=lambda r: (getattr(r[0], sortby), r[0].id))
         if direction == "DESC":
             rows.reverse()
-        rows = rows[limitfrom:limitfrom + limitnumber] if limitnumber > 0 else rows[limitfrom:]
+        rows = rows[limitfrom : limitfrom + limitnumber] if limitnumber > 0 else rows[limitfrom:]
         wanted = None
         if opts.get("userfields"):
             wanted = {f.strip() for f in opts["userfields"].split(",")} | {"id"}
@@ -552,11 +815,17 @@ class MoodleService:
                 ordered[k] = v
                 if k == "lastaccess":
                     ordered["lastcourseaccess"] = max(0, u.lastaccess - 86_400) if u.lastaccess else 0
-            ordered["roles"] = [{"roleid": 3 if role == "editingteacher" else 5, "name": "", "shortname": role,
-                                 "sortorder": 0}]
+            ordered["roles"] = [
+                {"roleid": 3 if role == "editingteacher" else 5, "name": "", "shortname": role, "sortorder": 0}
+            ]
             ordered["enrolledcourses"] = [
-                {"id": cid, "fullname": self.college.courses[cid].fullname,
-                 "shortname": self.college.courses[cid].shortname} for cid in self._user_course_ids(u)]
+                {
+                    "id": cid,
+                    "fullname": self.college.courses[cid].fullname,
+                    "shortname": self.college.courses[cid].shortname,
+                }
+                for cid in self._user_course_ids(u)
+            ]
             if wanted is not None:
                 ordered = {k: v for k, v in ordered.items() if k in wanted}
             out.append(ordered)
@@ -577,20 +846,42 @@ class MoodleService:
         out = []
         for cid in self._user_course_ids(u):
             c = self.college.courses[cid]
-            d: dict[str, Any] = {"id": c.id, "shortname": c.shortname, "fullname": c.fullname,
-                                 "displayname": c.fullname}
+            d: dict[str, Any] = {
+                "id": c.id,
+                "shortname": c.shortname,
+                "fullname": c.fullname,
+                "displayname": c.fullname,
+            }
             if count:
                 d["enrolledusercount"] = len(self._enrolled(c))
-            d.update({
-                "idnumber": c.idnumber, "visible": 1, "summary": f"Course for class {c.shortname}", "summaryformat": 1,
-                "format": "topics", "courseimage": f"{self.base_url}/pluginfile.php/{c.context_id}/course/generated/course.svg",
-                "showgrades": True, "lang": "", "enablecompletion": True, "completionhascriteria": True,
-                "completionusertracked": not u.is_teacher, "category": c.categoryid,
-                "progress": self._progress(c, u.id), "completed": (c.id, u.id) in self.college.completions,
-                "startdate": c.startdate, "enddate": c.enddate, "marker": 0, "lastaccess": None,
-                "isfavourite": False, "hidden": False, "overviewfiles": [], "showactivitydates": False,
-                "showcompletionconditions": True, "timemodified": c.timemodified,
-            })
+            d.update(
+                {
+                    "idnumber": c.idnumber,
+                    "visible": 1,
+                    "summary": f"Course for class {c.shortname}",
+                    "summaryformat": 1,
+                    "format": "topics",
+                    "courseimage": f"{self.base_url}/pluginfile.php/{c.context_id}/course/generated/course.svg",
+                    "showgrades": True,
+                    "lang": "",
+                    "enablecompletion": True,
+                    "completionhascriteria": True,
+                    "completionusertracked": not u.is_teacher,
+                    "category": c.categoryid,
+                    "progress": self._progress(c, u.id),
+                    "completed": (c.id, u.id) in self.college.completions,
+                    "startdate": c.startdate,
+                    "enddate": c.enddate,
+                    "marker": 0,
+                    "lastaccess": None,
+                    "isfavourite": False,
+                    "hidden": False,
+                    "overviewfiles": [],
+                    "showactivitydates": False,
+                    "showcompletionconditions": True,
+                    "timemodified": c.timemodified,
+                }
+            )
             out.append(d)
         return out
 
@@ -608,41 +899,77 @@ class MoodleService:
         for a in course.assignments:
             g = a.grades.get(u.id)
             d: dict[str, Any] = {
-                "id": a.item_id, "itemname": a.name, "itemtype": "mod", "itemmodule": "assign", "iteminstance": a.id,
-                "itemnumber": 0, "idnumber": a.idnumber, "categoryid": course.id, "outcomeid": None,
-                "scaleid": BTEC_SCALE_ID if a.scale else None, "locked": False, "cmid": a.cmid,
-                "weightraw": round(weight, 5), "weightformatted": f"{100 * weight:.2f} %",
+                "id": a.item_id,
+                "itemname": a.name,
+                "itemtype": "mod",
+                "itemmodule": "assign",
+                "iteminstance": a.id,
+                "itemnumber": 0,
+                "idnumber": a.idnumber,
+                "categoryid": course.id,
+                "outcomeid": None,
+                "scaleid": BTEC_SCALE_ID if a.scale else None,
+                "locked": False,
+                "cmid": a.cmid,
+                "weightraw": round(weight, 5),
+                "weightformatted": f"{100 * weight:.2f} %",
             }
             if g is None:
                 d["status"] = "novalue"
             pct = (g.raw - (1 if a.scale else 0)) / (a.grademax - (1 if a.scale else 0)) * 100 if g else None
-            d.update({
-                "graderaw": self._num(g.raw) if g else None,
-                "gradedatesubmitted": g.submitted if g else None,
-                "gradedategraded": g.timemodified if g else None,
-                "gradehiddenbydate": False, "gradeneedsupdate": False, "gradeishidden": False,
-                "gradeislocked": False, "gradeisoverridden": False,
-                "gradeformatted": (BTEC_SCALE[int(g.raw) - 1] if a.scale else f"{g.raw:.2f}") if g else "-",
-                "grademin": 1 if a.scale else 0, "grademax": a.grademax,
-                "rangeformatted": "Refer&ndash;Distinction" if a.scale else f"0&ndash;{a.grademax}",
-                "percentageformatted": f"{pct:.2f} %" if g else "-",
-                "feedback": f"<p>Feedback for {u.firstname}</p>" if g else "", "feedbackformat": 1 if g else 2,
-            })
+            d.update(
+                {
+                    "graderaw": self._num(g.raw) if g else None,
+                    "gradedatesubmitted": g.submitted if g else None,
+                    "gradedategraded": g.timemodified if g else None,
+                    "gradehiddenbydate": False,
+                    "gradeneedsupdate": False,
+                    "gradeishidden": False,
+                    "gradeislocked": False,
+                    "gradeisoverridden": False,
+                    "gradeformatted": (BTEC_SCALE[int(g.raw) - 1] if a.scale else f"{g.raw:.2f}") if g else "-",
+                    "grademin": 1 if a.scale else 0,
+                    "grademax": a.grademax,
+                    "rangeformatted": "Refer&ndash;Distinction" if a.scale else f"0&ndash;{a.grademax}",
+                    "percentageformatted": f"{pct:.2f} %" if g else "-",
+                    "feedback": f"<p>Feedback for {u.firstname}</p>" if g else "",
+                    "feedbackformat": 1 if g else 2,
+                }
+            )
             items.append(d)
             if g:
                 total_raw += g.raw
                 last_graded = max(last_graded or 0, g.timemodified)
-        items.append({
-            "id": course.total_item_id, "itemname": None, "itemtype": "course", "itemmodule": None,
-            "iteminstance": course.id, "itemnumber": None, "idnumber": None, "categoryid": None, "outcomeid": None,
-            "scaleid": None, "locked": False, "graderaw": self._num(total_raw) if last_graded else None,
-            "gradedatesubmitted": None, "gradedategraded": last_graded, "gradehiddenbydate": False,
-            "gradeneedsupdate": False, "gradeishidden": False, "gradeislocked": False, "gradeisoverridden": False,
-            "gradeformatted": f"{total_raw:.2f}" if last_graded else "-", "grademin": 0, "grademax": total_max,
-            "rangeformatted": f"0&ndash;{total_max}",
-            "percentageformatted": f"{100 * total_raw / total_max:.2f} %" if last_graded and total_max else "-",
-            "feedback": "", "feedbackformat": 2,
-        })
+        items.append(
+            {
+                "id": course.total_item_id,
+                "itemname": None,
+                "itemtype": "course",
+                "itemmodule": None,
+                "iteminstance": course.id,
+                "itemnumber": None,
+                "idnumber": None,
+                "categoryid": None,
+                "outcomeid": None,
+                "scaleid": None,
+                "locked": False,
+                "graderaw": self._num(total_raw) if last_graded else None,
+                "gradedatesubmitted": None,
+                "gradedategraded": last_graded,
+                "gradehiddenbydate": False,
+                "gradeneedsupdate": False,
+                "gradeishidden": False,
+                "gradeislocked": False,
+                "gradeisoverridden": False,
+                "gradeformatted": f"{total_raw:.2f}" if last_graded else "-",
+                "grademin": 0,
+                "grademax": total_max,
+                "rangeformatted": f"0&ndash;{total_max}",
+                "percentageformatted": f"{100 * total_raw / total_max:.2f} %" if last_graded and total_max else "-",
+                "feedback": "",
+                "feedbackformat": 2,
+            }
+        )
         return items
 
     def _grade_users(self, course: Course, user_id: int) -> list[MUser]:
@@ -660,11 +987,18 @@ class MoodleService:
         course = self.course_or_error(p_int(args, "courseid"))
         user_id = p_int(args, "userid", "0")
         p_int(args, "groupid", "0")
-        usergrades = [{
-            "courseid": course.id, "courseidnumber": course.idnumber, "userid": u.id,
-            "userfullname": f"{u.firstname} {u.lastname}", "useridnumber": u.idnumber, "maxdepth": 2,
-            "gradeitems": self._grade_items_for(course, u),
-        } for u in self._grade_users(course, user_id)]
+        usergrades = [
+            {
+                "courseid": course.id,
+                "courseidnumber": course.idnumber,
+                "userid": u.id,
+                "userfullname": f"{u.firstname} {u.lastname}",
+                "useridnumber": u.idnumber,
+                "maxdepth": 2,
+                "gradeitems": self._grade_items_for(course, u),
+            }
+            for u in self._grade_users(course, user_id)
+        ]
         return {"usergrades": usergrades, "warnings": []}
 
     def get_grades_table(self, args: dict) -> dict:
@@ -676,36 +1010,59 @@ class MoodleService:
             items = self._grade_items_for(course, u)
             cat = f"cat_{course.id}_{u.id}"
             rows: list[dict] = [
-                {"itemname": {"class": "level1 d1 b1b b1t category column-itemname", "colspan": 8,
-                              "content": f'<div class="d-flex category-content"><span>{course.fullname}</span></div>',
-                              "id": cat}, "parentcategories": []},
-                {"leader": {"class": "level1 d1 b1t b2b b1l", "rowspan": len(items)},
-                 "parentcategories": [course.id]},
+                {
+                    "itemname": {
+                        "class": "level1 d1 b1b b1t category column-itemname",
+                        "colspan": 8,
+                        "content": f'<div class="d-flex category-content"><span>{course.fullname}</span></div>',
+                        "id": cat,
+                    },
+                    "parentcategories": [],
+                },
+                {"leader": {"class": "level1 d1 b1t b2b b1l", "rowspan": len(items)}, "parentcategories": [course.id]},
             ]
             for it in items:
                 course_row = it["itemtype"] == "course"
                 cls = "level1 d1 baggt b2b" if course_row else "level2 item b1b"
                 row_id = f"row_{it['id']}_{u.id}"
 
-                def cell(col: str, content: str, extra: str = "itemcenter ") -> dict:
-                    return {"class": f"{cls} {extra} column-{col}", "content": content,
-                            "headers": f"{cat} {row_id} {col}{u.id}"}
+                # Bound now: the cells of this row use this row's class, category and user.
+                def cell(
+                    col: str, content: str, extra: str = "itemcenter ", cls=cls, cat=cat, row_id=row_id, u=u
+                ) -> dict:
+                    return {
+                        "class": f"{cls} {extra} column-{col}",
+                        "content": content,
+                        "headers": f"{cat} {row_id} {col}{u.id}",
+                    }
 
                 name = it["itemname"] or "Course total"
-                rows.append({
-                    "itemname": {"class": f"{cls} column-itemname", "colspan": 1,
-                                 "content": f'<div class="item d-flex align-items-center">{name}</div>',
-                                 "id": row_id},
-                    "weight": cell("weight", it.get("weightformatted", "-")),
-                    "grade": cell("grade", it["gradeformatted"]),
-                    "range": cell("range", it["rangeformatted"]),
-                    "percentage": cell("percentage", it["percentageformatted"]),
-                    "feedback": cell("feedback", it["feedback"] or "&nbsp;", "feedbacktext"),
-                    "contributiontocoursetotal": cell("contributiontocoursetotal", "-"),
-                    "parentcategories": [course.id],
-                })
-            tables.append({"courseid": course.id, "userid": u.id, "userfullname": f"{u.firstname} {u.lastname}",
-                           "maxdepth": 2, "tabledata": rows})
+                rows.append(
+                    {
+                        "itemname": {
+                            "class": f"{cls} column-itemname",
+                            "colspan": 1,
+                            "content": f'<div class="item d-flex align-items-center">{name}</div>',
+                            "id": row_id,
+                        },
+                        "weight": cell("weight", it.get("weightformatted", "-")),
+                        "grade": cell("grade", it["gradeformatted"]),
+                        "range": cell("range", it["rangeformatted"]),
+                        "percentage": cell("percentage", it["percentageformatted"]),
+                        "feedback": cell("feedback", it["feedback"] or "&nbsp;", "feedbacktext"),
+                        "contributiontocoursetotal": cell("contributiontocoursetotal", "-"),
+                        "parentcategories": [course.id],
+                    }
+                )
+            tables.append(
+                {
+                    "courseid": course.id,
+                    "userid": u.id,
+                    "userfullname": f"{u.firstname} {u.lastname}",
+                    "maxdepth": 2,
+                    "tabledata": rows,
+                }
+            )
         return {"tables": tables, "warnings": []}
 
     # ===== completion =======================================================================
@@ -714,8 +1071,13 @@ class MoodleService:
         if u is None or u.deleted:
             raise MoodleError(ERR_RECORD_UNKNOWN)
         if not any(eu.id == user_id for eu, _s, _r in self._enrolled(course)):
-            raise MoodleError({"exception": "moodle_exception", "errorcode": "usernotenroled",
-                               "message": "User is not enrolled in this course"})
+            raise MoodleError(
+                {
+                    "exception": "moodle_exception",
+                    "errorcode": "usernotenroled",
+                    "message": "User is not enrolled in this course",
+                }
+            )
         return u
 
     def get_course_completion_status(self, args: dict) -> dict:
@@ -724,15 +1086,29 @@ class MoodleService:
         completions = []
         for a in course.assignments:
             g = a.grades.get(u.id)
-            completions.append({
-                "type": 4, "title": "Activity completion", "status": "Yes" if g else "No", "complete": bool(g),
-                "timecompleted": g.timemodified if g else None,
-                "details": {"type": "Activity completion",
-                            "criteria": f'<a href="{self.base_url}/mod/assign/view.php?id={a.cmid}">{a.name}</a>',
-                            "requirement": "Receive a grade", "status": ""},
-            })
-        return {"completionstatus": {"completed": (course.id, u.id) in self.college.completions, "aggregation": 1,
-                                     "completions": completions}, "warnings": []}
+            completions.append(
+                {
+                    "type": 4,
+                    "title": "Activity completion",
+                    "status": "Yes" if g else "No",
+                    "complete": bool(g),
+                    "timecompleted": g.timemodified if g else None,
+                    "details": {
+                        "type": "Activity completion",
+                        "criteria": f'<a href="{self.base_url}/mod/assign/view.php?id={a.cmid}">{a.name}</a>',
+                        "requirement": "Receive a grade",
+                        "status": "",
+                    },
+                }
+            )
+        return {
+            "completionstatus": {
+                "completed": (course.id, u.id) in self.college.completions,
+                "aggregation": 1,
+                "completions": completions,
+            },
+            "warnings": [],
+        }
 
     def get_activities_completion_status(self, args: dict) -> dict:
         course = self.course_or_error(p_int(args, "courseid"))
@@ -740,32 +1116,79 @@ class MoodleService:
         statuses = []
         for a in course.assignments:
             g = a.grades.get(u.id)
-            statuses.append({"cmid": a.cmid, "modname": "assign", "instance": a.id, "state": 1 if g else 0,
-                             "timecompleted": g.timemodified if g else 0, "tracking": 1, "overrideby": None,
-                             "valueused": False, "hascompletion": True, "isautomatic": False,
-                             "istrackeduser": True, "uservisible": True, "details": [],
-                             "isoverallcomplete": bool(g)})
+            statuses.append(
+                {
+                    "cmid": a.cmid,
+                    "modname": "assign",
+                    "instance": a.id,
+                    "state": 1 if g else 0,
+                    "timecompleted": g.timemodified if g else 0,
+                    "tracking": 1,
+                    "overrideby": None,
+                    "valueused": False,
+                    "hascompletion": True,
+                    "isautomatic": False,
+                    "istrackeduser": True,
+                    "uservisible": True,
+                    "details": [],
+                    "isoverallcomplete": bool(g),
+                }
+            )
         return {"statuses": statuses, "warnings": []}
 
     # ===== assignments ======================================================================
-    _ASSIGN_CONFIGS = [{"plugin": p, "subtype": st, "name": n, "value": v} for p, st, n, v in (
-        ("onlinetext", "assignsubmission", "enabled", "1"), ("onlinetext", "assignsubmission", "wordlimit", "0"),
-        ("onlinetext", "assignsubmission", "wordlimitenabled", "0"), ("comments", "assignsubmission", "enabled", "0"),
-        ("comments", "assignfeedback", "enabled", "1"), ("comments", "assignfeedback", "commentinline", "0"))]
+    _ASSIGN_CONFIGS = [
+        {"plugin": p, "subtype": st, "name": n, "value": v}
+        for p, st, n, v in (
+            ("onlinetext", "assignsubmission", "enabled", "1"),
+            ("onlinetext", "assignsubmission", "wordlimit", "0"),
+            ("onlinetext", "assignsubmission", "wordlimitenabled", "0"),
+            ("comments", "assignsubmission", "enabled", "0"),
+            ("comments", "assignfeedback", "enabled", "1"),
+            ("comments", "assignfeedback", "commentinline", "0"),
+        )
+    ]
 
     def assignment_desc(self, a) -> dict:  # noqa: ANN001
         return {
-            "id": a.id, "cmid": a.cmid, "course": a.course_id, "name": a.name, "nosubmissions": 0,
-            "submissiondrafts": 0, "sendnotifications": 0, "sendlatenotifications": 0,
-            "sendstudentnotifications": 1, "duedate": a.duedate, "allowsubmissionsfromdate": a.allowfrom,
+            "id": a.id,
+            "cmid": a.cmid,
+            "course": a.course_id,
+            "name": a.name,
+            "nosubmissions": 0,
+            "submissiondrafts": 0,
+            "sendnotifications": 0,
+            "sendlatenotifications": 0,
+            "sendstudentnotifications": 1,
+            "duedate": a.duedate,
+            "allowsubmissionsfromdate": a.allowfrom,
             # Moodle stores a scale-graded assignment's grade as minus the scale id.
-            "grade": -BTEC_SCALE_ID if a.scale else a.grademax, "gradepenalty": 0, "timemodified": a.timemodified,
-            "completionsubmit": 0, "cutoffdate": 0, "gradingduedate": 0, "teamsubmission": 0,
-            "requireallteammemberssubmit": 0, "teamsubmissiongroupingid": 0, "blindmarking": 0, "hidegrader": 0,
-            "revealidentities": 0, "attemptreopenmethod": "untilpass", "maxattempts": 1, "markingworkflow": 0,
-            "markingallocation": 0, "markinganonymous": 0, "requiresubmissionstatement": 0,
-            "preventsubmissionnotingroup": 0, "configs": self._ASSIGN_CONFIGS, "intro": f"{a.name}",
-            "introformat": 1, "introfiles": [], "introattachments": [], "timelimit": 0, "submissionattachments": 0,
+            "grade": -BTEC_SCALE_ID if a.scale else a.grademax,
+            "gradepenalty": 0,
+            "timemodified": a.timemodified,
+            "completionsubmit": 0,
+            "cutoffdate": 0,
+            "gradingduedate": 0,
+            "teamsubmission": 0,
+            "requireallteammemberssubmit": 0,
+            "teamsubmissiongroupingid": 0,
+            "blindmarking": 0,
+            "hidegrader": 0,
+            "revealidentities": 0,
+            "attemptreopenmethod": "untilpass",
+            "maxattempts": 1,
+            "markingworkflow": 0,
+            "markingallocation": 0,
+            "markinganonymous": 0,
+            "requiresubmissionstatement": 0,
+            "preventsubmissionnotingroup": 0,
+            "configs": self._ASSIGN_CONFIGS,
+            "intro": f"{a.name}",
+            "introformat": 1,
+            "introfiles": [],
+            "introattachments": [],
+            "timelimit": 0,
+            "submissionattachments": 0,
         }
 
     def get_assignments(self, args: dict) -> dict:
@@ -781,12 +1204,24 @@ class MoodleService:
             # The web-service user (admin) is enrolled nowhere: without includenotenrolledcourses
             # Moodle skips every course with warning 2, exactly as in the reference capture.
             if course is None or not include:
-                warnings.append({"item": "course", "itemid": cid, "warningcode": "2",
-                                 "message": "User is not enrolled or does not have requested capability"})
+                warnings.append(
+                    {
+                        "item": "course",
+                        "itemid": cid,
+                        "warningcode": "2",
+                        "message": "User is not enrolled or does not have requested capability",
+                    }
+                )
                 continue
-            courses.append({"id": course.id, "fullname": course.fullname, "shortname": course.shortname,
-                            "timemodified": course.timemodified,
-                            "assignments": [self.assignment_desc(a) for a in course.assignments]})
+            courses.append(
+                {
+                    "id": course.id,
+                    "fullname": course.fullname,
+                    "shortname": course.shortname,
+                    "timemodified": course.timemodified,
+                    "assignments": [self.assignment_desc(a) for a in course.assignments],
+                }
+            )
         return {"courses": courses, "warnings": warnings}
 
     def _assignments_arg(self, args: dict) -> list[int]:
@@ -804,18 +1239,37 @@ class MoodleService:
         for aid in ids:
             a = self.college.assignments.get(aid)
             if a is None:
-                warnings.append({"item": "assignment", "itemid": aid, "warningcode": "1",
-                                 "message": "No access rights in module context"})
+                warnings.append(
+                    {
+                        "item": "assignment",
+                        "itemid": aid,
+                        "warningcode": "1",
+                        "message": "No access rights in module context",
+                    }
+                )
                 continue
             grades = [g for g in a.grades.values() if g.timemodified >= since]
             grades.sort(key=lambda g: g.id)
             if not grades:
-                warnings.append({"item": "assignment", "itemid": aid, "warningcode": "3",
-                                 "message": "No grades found"})
+                warnings.append({"item": "assignment", "itemid": aid, "warningcode": "3", "message": "No grades found"})
                 continue
-            assignments.append({"assignmentid": aid, "grades": [{
-                "id": g.id, "userid": g.user_id, "attemptnumber": 0, "timecreated": g.timecreated,
-                "timemodified": g.timemodified, "grader": g.grader, "grade": f"{g.raw:.5f}"} for g in grades]})
+            assignments.append(
+                {
+                    "assignmentid": aid,
+                    "grades": [
+                        {
+                            "id": g.id,
+                            "userid": g.user_id,
+                            "attemptnumber": 0,
+                            "timecreated": g.timecreated,
+                            "timemodified": g.timemodified,
+                            "grader": g.grader,
+                            "grade": f"{g.raw:.5f}",
+                        }
+                        for g in grades
+                    ],
+                }
+            )
         return {"assignments": assignments, "warnings": warnings}
 
     def get_submissions(self, args: dict) -> dict:
@@ -827,8 +1281,14 @@ class MoodleService:
         for aid in ids:
             a = self.college.assignments.get(aid)
             if a is None:
-                warnings.append({"item": "module", "itemid": aid, "warningcode": "1",
-                                 "message": "No access rights in module context"})
+                warnings.append(
+                    {
+                        "item": "module",
+                        "itemid": aid,
+                        "warningcode": "1",
+                        "message": "No access rights in module context",
+                    }
+                )
                 continue
             subs = []
             for g in sorted(a.grades.values(), key=lambda g: g.id):
@@ -836,17 +1296,34 @@ class MoodleService:
                     continue
                 if status and status != "submitted":
                     continue
-                subs.append({
-                    "id": g.id, "userid": g.user_id, "attemptnumber": 0, "timecreated": g.submitted,
-                    "timemodified": g.submitted, "timestarted": None, "status": "submitted", "groupid": 0,
-                    "plugins": [
-                        {"type": "onlinetext", "name": "Online text",
-                         "fileareas": [{"area": "submissions_onlinetext", "files": []}],
-                         "editorfields": [{"name": "onlinetext", "description": "Online text submissions",
-                                           "text": f"<p>Answer of user {g.user_id} for {a.name}</p>",
-                                           "format": 1}]},
-                        {"type": "comments", "name": "Submission comments"}],
-                    "gradingstatus": "graded",
-                })
+                subs.append(
+                    {
+                        "id": g.id,
+                        "userid": g.user_id,
+                        "attemptnumber": 0,
+                        "timecreated": g.submitted,
+                        "timemodified": g.submitted,
+                        "timestarted": None,
+                        "status": "submitted",
+                        "groupid": 0,
+                        "plugins": [
+                            {
+                                "type": "onlinetext",
+                                "name": "Online text",
+                                "fileareas": [{"area": "submissions_onlinetext", "files": []}],
+                                "editorfields": [
+                                    {
+                                        "name": "onlinetext",
+                                        "description": "Online text submissions",
+                                        "text": f"<p>Answer of user {g.user_id} for {a.name}</p>",
+                                        "format": 1,
+                                    }
+                                ],
+                            },
+                            {"type": "comments", "name": "Submission comments"},
+                        ],
+                        "gradingstatus": "graded",
+                    }
+                )
             assignments.append({"assignmentid": aid, "submissions": subs})
         return {"assignments": assignments, "warnings": warnings}

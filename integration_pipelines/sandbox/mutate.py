@@ -65,7 +65,7 @@ class MutateRequest(BaseModel):
 class EventLog:
     """Emitted webhook bodies, in order; optional delivery to ``config.webhook_url``."""
 
-    def __init__(self, app: "SandboxApp"):
+    def __init__(self, app: SandboxApp):
         self.app = app
         self.events: list[dict] = []
         self.delivered = 0
@@ -74,17 +74,47 @@ class EventLog:
         self._queue: queue.Queue | None = None
         self.host = urlsplit(app.base_url).hostname or "127.0.0.1"
 
-    def emit(self, eventname: str, component: str, action: str, target: str, objecttable: str | None,
-             objectid: Any, crud: str, edulevel: int, contextid: int, contextlevel: int, contextinstanceid: Any,
-             userid: Any, courseid: Any, relateduserid: Any, other: Any, timecreated: int) -> dict:
+    def emit(
+        self,
+        eventname: str,
+        component: str,
+        action: str,
+        target: str,
+        objecttable: str | None,
+        objectid: Any,
+        crud: str,
+        edulevel: int,
+        contextid: int,
+        contextlevel: int,
+        contextinstanceid: Any,
+        userid: Any,
+        courseid: Any,
+        relateduserid: Any,
+        other: Any,
+        timecreated: int,
+    ) -> dict:
         cfg = self.app.config
         body = {
-            "eventname": eventname, "component": component, "action": action, "target": target,
-            "objecttable": objecttable, "objectid": objectid, "crud": crud, "edulevel": edulevel,
-            "contextid": contextid, "contextlevel": contextlevel, "contextinstanceid": contextinstanceid,
-            "userid": userid, "courseid": courseid, "relateduserid": relateduserid, "anonymous": 0,
-            "other": other, "timecreated": timecreated,
-            "host": self.host, "token": cfg.webhook_token, "extra": cfg.webhook_extra,
+            "eventname": eventname,
+            "component": component,
+            "action": action,
+            "target": target,
+            "objecttable": objecttable,
+            "objectid": objectid,
+            "crud": crud,
+            "edulevel": edulevel,
+            "contextid": contextid,
+            "contextlevel": contextlevel,
+            "contextinstanceid": contextinstanceid,
+            "userid": userid,
+            "courseid": courseid,
+            "relateduserid": relateduserid,
+            "anonymous": 0,
+            "other": other,
+            "timecreated": timecreated,
+            "host": self.host,
+            "token": cfg.webhook_token,
+            "extra": cfg.webhook_extra,
         }
         self.events.append(body)
         if cfg.webhook_url:
@@ -110,10 +140,14 @@ class EventLog:
         with httpx.Client(timeout=10) as client:
             while True:
                 seq, body = self._queue.get()  # type: ignore[union-attr]
-                headers = {"Accept": "*/*", "Content-Type": "application/json",
-                           "User-Agent": f"MoodleBot/5.1 (+{self.app.base_url})",
-                           "X-Moodle-Token": cfg.webhook_token, "X-Tenant-ID": cfg.tenant_id,
-                           "X-Event-ID": f"sandbox-{self.app.config.seed}-{seq}"}
+                headers = {
+                    "Accept": "*/*",
+                    "Content-Type": "application/json",
+                    "User-Agent": f"MoodleBot/5.1 (+{self.app.base_url})",
+                    "X-Moodle-Token": cfg.webhook_token,
+                    "X-Tenant-ID": cfg.tenant_id,
+                    "X-Event-ID": f"sandbox-{self.app.config.seed}-{seq}",
+                }
                 try:
                     resp = client.post(cfg.webhook_url, content=self.php_json(body), headers=headers)
                     ok = resp.status_code < 300
@@ -149,7 +183,7 @@ def course_total_gg_id(e: Enrollment) -> int:
 
 
 class _Mutator:
-    def __init__(self, app: "SandboxApp", req: MutateRequest):
+    def __init__(self, app: SandboxApp, req: MutateRequest):
         self.app = app
         self.col = app.college
         self.req = req
@@ -188,16 +222,19 @@ class _Mutator:
                 rec.deleted_type = "recycle"
             if picked:
                 mod.mark_dirty()
-                self.summary["zoho"][module] = {"changed": min(n_change, len(picked)),
-                                                "deleted": max(0, len(picked) - n_change)}
+                self.summary["zoho"][module] = {
+                    "changed": min(n_change, len(picked)),
+                    "deleted": max(0, len(picked) - n_change),
+                }
 
     def _change(self, module: str, rec: Any) -> None:
         rng = self.rng
         if module == "Students":
             rec.phone = f"+44 7700 {rng.randint(0, 999_999):06d}"
             if rng.random() < 0.2:
-                rec.status = rng.choice([s for s in ("Active", "Suspended", "Withdrawn", "Completed")
-                                         if s != rec.status])
+                rec.status = rng.choice(
+                    [s for s in ("Active", "Suspended", "Withdrawn", "Completed") if s != rec.status]
+                )
         elif module == "Enrollments":
             rec.status = "Suspended" if rec.status == "Active" else "Active"
         elif module == "Registrations":
@@ -220,28 +257,73 @@ class _Mutator:
         classes_by_program: dict[int, list] = {}
         for zc in col.zoho["Classes"].index("id"):
             classes_by_program.setdefault(zc.program, []).append(zc)
-        next_number = 2_400_001 + col.size + sum(1 for _ in col.zoho["Students"].records) + len(
-            col.moodle_only_students)
+        next_number = (
+            2_400_001 + col.size + sum(1 for _ in col.zoho["Students"].records) + len(col.moodle_only_students)
+        )
         for i in range(n):
             p = rng.choice(programs)
             first, last = rng.choice(("Nia", "Omar", "Lena", "Idris", "Tara")), rng.choice(("Bell", "Cole", "Reid"))
             number = f"S{next_number + i}"
             email = f"{first}.{last}.{number[1:]}@student.example.ac.uk".lower()
-            s = Student(col.new_zid(), now, now, 1, number, first, last, email, p.zid, "Active",
-                        f"+44 7700 {rng.randint(0, 999_999):06d}", now, None)
+            s = Student(
+                col.new_zid(),
+                now,
+                now,
+                1,
+                number,
+                first,
+                last,
+                email,
+                p.zid,
+                "Active",
+                f"+44 7700 {rng.randint(0, 999_999):06d}",
+                now,
+                None,
+            )
             uid = col.new_moodle_id("user")
-            user = MUser(uid, number.lower(), first, last, email, number, str(s.zid), False, "London", now, 0, 0,
-                         s.zid)
+            user = MUser(uid, number.lower(), first, last, email, number, str(s.zid), False, "London", now, 0, 0, s.zid)
             s.moodle_user_id = uid
             col.users[uid] = user
             col.zoho["Students"].add(s)
             col.students_by_zid[s.zid] = s
             col.moodle_version += 1
             # user_create_user() with a password: user_password_updated fires first, then user_created.
-            self.ev.emit("\\core\\event\\user_password_updated", "core", "updated", "user_password", None, None,
-                         "u", 0, user_ctx(uid), 30, str(uid), ADMIN, 0, str(uid), {"forgottenreset": False}, now)
-            self.ev.emit("\\core\\event\\user_created", "core", "created", "user", "user", uid, "c", 0,
-                         user_ctx(uid), 30, str(uid), ADMIN, 0, uid, None, now)
+            self.ev.emit(
+                "\\core\\event\\user_password_updated",
+                "core",
+                "updated",
+                "user_password",
+                None,
+                None,
+                "u",
+                0,
+                user_ctx(uid),
+                30,
+                str(uid),
+                ADMIN,
+                0,
+                str(uid),
+                {"forgottenreset": False},
+                now,
+            )
+            self.ev.emit(
+                "\\core\\event\\user_created",
+                "core",
+                "created",
+                "user",
+                "user",
+                uid,
+                "c",
+                0,
+                user_ctx(uid),
+                30,
+                str(uid),
+                ADMIN,
+                0,
+                uid,
+                None,
+                now,
+            )
             # one class per block: the first section of each block
             seen_blocks: set[str] = set()
             for zc in classes_by_program.get(p.zid, []):
@@ -250,24 +332,80 @@ class _Mutator:
                     continue
                 seen_blocks.add(block)
                 course = col.courses[zc.course_id]
-                e = Enrollment(col.new_zid(), now, now, 1, s.zid, zc.zid, "Active",
-                               col.new_moodle_id("user_enrolments"), uid, course.id, 0, now, now)
+                e = Enrollment(
+                    col.new_zid(),
+                    now,
+                    now,
+                    1,
+                    s.zid,
+                    zc.zid,
+                    "Active",
+                    col.new_moodle_id("user_enrolments"),
+                    uid,
+                    course.id,
+                    0,
+                    now,
+                    now,
+                )
                 col.zoho["Enrollments"].add(e)
                 course.enrolments.append(e)
                 col.user_enrolments.setdefault(uid, []).append(e)
                 cid = str(course.id)
-                self.ev.emit("\\core\\event\\user_enrolment_created", "core", "created", "user_enrolment",
-                             "user_enrolments", e.ue_id, "c", 0, course.context_id, 50, cid, ADMIN, cid, uid,
-                             {"enrol": "manual"}, now)
-                self.ev.emit("\\core\\event\\role_assigned", "core", "assigned", "role", "role", "5", "c", 0,
-                             course.context_id, 50, cid, ADMIN, cid, uid,
-                             {"id": e.ue_id, "component": "", "itemid": 0}, now)
+                self.ev.emit(
+                    "\\core\\event\\user_enrolment_created",
+                    "core",
+                    "created",
+                    "user_enrolment",
+                    "user_enrolments",
+                    e.ue_id,
+                    "c",
+                    0,
+                    course.context_id,
+                    50,
+                    cid,
+                    ADMIN,
+                    cid,
+                    uid,
+                    {"enrol": "manual"},
+                    now,
+                )
+                self.ev.emit(
+                    "\\core\\event\\role_assigned",
+                    "core",
+                    "assigned",
+                    "role",
+                    "role",
+                    "5",
+                    "c",
+                    0,
+                    course.context_id,
+                    50,
+                    cid,
+                    ADMIN,
+                    cid,
+                    uid,
+                    {"id": e.ue_id, "component": "", "itemid": 0},
+                    now,
+                )
             for u in col.zoho["Units"].index("id"):
                 if u.program == p.zid:
-                    col.zoho["Registrations"].add(Registration(col.new_zid(), now, now, 3, s.zid, u.zid,
-                                                               "Registered"))
-            col.zoho["Payments"].add(Payment(col.new_zid(), now, now, 2, s.zid, "Fee", p.fee_pence, "GBP",
-                                             "Card", "Pending", now + 30 * DAY, None))
+                    col.zoho["Registrations"].add(Registration(col.new_zid(), now, now, 3, s.zid, u.zid, "Registered"))
+            col.zoho["Payments"].add(
+                Payment(
+                    col.new_zid(),
+                    now,
+                    now,
+                    2,
+                    s.zid,
+                    "Fee",
+                    p.fee_pence,
+                    "GBP",
+                    "Card",
+                    "Pending",
+                    now + 30 * DAY,
+                    None,
+                )
+            )
         self._count("zoho", "new_students", n)
 
     # --- Moodle --------------------------------------------------------------------------------
@@ -288,19 +426,64 @@ class _Mutator:
         teacher = str(course.teacher_id)
         uid = g.user_id
         now = self.now
-        self.ev.emit("\\core\\event\\user_graded", "core", "graded", "user", "grade_grades", str(g.id), "u", 1,
-                     course.context_id, 50, cid, teacher, cid, str(uid),
-                     {"itemid": str(a.item_id), "overridden": False, "finalgrade": g.raw}, now)
+        self.ev.emit(
+            "\\core\\event\\user_graded",
+            "core",
+            "graded",
+            "user",
+            "grade_grades",
+            str(g.id),
+            "u",
+            1,
+            course.context_id,
+            50,
+            cid,
+            teacher,
+            cid,
+            str(uid),
+            {"itemid": str(a.item_id), "overridden": False, "finalgrade": g.raw},
+            now,
+        )
         total = sum(x.grades[uid].raw for x in course.assignments if uid in x.grades)
-        self.ev.emit("\\core\\event\\user_graded", "core", "graded", "user", "grade_grades",
-                     str(course_total_gg_id(e)), "u", 1, course.context_id, 50, cid, -1, cid, str(uid),
-                     {"itemid": str(course.total_item_id), "overridden": False, "finalgrade": total}, now)
+        self.ev.emit(
+            "\\core\\event\\user_graded",
+            "core",
+            "graded",
+            "user",
+            "grade_grades",
+            str(course_total_gg_id(e)),
+            "u",
+            1,
+            course.context_id,
+            50,
+            cid,
+            -1,
+            cid,
+            str(uid),
+            {"itemid": str(course.total_item_id), "overridden": False, "finalgrade": total},
+            now,
+        )
         # A new assign_grades row gives int ids; an existing row read back from the DB gives strings.
         objectid: Any = str(g.id) if regrade else g.id
         related: Any = str(uid) if regrade else uid
-        self.ev.emit("\\mod_assign\\event\\submission_graded", "mod_assign", "graded", "submission",
-                     "assign_grades", objectid, "u", 1, module_ctx(a.cmid), 70, str(a.cmid), teacher, cid, related,
-                     None, now)
+        self.ev.emit(
+            "\\mod_assign\\event\\submission_graded",
+            "mod_assign",
+            "graded",
+            "submission",
+            "assign_grades",
+            objectid,
+            "u",
+            1,
+            module_ctx(a.cmid),
+            70,
+            str(a.cmid),
+            teacher,
+            cid,
+            related,
+            None,
+            now,
+        )
 
     def _draw_grade(self, a: Any) -> float:
         if a.scale:
@@ -323,16 +506,27 @@ class _Mutator:
             if len(candidates) >= n or not enrolments:
                 break
             e = self.rng.choice(enrolments)
-            open_ = [a for a in col.courses[e.course_id].assignments
-                     if e.user_id not in a.grades and (a.id, e.user_id) not in taken]
+            open_ = [
+                a
+                for a in col.courses[e.course_id].assignments
+                if e.user_id not in a.grades and (a.id, e.user_id) not in taken
+            ]
             if open_:
                 a = self.rng.choice(open_)
                 taken.add((a.id, e.user_id))
                 candidates.append((e, a))
         for e, a in candidates:
             course = col.courses[e.course_id]
-            g = Grade(col.new_moodle_id("assign_grades"), a.id, e.user_id, self._draw_grade(a), now, now,
-                      course.teacher_id, now - 3600)
+            g = Grade(
+                col.new_moodle_id("assign_grades"),
+                a.id,
+                e.user_id,
+                self._draw_grade(a),
+                now,
+                now,
+                course.teacher_id,
+                now - 3600,
+            )
             a.grades[e.user_id] = g
             self._grade_events(course, a, g, e, regrade=False)
         self._count("moodle", "new_grades", min(n, len(candidates)))
@@ -349,8 +543,11 @@ class _Mutator:
             if len(candidates) >= n or not enrolments:
                 break
             e = self.rng.choice(enrolments)
-            graded = [a for a in col.courses[e.course_id].assignments
-                      if e.user_id in a.grades and (a.id, e.user_id) not in taken]
+            graded = [
+                a
+                for a in col.courses[e.course_id].assignments
+                if e.user_id in a.grades and (a.id, e.user_id) not in taken
+            ]
             if graded:
                 a = self.rng.choice(graded)
                 taken.add((a.id, e.user_id))
@@ -371,9 +568,24 @@ class _Mutator:
             e.m_modified = self.now
             course = self.col.courses[e.course_id]
             cid = str(course.id)
-            self.ev.emit("\\core\\event\\user_enrolment_updated", "core", "updated", "user_enrolment",
-                         "user_enrolments", str(e.ue_id), "u", 0, course.context_id, 50, cid, ADMIN, cid,
-                         str(e.user_id), {"enrol": "manual"}, self.now)
+            self.ev.emit(
+                "\\core\\event\\user_enrolment_updated",
+                "core",
+                "updated",
+                "user_enrolment",
+                "user_enrolments",
+                str(e.ue_id),
+                "u",
+                0,
+                course.context_id,
+                50,
+                cid,
+                ADMIN,
+                cid,
+                str(e.user_id),
+                {"enrol": "manual"},
+                self.now,
+            )
             self._count("moodle", "suspended_enrolments")
 
     def user_updates(self) -> None:
@@ -383,8 +595,24 @@ class _Mutator:
             u.city = self.rng.choice(("York", "Bath", "Derby", "Hull"))
             u.lastaccess = self.now
             self.col.moodle_version += 1
-            self.ev.emit("\\core\\event\\user_updated", "core", "updated", "user", "user", u.id, "u", 0,
-                         user_ctx(u.id), 30, str(u.id), ADMIN, 0, u.id, None, self.now)
+            self.ev.emit(
+                "\\core\\event\\user_updated",
+                "core",
+                "updated",
+                "user",
+                "user",
+                u.id,
+                "u",
+                0,
+                user_ctx(u.id),
+                30,
+                str(u.id),
+                ADMIN,
+                0,
+                u.id,
+                None,
+                self.now,
+            )
             self._count("moodle", "user_updates")
 
     def completions(self) -> None:
@@ -398,21 +626,49 @@ class _Mutator:
             comp_id = 2_000_000_000 + e.ue_id
             a = course.assignments[-1]
             # Course completion is aggregated before the activity event fires (reference order).
-            self.ev.emit("\\core\\event\\course_completed", "core", "completed", "course", "course_completions",
-                         str(comp_id), "u", 2, course.context_id, 50, cid, uid, cid, uid, {"relateduserid": uid},
-                         self.now)
-            self.ev.emit("\\core\\event\\course_module_completion_updated", "core", "updated",
-                         "course_module_completion", "course_modules_completion", comp_id, "u", 2,
-                         module_ctx(a.cmid), 70, str(a.cmid), uid, cid, e.user_id,
-                         {"relateduserid": e.user_id, "overrideby": None, "completionstate": 1}, self.now)
+            self.ev.emit(
+                "\\core\\event\\course_completed",
+                "core",
+                "completed",
+                "course",
+                "course_completions",
+                str(comp_id),
+                "u",
+                2,
+                course.context_id,
+                50,
+                cid,
+                uid,
+                cid,
+                uid,
+                {"relateduserid": uid},
+                self.now,
+            )
+            self.ev.emit(
+                "\\core\\event\\course_module_completion_updated",
+                "core",
+                "updated",
+                "course_module_completion",
+                "course_modules_completion",
+                comp_id,
+                "u",
+                2,
+                module_ctx(a.cmid),
+                70,
+                str(a.cmid),
+                uid,
+                cid,
+                e.user_id,
+                {"relateduserid": e.user_id, "overrideby": None, "completionstate": 1},
+                self.now,
+            )
             self._count("moodle", "completions")
 
     def delete_users(self) -> None:
         n = self.req.moodle_delete_users
         col, now = self.col, self.now
         # Only Moodle-only students: their deletion has one clear meaning in the truth.
-        victims = [s for s in col.moodle_only_students
-                   if s.moodle_user_id and not col.users[s.moodle_user_id].deleted]
+        victims = [s for s in col.moodle_only_students if s.moodle_user_id and not col.users[s.moodle_user_id].deleted]
         for s in self._sample(victims, n):
             user = col.users[s.moodle_user_id]
             for e in col.user_enrolments.get(user.id, []):
@@ -420,35 +676,111 @@ class _Mutator:
                     continue
                 course = col.courses[e.course_id]
                 cid, uid = str(course.id), str(user.id)
-                self.ev.emit("\\core\\event\\role_unassigned", "core", "unassigned", "role", "role", "5", "d", 0,
-                             course.context_id, 50, cid, ADMIN, cid, uid,
-                             {"id": str(e.ue_id), "component": "", "itemid": "0"}, now)
+                self.ev.emit(
+                    "\\core\\event\\role_unassigned",
+                    "core",
+                    "unassigned",
+                    "role",
+                    "role",
+                    "5",
+                    "d",
+                    0,
+                    course.context_id,
+                    50,
+                    cid,
+                    ADMIN,
+                    cid,
+                    uid,
+                    {"id": str(e.ue_id), "component": "", "itemid": "0"},
+                    now,
+                )
                 for a in course.assignments:
                     g = a.grades.pop(user.id, None)
-                    self.ev.emit("\\core\\event\\grade_deleted", "core", "deleted", "grade", "grade_grades",
-                                 str(g.id if g else 3_000_000_000 + a.item_id * 10), "d", 1, course.context_id, 50,
-                                 cid, ADMIN, cid, uid,
-                                 {"itemid": str(a.item_id), "overridden": False,
-                                  "finalgrade": f"{g.raw:.5f}" if g else None}, now)
+                    self.ev.emit(
+                        "\\core\\event\\grade_deleted",
+                        "core",
+                        "deleted",
+                        "grade",
+                        "grade_grades",
+                        str(g.id if g else 3_000_000_000 + a.item_id * 10),
+                        "d",
+                        1,
+                        course.context_id,
+                        50,
+                        cid,
+                        ADMIN,
+                        cid,
+                        uid,
+                        {"itemid": str(a.item_id), "overridden": False, "finalgrade": f"{g.raw:.5f}" if g else None},
+                        now,
+                    )
                 e.m_deleted = True
                 e.m_modified = now
-                self.ev.emit("\\core\\event\\user_enrolment_deleted", "core", "deleted", "user_enrolment",
-                             "user_enrolments", str(e.ue_id), "d", 0, course.context_id, 50, cid, ADMIN, cid, uid,
-                             {"userenrolment": {"id": str(e.ue_id), "status": str(e.m_status), "enrolid": cid,
-                                                "userid": uid, "timestart": "0", "timeend": "0",
-                                                "modifierid": ADMIN, "timecreated": str(e.m_created),
-                                                "timemodified": str(now), "courseid": cid, "enrol": "manual",
-                                                "lastenrol": True}, "enrol": "manual"}, now)
-            other = {"username": user.username, "email": user.email, "idnumber": user.idnumber, "picture": "0",
-                     "mnethostid": "1"}
+                self.ev.emit(
+                    "\\core\\event\\user_enrolment_deleted",
+                    "core",
+                    "deleted",
+                    "user_enrolment",
+                    "user_enrolments",
+                    str(e.ue_id),
+                    "d",
+                    0,
+                    course.context_id,
+                    50,
+                    cid,
+                    ADMIN,
+                    cid,
+                    uid,
+                    {
+                        "userenrolment": {
+                            "id": str(e.ue_id),
+                            "status": str(e.m_status),
+                            "enrolid": cid,
+                            "userid": uid,
+                            "timestart": "0",
+                            "timeend": "0",
+                            "modifierid": ADMIN,
+                            "timecreated": str(e.m_created),
+                            "timemodified": str(now),
+                            "courseid": cid,
+                            "enrol": "manual",
+                            "lastenrol": True,
+                        },
+                        "enrol": "manual",
+                    },
+                    now,
+                )
+            other = {
+                "username": user.username,
+                "email": user.email,
+                "idnumber": user.idnumber,
+                "picture": "0",
+                "mnethostid": "1",
+            }
             user.deleted = True
             col.moodle_version += 1
-            self.ev.emit("\\core\\event\\user_deleted", "core", "deleted", "user", "user", str(user.id), "d", 0,
-                         user_ctx(user.id), 30, str(user.id), ADMIN, 0, str(user.id), other, now)
+            self.ev.emit(
+                "\\core\\event\\user_deleted",
+                "core",
+                "deleted",
+                "user",
+                "user",
+                str(user.id),
+                "d",
+                0,
+                user_ctx(user.id),
+                30,
+                str(user.id),
+                ADMIN,
+                0,
+                str(user.id),
+                other,
+                now,
+            )
             self._count("moodle", "deleted_users")
 
 
-def apply_mutation(app: "SandboxApp", req: MutateRequest) -> dict:
+def apply_mutation(app: SandboxApp, req: MutateRequest) -> dict:
     """Advance the clock and apply ``req``; returns a summary of what changed."""
     with app.lock:
         col = app.college
@@ -469,6 +801,9 @@ def apply_mutation(app: "SandboxApp", req: MutateRequest) -> dict:
         # The time stamped on every change of this mutation (If-Modified-Since: now_iso finds them).
         summary["now"] = m.now
         summary["now_iso"] = zoho_datetime(m.now)
-        summary["events"] = {"emitted": len(app.events.events) - first_event, "from": first_event,
-                             "to": len(app.events.events)}
+        summary["events"] = {
+            "emitted": len(app.events.events) - first_event,
+            "from": first_event,
+            "to": len(app.events.events),
+        }
         return summary

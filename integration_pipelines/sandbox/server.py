@@ -107,9 +107,16 @@ class SandboxApp:
             await self._oauth(scope, receive, send)
             return
         if not (is_moodle or is_zoho):
-            await self._send(send, 404, {"code": "INVALID_URL_PATTERN", "details": {},
-                                         "message": "Please check if the URL trying to access is a correct one",
-                                         "status": "error"})
+            await self._send(
+                send,
+                404,
+                {
+                    "code": "INVALID_URL_PATTERN",
+                    "details": {},
+                    "message": "Please check if the URL trying to access is a correct one",
+                    "status": "error",
+                },
+            )
             return
         self.request_count += 1
         if await self._maybe_fault(send, is_zoho):
@@ -135,8 +142,14 @@ class SandboxApp:
         return b"".join(chunks)
 
     @staticmethod
-    async def _send(send: Any, status: int, body: Any = None, headers: dict | None = None,
-                    raw: bytes | None = None, content_type: str = "application/json") -> None:
+    async def _send(
+        send: Any,
+        status: int,
+        body: Any = None,
+        headers: dict | None = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         payload = raw if raw is not None else (b"" if body is None else _json_bytes(body))
         hdrs = [(b"content-length", str(len(payload)).encode())]
         if body is not None or raw is not None:
@@ -167,25 +180,46 @@ class SandboxApp:
             status_5xx = self._fault_rng.choice((500, 502, 503))
         self.fault_count[kind] = self.fault_count.get(kind, 0) + 1
         if kind == "429":
-            body = ({"code": "TOO_MANY_REQUESTS", "details": {}, "message": "too many requests", "status": "error"}
-                    if is_zoho else {"error": "too many requests"})
+            body = (
+                {"code": "TOO_MANY_REQUESTS", "details": {}, "message": "too many requests", "status": "error"}
+                if is_zoho
+                else {"error": "too many requests"}
+            )
             await self._send(send, 429, body, {"Retry-After": cfg.fault_retry_after_seconds})
         elif kind == "5xx":
-            body = ({"code": "INTERNAL_ERROR", "details": {}, "message": "Internal server error occurred.",
-                     "status": "error"} if is_zoho and status_5xx == 500 else None)
+            body = (
+                {
+                    "code": "INTERNAL_ERROR",
+                    "details": {},
+                    "message": "Internal server error occurred.",
+                    "status": "error",
+                }
+                if is_zoho and status_5xx == 500
+                else None
+            )
             if body is None:
-                await self._send(send, status_5xx, raw=b"<html><body><h1>Service Unavailable</h1></body></html>",
-                                 content_type="text/html")
+                await self._send(
+                    send,
+                    status_5xx,
+                    raw=b"<html><body><h1>Service Unavailable</h1></body></html>",
+                    content_type="text/html",
+                )
             else:
                 await self._send(send, status_5xx, body)
         elif kind == "timeout":
             # Hold the response past the client's timeout, then give up with a gateway timeout.
             await asyncio.sleep(cfg.fault_delay_seconds)
-            await self._send(send, 504, raw=b"<html><body><h1>Gateway Timeout</h1></body></html>",
-                             content_type="text/html")
+            await self._send(
+                send, 504, raw=b"<html><body><h1>Gateway Timeout</h1></body></html>", content_type="text/html"
+            )
         else:  # "drop": start a response, then abort the connection mid-way
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'{"partial":', "more_body": True})
             raise DroppedConnection("injected fault: connection dropped")
         return True
@@ -197,8 +231,11 @@ class SandboxApp:
             body = await self._body(receive)
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         elif scope["method"] != "GET":
-            await self._send(send, 405, {"exception": "moodle_exception", "errorcode": "invalidrequest",
-                                         "message": "Method not allowed"})
+            await self._send(
+                send,
+                405,
+                {"exception": "moodle_exception", "errorcode": "invalidrequest", "message": "Method not allowed"},
+            )
             return
         with self.lock:
             try:
@@ -225,9 +262,17 @@ class SandboxApp:
     async def _zoho(self, scope: dict, receive: Any, send: Any) -> None:
         limit = self.config.concurrency_limit()
         if self.zoho_in_flight >= limit:
-            await self._send(send, 429, {"code": "TOO_MANY_REQUESTS", "details": {"limit": limit},
-                                         "message": "concurrency limit exceeded", "status": "error"},
-                             {"Retry-After": 1})
+            await self._send(
+                send,
+                429,
+                {
+                    "code": "TOO_MANY_REQUESTS",
+                    "details": {"limit": limit},
+                    "message": "concurrency limit exceeded",
+                    "status": "error",
+                },
+                {"Retry-After": 1},
+            )
             return
         self.zoho_in_flight += 1
         try:
@@ -237,8 +282,13 @@ class SandboxApp:
         finally:
             self.zoho_in_flight -= 1
         if resp.raw is not None:
-            await self._send(send, resp.status, raw=resp.raw, headers=resp.headers,
-                             content_type=resp.headers.pop("content-type", "application/zip"))
+            await self._send(
+                send,
+                resp.status,
+                raw=resp.raw,
+                headers=resp.headers,
+                content_type=resp.headers.pop("content-type", "application/zip"),
+            )
         else:
             await self._send(send, resp.status, resp.body, resp.headers)
 
@@ -254,8 +304,13 @@ class SandboxApp:
                 return denied
             cost = 50 if (path == "/crm/bulk/v8/read" and method == "POST") else 1
             if not self.credits.charge(cost):
-                return error(429, "TOO_MANY_REQUESTS", "api credits exhausted",
-                             {"limit": self.credits.limit}, {"Retry-After": 3600})
+                return error(
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    "api credits exhausted",
+                    {"limit": self.credits.limit},
+                    {"Retry-After": 3600},
+                )
             resp = self._zoho_dispatch(method, path, params, headers, body_bytes)
             if self.credits.total * 2 >= self.credits.limit:
                 resp.headers["X-API-CREDITS-REMAINING"] = str(self.credits.remaining())

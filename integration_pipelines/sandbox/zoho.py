@@ -33,11 +33,13 @@ class ZohoResponse:
     raw: bytes | None = None  # a non-JSON body (Bulk Read zip)
 
 
-def error(status: int, code: str, message: str, details: dict | None = None,
-          headers: dict | None = None) -> ZohoResponse:
+def error(
+    status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None
+) -> ZohoResponse:
     """Zoho's error envelope ``{"code","details","message","status":"error"}``."""
-    return ZohoResponse(status, {"code": code, "details": details or {}, "message": message, "status": "error"},
-                        headers or {})
+    return ZohoResponse(
+        status, {"code": code, "details": details or {}, "message": message, "status": "error"}, headers or {}
+    )
 
 
 INVALID_TOKEN = ("INVALID_TOKEN", "invalid oauth token")
@@ -78,18 +80,30 @@ class ZohoAuth:
         while window and window[0] <= now - cfg.refresh_window_seconds:
             window.popleft()
         if len(window) >= cfg.refresh_limit:
-            return ZohoResponse(400, {"error": "Access Denied",
-                                      "error_description": "You have made too many requests continuously. "
-                                                           "Please try again after some time.",
-                                      "status": "failure"})
+            return ZohoResponse(
+                400,
+                {
+                    "error": "Access Denied",
+                    "error_description": "You have made too many requests continuously. "
+                    "Please try again after some time.",
+                    "status": "failure",
+                },
+            )
         window.append(now)
         token = "1000." + secrets.token_hex(16) + "." + secrets.token_hex(16)
         self.tokens[token] = AccessToken(issued=now)
         self.refresh_count += 1
-        return ZohoResponse(200, {"access_token": token, "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.ALL "
-                                                                 "ZohoCRM.users.READ ZohoCRM.org.READ ZohoCRM.bulk.read",
-                                  "api_domain": self.api_domain, "token_type": "Bearer",
-                                  "expires_in": cfg.token_ttl_seconds})
+        return ZohoResponse(
+            200,
+            {
+                "access_token": token,
+                "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.ALL "
+                "ZohoCRM.users.READ ZohoCRM.org.READ ZohoCRM.bulk.read",
+                "api_domain": self.api_domain,
+                "token_type": "Bearer",
+                "expires_in": cfg.token_ttl_seconds,
+            },
+        )
 
     def check(self, authorization: str | None) -> ZohoResponse | None:
         """None when the header carries a live token (and counts the call), else the 401 answer."""
@@ -163,8 +177,7 @@ class ZohoService:
     # --- helpers ------------------------------------------------------------------------------
     def module_or_error(self, name: str) -> ZohoResponse | None:
         if name not in MODULE_FIELDS:
-            return error(400, "INVALID_MODULE", "The module name given seems to be invalid",
-                         {"resource_path_index": 0})
+            return error(400, "INVALID_MODULE", "The module name given seems to be invalid", {"resource_path_index": 0})
         return None
 
     @staticmethod
@@ -194,12 +207,14 @@ class ZohoService:
         specs = FIELDS[module]
         raw_fields = params.get("fields")
         if not raw_fields:
-            return error(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
-                         {"param_name": "fields"})
+            return error(
+                400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", {"param_name": "fields"}
+            )
         field_names = [f.strip() for f in raw_fields.split(",") if f.strip()]
         if len(field_names) > MAX_FIELDS:
-            return error(400, "LIMIT_EXCEEDED", "Max field limit exceeded",
-                         {"param_name": "fields", "limit": MAX_FIELDS})
+            return error(
+                400, "LIMIT_EXCEEDED", "Max field limit exceeded", {"param_name": "fields", "limit": MAX_FIELDS}
+            )
         for f in field_names:
             if f not in specs:
                 return error(400, "INVALID_DATA", "invalid data", {"api_name": f, "param_name": "fields"})
@@ -208,8 +223,9 @@ class ZohoService:
         if per_page is None or per_page < 1:
             return error(400, "INVALID_DATA", "invalid data", {"param_name": "per_page"})
         if per_page > MAX_PER_PAGE:
-            return error(400, "LIMIT_EXCEEDED", "Record count exceeded",
-                         {"param_name": "per_page", "limit": MAX_PER_PAGE})
+            return error(
+                400, "LIMIT_EXCEEDED", "Record count exceeded", {"param_name": "per_page", "limit": MAX_PER_PAGE}
+            )
         sort_by = params.get("sort_by") or "id"
         sort_order = params.get("sort_order") or "desc"
         if sort_by not in SORTABLE:
@@ -235,15 +251,32 @@ class ZohoService:
             if not recs:
                 return ZohoResponse(304 if ims is not None else 204)
             data = [render(self.college, module, r, field_names) for r in recs]
-            return ZohoResponse(200, {"data": data, "info": {
-                "per_page": len(data), "count": len(data), "page": 1, "sort_by": sort_by, "sort_order": sort_order,
-                "more_records": False, "call": False, "email": False}})
+            return ZohoResponse(
+                200,
+                {
+                    "data": data,
+                    "info": {
+                        "per_page": len(data),
+                        "count": len(data),
+                        "page": 1,
+                        "sort_by": sort_by,
+                        "sort_order": sort_order,
+                        "more_records": False,
+                        "call": False,
+                        "email": False,
+                    },
+                },
+            )
 
         token = params.get("page_token")
         if token:
             if params.get("page"):
-                return error(400, "INVALID_DATA", "invalid data",
-                             {"param_name": "page", "reason": "page and page_token cannot be used together"})
+                return error(
+                    400,
+                    "INVALID_DATA",
+                    "invalid data",
+                    {"param_name": "page", "reason": "page and page_token cannot be used together"},
+                )
             cur = self.cursors.get(token)
             if cur is None or cur.module != module or cur.expires < self.college.time():
                 return error(400, "INVALID_DATA", "invalid data", {"param_name": "page_token"})
@@ -256,10 +289,15 @@ class ZohoService:
                 return error(400, "INVALID_DATA", "invalid data", {"param_name": "page"})
             descending = sort_order == "desc"
             if (page - 1) * per_page >= DISCRETE_PAGE_LIMIT:
-                return ZohoResponse(400, {"code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                                          "details": {"limit": DISCRETE_PAGE_LIMIT},
-                                          "message": "You can only get the first 2000 records without using "
-                                                     "page_token param", "status": "error"})
+                return ZohoResponse(
+                    400,
+                    {
+                        "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                        "details": {"limit": DISCRETE_PAGE_LIMIT},
+                        "message": "You can only get the first 2000 records without using page_token param",
+                        "status": "error",
+                    },
+                )
             seq, start = self._ordered(module, sort_by, descending, ims)
             start += (page - 1) * per_page
             offset_limit = DISCRETE_PAGE_LIMIT - (page - 1) * per_page
@@ -274,9 +312,16 @@ class ZohoService:
             return ZohoResponse(204)
         more = start + len(recs) < total_len
         data = [render(self.college, module, r, field_names) for r in recs]
-        info: dict[str, Any] = {"per_page": per_page, "count": len(data), "page": page, "sort_by": sort_by,
-                                "sort_order": "desc" if descending else "asc", "more_records": more,
-                                "call": False, "email": False}
+        info: dict[str, Any] = {
+            "per_page": per_page,
+            "count": len(data),
+            "page": page,
+            "sort_by": sort_by,
+            "sort_order": "desc" if descending else "asc",
+            "more_records": more,
+            "call": False,
+            "email": False,
+        }
         if more:
             key_fn = _SORT_KEY[sort_by]
             tok = secrets.token_hex(20)
@@ -286,8 +331,9 @@ class ZohoService:
             info["page_token_expiry"] = zoho_datetime(int(expires))
         return ZohoResponse(200, {"data": data, "info": info})
 
-    def _ordered(self, module: str, sort_by: str, descending: bool, ims: int | None,
-                 after: Any = None) -> tuple[list, int]:
+    def _ordered(
+        self, module: str, sort_by: str, descending: bool, ims: int | None, after: Any = None
+    ) -> tuple[list, int]:
         """The listing as (sorted sequence, start offset) such that walking it costs O(page).
 
         For ascending order the sequence is the index itself and ``start`` skips what is
@@ -313,7 +359,7 @@ class ZohoService:
         return _Window(index, lo, hi), 0
 
     @staticmethod
-    def _slice(seq: "_Window", start: int, take: int, descending: bool) -> list:
+    def _slice(seq: _Window, start: int, take: int, descending: bool) -> list:
         if not descending:
             return seq.asc(start, take)
         return seq.desc(start, take)
@@ -346,20 +392,24 @@ class ZohoService:
         per_page = self._int_param(params, "per_page", MAX_PER_PAGE)
         page = self._int_param(params, "page", 1)
         if per_page is None or not 1 <= per_page <= MAX_PER_PAGE or page is None or page < 1:
-            return error(400, "INVALID_DATA", "invalid data", {"param_name": "per_page" if per_page is None
-                                                                 or not 1 <= per_page <= MAX_PER_PAGE else "page"})
+            return error(
+                400,
+                "INVALID_DATA",
+                "invalid data",
+                {"param_name": "per_page" if per_page is None or not 1 <= per_page <= MAX_PER_PAGE else "page"},
+            )
         ims, bad = self._parse_ims(headers)
         if bad:
             return bad
         recs = self.college.zoho[module].deleted_records()
         if ims is not None:
-            recs = recs[bisect.bisect_left(recs, ims, key=lambda r: r.deleted):]
+            recs = recs[bisect.bisect_left(recs, ims, key=lambda r: r.deleted) :]
         if kind != "all":
             recs = [r for r in recs if r.deleted_type == kind]
         if not recs:
             return ZohoResponse(304 if ims is not None else 204)
         start = (page - 1) * per_page
-        chunk = recs[start:start + per_page]
+        chunk = recs[start : start + per_page]
         if not chunk:
             return ZohoResponse(204)
         deleter = CRM_USERS[0]
@@ -372,44 +422,88 @@ class ZohoService:
             item["type"] = r.deleted_type
             item["deleted_time"] = zoho_datetime(r.deleted)
             data.append(item)
-        return ZohoResponse(200, {"data": data, "info": {
-            "per_page": per_page, "count": len(data), "page": page, "more_records": start + len(chunk) < len(recs)}})
+        return ZohoResponse(
+            200,
+            {
+                "data": data,
+                "info": {
+                    "per_page": per_page,
+                    "count": len(data),
+                    "page": page,
+                    "more_records": start + len(chunk) < len(recs),
+                },
+            },
+        )
 
     # --- metadata ------------------------------------------------------------------------------
     def settings_modules(self) -> ZohoResponse:
         mods = []
         for n, name in enumerate(MODULE_FIELDS):
             singular, plural = MODULE_LABELS[name]
-            mods.append({"id": str(5843104000000002000 + n), "api_name": name, "module_name": name,
-                         "singular_label": singular, "plural_label": plural, "api_supported": True,
-                         "generated_type": "custom", "creatable": True, "editable": True, "deletable": True,
-                         "viewable": True, "status": "visible", "modified_time": zoho_datetime(self.college.now)})
+            mods.append(
+                {
+                    "id": str(5843104000000002000 + n),
+                    "api_name": name,
+                    "module_name": name,
+                    "singular_label": singular,
+                    "plural_label": plural,
+                    "api_supported": True,
+                    "generated_type": "custom",
+                    "creatable": True,
+                    "editable": True,
+                    "deletable": True,
+                    "viewable": True,
+                    "status": "visible",
+                    "modified_time": zoho_datetime(self.college.now),
+                }
+            )
         return ZohoResponse(200, {"modules": mods})
 
     def settings_fields(self, params: dict[str, str]) -> ZohoResponse:
         module = params.get("module")
         if not module:
-            return error(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
-                         {"param_name": "module"})
+            return error(
+                400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", {"param_name": "module"}
+            )
         bad = self.module_or_error(module)
         if bad:
             return bad
         out = []
-        json_types = {"bigint": "string", "text": "string", "email": "string", "phone": "string",
-                      "integer": "integer", "currency": "double", "date": "string", "datetime": "string",
-                      "lookup": "jsonobject", "ownerlookup": "jsonobject", "picklist": "string"}
+        json_types = {
+            "bigint": "string",
+            "text": "string",
+            "email": "string",
+            "phone": "string",
+            "integer": "integer",
+            "currency": "double",
+            "date": "string",
+            "datetime": "string",
+            "lookup": "jsonobject",
+            "ownerlookup": "jsonobject",
+            "picklist": "string",
+        }
         for n, (name, spec) in enumerate(FIELDS[module].items()):
             f: dict[str, Any] = {
-                "id": str(5843104000000003000 + n), "api_name": name, "field_label": spec.label,
-                "display_label": spec.label, "data_type": spec.data_type, "json_type": json_types[spec.data_type],
-                "system_mandatory": spec.mandatory, "read_only": spec.set is None,
-                "custom_field": name not in ("id", "Owner", "Created_Time", "Modified_Time", "Created_By",
-                                             "Modified_By"),
+                "id": str(5843104000000003000 + n),
+                "api_name": name,
+                "field_label": spec.label,
+                "display_label": spec.label,
+                "data_type": spec.data_type,
+                "json_type": json_types[spec.data_type],
+                "system_mandatory": spec.mandatory,
+                "read_only": spec.set is None,
+                "custom_field": name
+                not in ("id", "Owner", "Created_Time", "Modified_Time", "Created_By", "Modified_By"),
                 "unique": {"casesensitive": False} if spec.unique else {},
             }
             if spec.data_type == "lookup":
-                f["lookup"] = {"module": {"api_name": spec.lookup, "id": str(
-                    5843104000000002000 + list(MODULE_FIELDS).index(spec.lookup))}, "display_label": spec.label}
+                f["lookup"] = {
+                    "module": {
+                        "api_name": spec.lookup,
+                        "id": str(5843104000000002000 + list(MODULE_FIELDS).index(spec.lookup)),
+                    },
+                    "display_label": spec.label,
+                }
             if spec.picklist:
                 f["pick_list_values"] = [{"display_value": v, "actual_value": v} for v in spec.picklist]
             out.append(f)
@@ -418,24 +512,53 @@ class ZohoService:
     def users(self, params: dict[str, str]) -> ZohoResponse:
         kind = params.get("type") or "AllUsers"
         users = CRM_USERS[:1] if kind == "CurrentUser" else CRM_USERS
-        data = [{"id": str(zid), "full_name": name, "email": email, "status": "active",
-                 "role": {"name": "CEO" if n == 0 else "Manager", "id": str(5843104000000001000 + n)},
-                 "profile": {"name": "Administrator", "id": "5843104000000001100"},
-                 "time_zone": "Europe/London", "locale": "en_GB"} for n, (zid, name, email) in enumerate(users)]
-        return ZohoResponse(200, {"users": data, "info": {"per_page": 200, "count": len(data), "page": 1,
-                                                          "more_records": False}})
+        data = [
+            {
+                "id": str(zid),
+                "full_name": name,
+                "email": email,
+                "status": "active",
+                "role": {"name": "CEO" if n == 0 else "Manager", "id": str(5843104000000001000 + n)},
+                "profile": {"name": "Administrator", "id": "5843104000000001100"},
+                "time_zone": "Europe/London",
+                "locale": "en_GB",
+            }
+            for n, (zid, name, email) in enumerate(users)
+        ]
+        return ZohoResponse(
+            200, {"users": data, "info": {"per_page": 200, "count": len(data), "page": 1, "more_records": False}}
+        )
 
     def org(self) -> ZohoResponse:
         cfg = self.config
-        return ZohoResponse(200, {"org": [{
-            "id": ZOHO_ORG_ID, "company_name": "Sandbox College", "domain_name": "sandbox-college",
-            "primary_email": CRM_USERS[0][2], "currency": "Pound Sterling", "currency_symbol": "£",
-            "iso_code": "GBP", "time_zone": "Europe/London", "country_code": "GB", "mc_status": True,
-            "license_details": {"paid": cfg.zoho_edition != "free", "paid_type": cfg.zoho_edition,
-                                "users_license_purchased": cfg.zoho_user_licenses, "trial_type": None,
-                                "trial_expiry": None, "paid_expiry": "2027-08-01T00:00:00+00:00"},
-            "edition": cfg.zoho_edition.upper(),
-        }]})
+        return ZohoResponse(
+            200,
+            {
+                "org": [
+                    {
+                        "id": ZOHO_ORG_ID,
+                        "company_name": "Sandbox College",
+                        "domain_name": "sandbox-college",
+                        "primary_email": CRM_USERS[0][2],
+                        "currency": "Pound Sterling",
+                        "currency_symbol": "£",
+                        "iso_code": "GBP",
+                        "time_zone": "Europe/London",
+                        "country_code": "GB",
+                        "mc_status": True,
+                        "license_details": {
+                            "paid": cfg.zoho_edition != "free",
+                            "paid_type": cfg.zoho_edition,
+                            "users_license_purchased": cfg.zoho_user_licenses,
+                            "trial_type": None,
+                            "trial_expiry": None,
+                            "paid_expiry": "2027-08-01T00:00:00+00:00",
+                        },
+                        "edition": cfg.zoho_edition.upper(),
+                    }
+                ]
+            },
+        )
 
     # --- POST /crm/v8/{module}/upsert ----------------------------------------------------------
     def upsert(self, module: str, body: Any) -> ZohoResponse:
@@ -468,12 +591,15 @@ class ZohoService:
         for name in item:
             spec = specs.get(name)
             if spec is None:
-                return self._item_error("INVALID_DATA", "invalid data",
-                                        {"api_name": name, "json_path": f"$.data[{i}].{name}"})
+                return self._item_error(
+                    "INVALID_DATA", "invalid data", {"api_name": name, "json_path": f"$.data[{i}].{name}"}
+                )
             if spec.set is None and name != "id":
-                return self._item_error("INVALID_DATA", "invalid data",
-                                        {"api_name": name, "json_path": f"$.data[{i}].{name}",
-                                         "reason": "read-only field"})
+                return self._item_error(
+                    "INVALID_DATA",
+                    "invalid data",
+                    {"api_name": name, "json_path": f"$.data[{i}].{name}", "reason": "read-only field"},
+                )
         # Find the existing record: by id if given, else by the duplicate-check fields in order.
         existing = None
         dup_used = None
@@ -483,8 +609,11 @@ class ZohoService:
             except (TypeError, ValueError):
                 existing = None
             if existing is None or existing.deleted is not None:
-                return self._item_error("INVALID_DATA", "the id given seems to be invalid",
-                                        {"api_name": "id", "json_path": f"$.data[{i}].id"})
+                return self._item_error(
+                    "INVALID_DATA",
+                    "the id given seems to be invalid",
+                    {"api_name": "id", "json_path": f"$.data[{i}].id"},
+                )
         else:
             for f in dup_fields:
                 if f not in item:
@@ -494,8 +623,15 @@ class ZohoService:
                     dup_used = f
                     break
         now = col.clock()
-        before = {api: self._record_dup_value(FIELDS[module][api], existing)
-                  for (m, api) in self._dup_indexes if m == module} if existing is not None else {}
+        before = (
+            {
+                api: self._record_dup_value(FIELDS[module][api], existing)
+                for (m, api) in self._dup_indexes
+                if m == module
+            }
+            if existing is not None
+            else {}
+        )
         target = existing if existing is not None else new_record(col, module, 0, now)
         # Validate on a scratch copy so a bad value leaves the record untouched.
         scratch = _copy_record(target)
@@ -504,14 +640,23 @@ class ZohoService:
                 if name != "id":
                     specs[name].set(col, scratch, value)
         except FieldValueError as exc:
-            return self._item_error("INVALID_DATA", "invalid data",
-                                    {"api_name": exc.api_name, "json_path": f"$.data[{i}].{exc.api_name}",
-                                     "expected_data_type": exc.expected})
+            return self._item_error(
+                "INVALID_DATA",
+                "invalid data",
+                {
+                    "api_name": exc.api_name,
+                    "json_path": f"$.data[{i}].{exc.api_name}",
+                    "expected_data_type": exc.expected,
+                },
+            )
         if existing is None:
             for f in MODULE_FIELDS[module]:
                 if f.mandatory and f.api_name not in item:
-                    return self._item_error("MANDATORY_NOT_FOUND", "required field not found",
-                                            {"api_name": f.api_name, "json_path": f"$.data[{i}].{f.api_name}"})
+                    return self._item_error(
+                        "MANDATORY_NOT_FOUND",
+                        "required field not found",
+                        {"api_name": f.api_name, "json_path": f"$.data[{i}].{f.api_name}"},
+                    )
             scratch.zid = col.new_zid()
             scratch.created = scratch.modified = now
             mod.add(scratch)
@@ -526,10 +671,20 @@ class ZohoService:
             rec, action, message = existing, "update", "record updated"
         self._reindex_after_write(module, rec, before)
         owner = {"name": CRM_USERS[0][1], "id": str(CRM_USERS[0][0])}
-        out = {"code": "SUCCESS", "duplicate_field": dup_used, "action": action,
-               "details": {"Modified_Time": zoho_datetime(rec.modified), "Modified_By": owner,
-                           "Created_Time": zoho_datetime(rec.created), "id": str(rec.zid), "Created_By": owner},
-               "message": message, "status": "success"}
+        out = {
+            "code": "SUCCESS",
+            "duplicate_field": dup_used,
+            "action": action,
+            "details": {
+                "Modified_Time": zoho_datetime(rec.modified),
+                "Modified_By": owner,
+                "Created_Time": zoho_datetime(rec.created),
+                "id": str(rec.zid),
+                "Created_By": owner,
+            },
+            "message": message,
+            "status": "success",
+        }
         if dup_used is None:
             del out["duplicate_field"]
         return out
@@ -604,7 +759,7 @@ class _Window:
 
     def asc(self, start: int, take: int) -> list:
         a = self.lo + start
-        return self.index[a:min(a + take, self.hi)]
+        return self.index[a : min(a + take, self.hi)]
 
     def desc(self, start: int, take: int) -> list:
         b = self.hi - start

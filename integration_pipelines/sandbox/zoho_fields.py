@@ -31,8 +31,9 @@ BTEC_Grades unit grade      Name, Grade_Key (unique "<Student_Number>-<Unit_Code
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .college import (
     BTEC_SCALE,
@@ -67,7 +68,9 @@ class FieldValueError(ValueError):
 @dataclass(frozen=True)
 class FieldSpec:
     api_name: str
-    data_type: str  # Zoho data_type: bigint, text, email, phone, integer, currency, date, datetime, lookup, ownerlookup, picklist
+    # Zoho data_type: bigint, text, email, phone, integer, currency, date, datetime, lookup,
+    # ownerlookup, picklist
+    data_type: str
     label: str
     get: Callable[[College, Any], Any]
     set: Callable[[College, Any, Any], None] | None = None  # None = read-only
@@ -233,19 +236,34 @@ def text(api: str, attr: str, label: str, **kw: Any) -> FieldSpec:
 
 
 def picklist(api: str, attr: str, label: str, values: tuple[str, ...], **kw: Any) -> FieldSpec:
-    return FieldSpec(api, "picklist", label, lambda c, r: getattr(r, attr),
-                     _attr_setter(attr, _picklist(api, values)), picklist=values, **kw)
+    return FieldSpec(
+        api,
+        "picklist",
+        label,
+        lambda c, r: getattr(r, attr),
+        _attr_setter(attr, _picklist(api, values)),
+        picklist=values,
+        **kw,
+    )
 
 
 def lookup(api: str, attr: str, label: str, module: str, **kw: Any) -> FieldSpec:
     render = _lookup(module)
-    return FieldSpec(api, "lookup", label, lambda c, r: render(c, getattr(r, attr)),
-                     _lookup_setter(attr, api, module), lookup=module, **kw)
+    return FieldSpec(
+        api,
+        "lookup",
+        label,
+        lambda c, r: render(c, getattr(r, attr)),
+        _lookup_setter(attr, api, module),
+        lookup=module,
+        **kw,
+    )
 
 
 def date_field(api: str, attr: str, label: str, optional: bool = False, **kw: Any) -> FieldSpec:
-    return FieldSpec(api, "date", label, lambda c, r: zoho_date(getattr(r, attr)),
-                     _attr_setter(attr, _date(api, optional)), **kw)
+    return FieldSpec(
+        api, "date", label, lambda c, r: zoho_date(getattr(r, attr)), _attr_setter(attr, _date(api, optional)), **kw
+    )
 
 
 SYSTEM_FIELDS = (
@@ -267,23 +285,35 @@ MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         text("Name", "name", "Programme Name", mandatory=True),
         text("Programme_Code", "code", "Programme Code", mandatory=True, unique=True),
         picklist("Level", "level", "Level", ("L2", "L3", "HNC", "HND")),
-        FieldSpec("Credits", "integer", "Credits", lambda c, r: r.credits,
-                  _attr_setter("credits", _integer("Credits"))),
-        FieldSpec("Annual_Fee", "currency", "Annual Fee", lambda c, r: r.fee_pence / 100,
-                  _attr_setter("fee_pence", _currency_pence("Annual_Fee"))),
+        FieldSpec(
+            "Credits", "integer", "Credits", lambda c, r: r.credits, _attr_setter("credits", _integer("Credits"))
+        ),
+        FieldSpec(
+            "Annual_Fee",
+            "currency",
+            "Annual Fee",
+            lambda c, r: r.fee_pence / 100,
+            _attr_setter("fee_pence", _currency_pence("Annual_Fee")),
+        ),
     ),
     "Units": (
         text("Name", "name", "Unit Name", mandatory=True),
         text("Unit_Code", "code", "Unit Code", mandatory=True, unique=True),
         lookup("Programme", "program", "Programme", "Programs", mandatory=True),
-        FieldSpec("Credits", "integer", "Credits", lambda c, r: r.credits,
-                  _attr_setter("credits", _integer("Credits"))),
+        FieldSpec(
+            "Credits", "integer", "Credits", lambda c, r: r.credits, _attr_setter("credits", _integer("Credits"))
+        ),
     ),
     "Classes": (
         text("Name", "name", "Class Name", mandatory=True),
         lookup("Programme", "program", "Programme", "Programs", mandatory=True),
-        FieldSpec("Moodle_Course_ID", "integer", "Moodle Course ID", lambda c, r: r.course_id,
-                  _attr_setter("course_id", _integer("Moodle_Course_ID"))),
+        FieldSpec(
+            "Moodle_Course_ID",
+            "integer",
+            "Moodle Course ID",
+            lambda c, r: r.course_id,
+            _attr_setter("course_id", _integer("Moodle_Course_ID")),
+        ),
         date_field("Start_Date", "start", "Start Date"),
         date_field("End_Date", "end", "End Date"),
     ),
@@ -292,8 +322,9 @@ MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         text("First_Name", "first_name", "First Name"),
         text("Last_Name", "last_name", "Last Name", mandatory=True),
         text("Student_Number", "student_number", "Student Number", mandatory=True, unique=True),
-        FieldSpec("Email", "email", "Email", lambda c, r: r.email_raw, _attr_setter("email_raw", _email("Email")),
-                  unique=True),
+        FieldSpec(
+            "Email", "email", "Email", lambda c, r: r.email_raw, _attr_setter("email_raw", _email("Email")), unique=True
+        ),
         FieldSpec("Phone", "phone", "Phone", lambda c, r: r.phone, _attr_setter("phone", _text("Phone", 30))),
         lookup("Programme", "program", "Programme", "Programs"),
         picklist("Status", "status", "Status", ("Active", "Suspended", "Withdrawn", "Completed")),
@@ -316,8 +347,14 @@ MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("Name", "text", "Payment Name", lambda c, r: record_name("Payments", c, r)),
         lookup("Student", "student", "Student", "Students", mandatory=True),
         picklist("Payment_Type", "kind", "Payment Type", ("Fee", "Instalment"), mandatory=True),
-        FieldSpec("Amount", "currency", "Amount", lambda c, r: r.amount_pence / 100,
-                  _attr_setter("amount_pence", _currency_pence("Amount")), mandatory=True),
+        FieldSpec(
+            "Amount",
+            "currency",
+            "Amount",
+            lambda c, r: r.amount_pence / 100,
+            _attr_setter("amount_pence", _currency_pence("Amount")),
+            mandatory=True,
+        ),
         picklist("Currency", "currency", "Currency", ("GBP", "EUR")),
         picklist("Payment_Method", "method", "Payment Method", PAYMENT_METHODS),
         picklist("Payment_Status", "status", "Payment Status", PAYMENT_STATUSES),
@@ -330,15 +367,24 @@ MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         lookup("Student", "student", "Student", "Students", mandatory=True),
         lookup("Unit", "unit", "Unit", "Units", mandatory=True),
         picklist("Grade", "grade", "Grade", BTEC_SCALE, mandatory=True),
-        FieldSpec("Graded_Time", "datetime", "Graded Time", lambda c, r: zoho_datetime(r.graded),
-                  _attr_setter("graded", _datetime("Graded_Time"))),
+        FieldSpec(
+            "Graded_Time",
+            "datetime",
+            "Graded Time",
+            lambda c, r: zoho_datetime(r.graded),
+            _attr_setter("graded", _datetime("Graded_Time")),
+        ),
     ),
 }
 
 MODULE_LABELS = {
-    "Programs": ("Programme", "Programmes"), "Units": ("Unit", "Units"), "Classes": ("Class", "Classes"),
-    "Students": ("Student", "Students"), "Enrollments": ("Enrollment", "Enrollments"),
-    "Registrations": ("Registration", "Registrations"), "Payments": ("Payment", "Payments"),
+    "Programs": ("Programme", "Programmes"),
+    "Units": ("Unit", "Units"),
+    "Classes": ("Class", "Classes"),
+    "Students": ("Student", "Students"),
+    "Enrollments": ("Enrollment", "Enrollments"),
+    "Registrations": ("Registration", "Registrations"),
+    "Payments": ("Payment", "Payments"),
     "BTEC_Grades": ("BTEC Grade", "BTEC Grades"),
 }
 

@@ -43,8 +43,10 @@ def window_of(now_iso: str) -> str:
 @pytest.fixture(scope="module", params=BACKENDS)
 def college(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(f"canonical-{request.param}")
-    with empty_warehouse_url(request.param, request, directory) as url, \
-            running_pipeline(url, directory, students=STUDENTS, seed=5) as pipeline:
+    with (
+        empty_warehouse_url(request.param, request, directory) as url,
+        running_pipeline(url, directory, students=STUDENTS, seed=5) as pipeline,
+    ):
         engine = create_warehouse_engine(url)
         sandbox, state = pipeline.sandbox, {}
 
@@ -120,7 +122,9 @@ def test_incremental_sync_reads_only_the_window(college):
     assert changed > 0
     assert incremental["zoho_students_changes"]["window_start"].startswith(window_of(college["mutation"]["now_iso"]))
     assert college["incremental_requests"] <= 0.05 * college["full_requests"], (
-        college["incremental_requests"], college["full_requests"])
+        college["incremental_requests"],
+        college["full_requests"],
+    )
 
 
 def test_rerunning_a_window_changes_nothing(college):
@@ -136,7 +140,10 @@ def test_a_seven_day_backfill_is_one_run_and_idempotent(college):
     first, again = college["backfill"], college["backfill_again"]
     assert first.success and again.success
     # One run materialized all seven windows of every change asset.
-    partitions = {e.partition for e in first.get_asset_materialization_events()
-                  if e.asset_key.to_user_string() == "zoho_students_changes"}
+    partitions = {
+        e.partition
+        for e in first.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "zoho_students_changes"
+    }
     assert len(partitions) == 7
     assert {k: v for k, v in written(materializations(again)).items() if v[:2] != (0, 0)} == {}

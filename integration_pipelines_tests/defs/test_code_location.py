@@ -13,7 +13,10 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "mappings"
 def load_code_location(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", "from integration_pipelines.definitions import defs; defs.resolve_asset_graph()"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -16,16 +16,26 @@ from integration_pipelines_tests.e2e import materializations, running_pipeline
 
 pytestmark = pytest.mark.slow
 
-STUDENT_COLUMNS = ("zoho_id", "moodle_user_id", "student_number", "first_name", "last_name", "email",
-                   "program_zoho_id", "status")
+STUDENT_COLUMNS = (
+    "zoho_id",
+    "moodle_user_id",
+    "student_number",
+    "first_name",
+    "last_name",
+    "email",
+    "program_zoho_id",
+    "status",
+)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def synced(request, tmp_path_factory):
     """A sandbox college synced twice with full_sync into an empty warehouse."""
     directory = tmp_path_factory.mktemp(request.param)
-    with empty_warehouse_url(request.param, request, directory) as url, \
-            running_pipeline(url, directory, students=60) as pipeline:
+    with (
+        empty_warehouse_url(request.param, request, directory) as url,
+        running_pipeline(url, directory, students=60) as pipeline,
+    ):
         first = materializations(pipeline.run("full_sync"))
         second = materializations(pipeline.run("full_sync"))
         engine = create_warehouse_engine(url)
@@ -40,8 +50,13 @@ def synced(request, tmp_path_factory):
 
 def test_full_sync_materializes_every_asset(synced):
     assert set(synced["first"]) >= {
-        "raw_moodle_courses", "raw_moodle_enrolments", "raw_moodle_users", "raw_zoho_students",
-        "students", "stg_students", "student_profile",
+        "raw_moodle_courses",
+        "raw_moodle_enrolments",
+        "raw_moodle_users",
+        "raw_zoho_students",
+        "students",
+        "stg_students",
+        "student_profile",
     }
     assert synced["first"]["students"]["inserted"] > 0
     assert synced["first"]["raw_zoho_students"]["requests"] > 0
@@ -124,6 +139,10 @@ def test_health_is_503_when_the_warehouse_is_unreachable(monkeypatch):
 def test_the_sandbox_is_reached_over_real_http(synced):
     sandbox = synced["pipeline"].sandbox
     assert sandbox.base_url.startswith("http://127.0.0.1:")
-    assert httpx.get(f"{sandbox.moodle_url}/webservice/rest/server.php",
-                     params={"wsfunction": "core_webservice_get_site_info", "moodlewsrestformat": "json"},
-                     ).json()["errorcode"] == "invalidtoken"
+    assert (
+        httpx.get(
+            f"{sandbox.moodle_url}/webservice/rest/server.php",
+            params={"wsfunction": "core_webservice_get_site_info", "moodlewsrestformat": "json"},
+        ).json()["errorcode"]
+        == "invalidtoken"
+    )

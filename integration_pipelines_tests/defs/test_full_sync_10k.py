@@ -20,13 +20,14 @@ STUDENTS = int(os.environ.get("E2E_LARGE_STUDENTS", "10000"))
 @pytest.fixture(scope="module", params=BACKENDS)
 def large_college(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(f"large-{request.param}")
-    with empty_warehouse_url(request.param, request, directory) as url, \
-            running_pipeline(url, directory, students=STUDENTS, seed=42) as pipeline:
+    with (
+        empty_warehouse_url(request.param, request, directory) as url,
+        running_pipeline(url, directory, students=STUDENTS, seed=42) as pipeline,
+    ):
         pipeline.run("full_sync")
         engine = create_warehouse_engine(url)
         hidden = unobservable_users(pipeline.sandbox.college, engine)
-        yield {t: differences(engine, t, pipeline.sandbox.college.iter_truth(t), unobservable=hidden)
-               for t in TABLES}
+        yield {t: differences(engine, t, pipeline.sandbox.college.iter_truth(t), unobservable=hidden) for t in TABLES}
         engine.dispose()
 
 

@@ -28,11 +28,21 @@ HN_POINTS = PointsPerCredit(Refer=0, Pass=0, Merit=1, Distinction=2)
 
 
 # ---- scale grades (gradingform_btec) -----------------------------------------------------------
-@pytest.mark.parametrize(("value", "grade"), [
-    (1, "Refer"), (2, "Pass"), (3, "Merit"), (4, "Distinction"),
-    ("1.00000", "Refer"), ("2.00000", "Pass"), ("3.00000", "Merit"), ("4.00000", "Distinction"),
-    (3.0, "Merit"), (Decimal("4.00000"), "Distinction"),
-])
+@pytest.mark.parametrize(
+    ("value", "grade"),
+    [
+        (1, "Refer"),
+        (2, "Pass"),
+        (3, "Merit"),
+        (4, "Distinction"),
+        ("1.00000", "Refer"),
+        ("2.00000", "Pass"),
+        ("3.00000", "Merit"),
+        ("4.00000", "Distinction"),
+        (3.0, "Merit"),
+        (Decimal("4.00000"), "Distinction"),
+    ],
+)
 def test_scale_value_is_its_grade(value: object, grade: str):
     assert grade_from_scale(value) == grade
 
@@ -49,24 +59,41 @@ def test_scale_value_outside_the_scale_is_an_error(value: object):
 
 
 # ---- numeric grades ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("raw", "grade"), [
-    (0, "Refer"),
-    (39.99999, "Refer"), (40, "Pass"),
-    (59.99999, "Pass"), (60, "Merit"),
-    (69.99999, "Merit"), (70, "Distinction"),
-    (100, "Distinction"),
-    ("40.00000", "Pass"), ("69.50000", "Merit"),
-])
+@pytest.mark.parametrize(
+    ("raw", "grade"),
+    [
+        (0, "Refer"),
+        (39.99999, "Refer"),
+        (40, "Pass"),
+        (59.99999, "Pass"),
+        (60, "Merit"),
+        (69.99999, "Merit"),
+        (70, "Distinction"),
+        (100, "Distinction"),
+        ("40.00000", "Pass"),
+        ("69.50000", "Merit"),
+    ],
+)
 def test_out_of_100_boundaries(raw: object, grade: str):
     assert grade_from_numeric(raw, 100) == grade
 
 
-@pytest.mark.parametrize(("raw", "grade"), [
-    (7.5, "Refer"), (7.99999, "Refer"), (8, "Pass"),  # 40%
-    (11.5, "Pass"), (11.99999, "Pass"), (12, "Merit"),  # 60%
-    (13.5, "Merit"), (13.99999, "Merit"), (14, "Distinction"),  # 70%
-    (20, "Distinction"), ("14.00000", "Distinction"),
-])
+@pytest.mark.parametrize(
+    ("raw", "grade"),
+    [
+        (7.5, "Refer"),
+        (7.99999, "Refer"),
+        (8, "Pass"),  # 40%
+        (11.5, "Pass"),
+        (11.99999, "Pass"),
+        (12, "Merit"),  # 60%
+        (13.5, "Merit"),
+        (13.99999, "Merit"),
+        (14, "Distinction"),  # 70%
+        (20, "Distinction"),
+        ("14.00000", "Distinction"),
+    ],
+)
 def test_out_of_20_boundaries(raw: object, grade: str):
     assert grade_from_numeric(raw, 20) == grade
     assert grade_from_numeric(raw, "20.00000") == grade
@@ -97,7 +124,13 @@ def test_grade_above_the_maximum_scores_as_such():
 def test_custom_thresholds():
     strict = BtecThresholds(pass_mark=50, merit_mark=65, distinction_mark=80)
     assert [grade_from_numeric(r, 100, strict) for r in (49.9, 50, 64.9, 65, 79.9, 80)] == [
-        "Refer", "Pass", "Pass", "Merit", "Merit", "Distinction"]
+        "Refer",
+        "Pass",
+        "Pass",
+        "Merit",
+        "Merit",
+        "Distinction",
+    ]
     assert grade_from_numeric(10, 20, strict) == "Pass"  # 50% out of 20
     assert grade_from_numeric(40, 100, strict) == "Refer"  # a default Pass is a Refer here
 
@@ -105,8 +138,9 @@ def test_custom_thresholds():
 def test_thresholds_come_from_a_college_mapping_file(tmp_path: Path):
     default = Path(load_mapping().file).read_text()
     path = tmp_path / "college.yaml"
-    path.write_text(default.replace("{pass: 40.0, merit: 60.0, distinction: 70.0}",
-                                    "{pass: 50, merit: 65, distinction: 75}"))
+    path.write_text(
+        default.replace("{pass: 40.0, merit: 60.0, distinction: 70.0}", "{pass: 50, merit: 65, distinction: 75}")
+    )
     thresholds = load_mapping(path).btec.thresholds
     assert grade_from_numeric(45, 100) == "Pass"
     assert grade_from_numeric(45, 100, thresholds) == "Refer"
@@ -121,9 +155,11 @@ def test_defaults_equal_the_default_mapping():
         assert inspect.signature(function).parameters["points_per_credit"].default == mapping.btec.points_per_credit
 
 
-thresholds_strategy = st.lists(
-    st.floats(min_value=0, max_value=100, allow_nan=False), min_size=3, max_size=3, unique=True
-).map(sorted).map(lambda t: BtecThresholds(pass_mark=t[0], merit_mark=t[1], distinction_mark=t[2]))
+thresholds_strategy = (
+    st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=3, max_size=3, unique=True)
+    .map(sorted)
+    .map(lambda t: BtecThresholds(pass_mark=t[0], merit_mark=t[1], distinction_mark=t[2]))
+)
 percentages = st.floats(min_value=0, max_value=150, allow_nan=False)
 
 

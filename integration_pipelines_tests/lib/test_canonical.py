@@ -13,8 +13,15 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def zoho_enrollment(zid: str, status: str, **extra):
-    return {"zoho_id": zid, "student_zoho_id": "s1", "class_zoho_id": "c1", "status": status,
-            "enrolled_on": None, "source_modified_at": NOW, **extra}
+    return {
+        "zoho_id": zid,
+        "student_zoho_id": "s1",
+        "class_zoho_id": "c1",
+        "status": status,
+        "enrolled_on": None,
+        "source_modified_at": NOW,
+        **extra,
+    }
 
 
 def moodle_enrolment(course: int, user: int, *, suspended=False, role="student"):
@@ -23,24 +30,35 @@ def moodle_enrolment(course: int, user: int, *, suspended=False, role="student")
 
 def merge(zoho, moodle):
     rows = enrollment_rows(
-        zoho, moodle, tenant_id="t", course_of_class={"c1": 7}, class_of_course={7: "c1"},
-        moodle_user_of_student={"s1": 41}, student_of_moodle_user={41: StudentLink("zoho:s1", "s1")},
+        zoho,
+        moodle,
+        tenant_id="t",
+        course_of_class={"c1": 7},
+        class_of_course={7: "c1"},
+        moodle_user_of_student={"s1": 41},
+        student_of_moodle_user={41: StudentLink("zoho:s1", "s1")},
         observed_at=NOW,
     )
     return {r["enrollment_key"]: r for r in rows}
 
 
-@pytest.mark.parametrize(("zoho_status", "moodle_suspended", "expected"), [
-    ("active", False, "active"),
-    ("active", True, "suspended"),
-    ("suspended", False, "suspended"),
-    ("withdrawn", True, "withdrawn"),
-])
+@pytest.mark.parametrize(
+    ("zoho_status", "moodle_suspended", "expected"),
+    [
+        ("active", False, "active"),
+        ("active", True, "suspended"),
+        ("suspended", False, "suspended"),
+        ("withdrawn", True, "withdrawn"),
+    ],
+)
 def test_a_withdrawal_wins_then_a_suspension_on_either_side(zoho_status, moodle_suspended, expected):
     rows = merge([zoho_enrollment("e1", zoho_status)], [moodle_enrolment(7, 41, suspended=moodle_suspended)])
     assert set(rows) == {"zoho:e1"}, "the Moodle enrolment is absorbed, not kept apart"
     assert (rows["zoho:e1"]["status"], rows["zoho:e1"]["moodle_user_id"], rows["zoho:e1"]["moodle_course_id"]) == (
-        expected, 41, 7)
+        expected,
+        41,
+        7,
+    )
 
 
 def test_moodle_only_enrolments_are_kept_and_staff_are_not_enrollments():
@@ -61,8 +79,16 @@ def convert(raw, grade_max, scale):
 
 
 def grade(item: GradeItem, raw: float):
-    return moodle_grade_row(tenant_id="t", item=item, user_id=41, raw_grade=raw, graded_at=NOW,
-                            student=StudentLink("zoho:s1", "s1"), unit_of_code={"U1": "u1"}, convert=convert)
+    return moodle_grade_row(
+        tenant_id="t",
+        item=item,
+        user_id=41,
+        raw_grade=raw,
+        graded_at=NOW,
+        student=StudentLink("zoho:s1", "s1"),
+        unit_of_code={"U1": "u1"},
+        convert=convert,
+    )
 
 
 def test_a_btec_scale_grade_is_awarded_as_such():

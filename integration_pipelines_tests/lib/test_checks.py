@@ -20,27 +20,88 @@ NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 def clean_college(conn) -> None:
     """Two students, a class, an enrollment each, a registration, a payment and two grades."""
     stamp = {"tenant_id": T, "source_modified_at": NOW}
-    upsert_rows(conn, "classes", [{**stamp, "class_key": "zoho:c1", "zoho_id": "c1", "name": "IT 1",
-                                   "moodle_course_id": 7, "start_date": date(2026, 9, 1)}])
-    upsert_rows(conn, "students", [
-        {**stamp, "student_key": "zoho:s1", "zoho_id": "s1", "moodle_user_id": 41, "email": "a@x",
-         "identity_match": "crm_field"},
-        {**stamp, "student_key": "zoho:s2", "zoho_id": "s2", "moodle_user_id": 42, "email": "b@x",
-         "identity_match": "email"},
-    ])
-    upsert_rows(conn, "enrollments", [
-        {**stamp, "enrollment_key": f"zoho:e{i}", "zoho_id": f"e{i}", "student_key": f"zoho:s{i}",
-         "class_key": "zoho:c1", "status": "active"} for i in (1, 2)
-    ])
+    upsert_rows(
+        conn,
+        "classes",
+        [
+            {
+                **stamp,
+                "class_key": "zoho:c1",
+                "zoho_id": "c1",
+                "name": "IT 1",
+                "moodle_course_id": 7,
+                "start_date": date(2026, 9, 1),
+            }
+        ],
+    )
+    upsert_rows(
+        conn,
+        "students",
+        [
+            {
+                **stamp,
+                "student_key": "zoho:s1",
+                "zoho_id": "s1",
+                "moodle_user_id": 41,
+                "email": "a@x",
+                "identity_match": "crm_field",
+            },
+            {
+                **stamp,
+                "student_key": "zoho:s2",
+                "zoho_id": "s2",
+                "moodle_user_id": 42,
+                "email": "b@x",
+                "identity_match": "email",
+            },
+        ],
+    )
+    upsert_rows(
+        conn,
+        "enrollments",
+        [
+            {
+                **stamp,
+                "enrollment_key": f"zoho:e{i}",
+                "zoho_id": f"e{i}",
+                "student_key": f"zoho:s{i}",
+                "class_key": "zoho:c1",
+                "status": "active",
+            }
+            for i in (1, 2)
+        ],
+    )
     upsert_rows(conn, "registrations", [{**stamp, "registration_key": "zoho:r1", "student_key": "zoho:s1"}])
-    upsert_rows(conn, "payments", [{**stamp, "payment_key": "zoho:p1", "student_key": "zoho:s1",
-                                    "amount": Decimal("950.00"), "currency": "GBP"}])
-    upsert_rows(conn, "grades", [
-        {**stamp, "grade_key": "moodle:3:41", "source": "moodle", "student_key": "zoho:s1", "raw_grade": 3.0,
-         "grade_max": 4.0, "btec_grade": "Merit", "btec_equivalent": "Merit"},
-        {**stamp, "grade_key": "moodle:4:42", "source": "moodle", "student_key": "zoho:s2", "raw_grade": 65.0,
-         "grade_max": 100.0, "btec_equivalent": "Merit"},
-    ])
+    upsert_rows(
+        conn,
+        "payments",
+        [{**stamp, "payment_key": "zoho:p1", "student_key": "zoho:s1", "amount": Decimal("950.00"), "currency": "GBP"}],
+    )
+    upsert_rows(
+        conn,
+        "grades",
+        [
+            {
+                **stamp,
+                "grade_key": "moodle:3:41",
+                "source": "moodle",
+                "student_key": "zoho:s1",
+                "raw_grade": 3.0,
+                "grade_max": 4.0,
+                "btec_grade": "Merit",
+                "btec_equivalent": "Merit",
+            },
+            {
+                **stamp,
+                "grade_key": "moodle:4:42",
+                "source": "moodle",
+                "student_key": "zoho:s2",
+                "raw_grade": 65.0,
+                "grade_max": 100.0,
+                "btec_equivalent": "Merit",
+            },
+        ],
+    )
     record_sync(conn, T, "canonical.students", 2, NOW)
 
 
@@ -80,9 +141,19 @@ def _set(conn, table: str, key: str, **values) -> None:
 
 BREAKAGES = {
     "unique_source_ids": lambda c: _set(c, "students", "zoho:s2", moodle_user_id=41),
-    "unique_enrollments": lambda c: upsert_rows(c, "enrollments", [{
-        "tenant_id": T, "enrollment_key": "moodle:7:41", "student_key": "zoho:s1", "class_key": "zoho:c1",
-        "source_modified_at": NOW}]),
+    "unique_enrollments": lambda c: upsert_rows(
+        c,
+        "enrollments",
+        [
+            {
+                "tenant_id": T,
+                "enrollment_key": "moodle:7:41",
+                "student_key": "zoho:s1",
+                "class_key": "zoho:c1",
+                "source_modified_at": NOW,
+            }
+        ],
+    ),
     "enrollment_references": lambda c: _set(c, "enrollments", "zoho:e2", class_key="zoho:nowhere"),
     "registration_references": lambda c: _set(c, "registrations", "zoho:r1", student_key="zoho:ghost"),
     "payment_references": lambda c: _set(c, "payments", "zoho:p1", student_key="zoho:ghost"),

@@ -136,9 +136,10 @@ def test_zoho_faults_change_nothing_read(kinds: tuple[str, ...]) -> None:
     with sandbox(students=250, seed=8) as clean_sb, zoho_client(clean_sb) as clean:
         expected = read_all_zoho(clean)
         clean_requests = clean.counter.total
-    with sandbox(students=250, seed=8, fault_rate=0.1, fault_kinds=kinds, fault_delay_seconds=1.0) as sb, zoho_client(
-        sb, timeout=0.5
-    ) as faulty:
+    with (
+        sandbox(students=250, seed=8, fault_rate=0.1, fault_kinds=kinds, fault_delay_seconds=1.0) as sb,
+        zoho_client(sb, timeout=0.5) as faulty,
+    ):
         got = read_all_zoho(faulty)
         faults = dict(sb.app.fault_count)
     assert got == expected
@@ -163,7 +164,10 @@ def test_zoho_tokens_expiring_every_100_calls() -> None:
 def test_zoho_concurrency_stays_within_the_edition_limit() -> None:
     import threading
 
-    with sandbox(students=400, seed=2, zoho_edition="free", response_delay_seconds=0.005) as sb, zoho_client(sb) as client:
+    with (
+        sandbox(students=400, seed=2, zoho_edition="free", response_delay_seconds=0.005) as sb,
+        zoho_client(sb) as client,
+    ):
         assert client.configure_concurrency_from_org() == 5
         results: dict[int, int] = {}
 
@@ -231,7 +235,10 @@ def test_zoho_bulk_read_pages_match_the_record_api() -> None:
 
 
 def test_zoho_upsert_against_the_sandbox_is_idempotent() -> None:
-    with sandbox(students=250, seed=2, fault_rate=0.2, fault_kinds=("5xx", "drop", "429")) as sb, zoho_client(sb) as client:
+    with (
+        sandbox(students=250, seed=2, fault_rate=0.2, fault_kinds=("5xx", "drop", "429")) as sb,
+        zoho_client(sb) as client,
+    ):
         rows = list(client.iter_records("Students", ["Email", "Phone"]))[:150]
         updates = [{"Email": r["Email"], "Phone": "+44 7700 900000"} for r in rows]
         results = client.upsert("Students", updates, ["Email"])
@@ -254,7 +261,9 @@ def moodle_truth(sb: Any) -> dict[str, Any]:
     client = moodle_client(sb)
     with client:
         courses = [c.id for c in client.iter_courses()]
-        enrolments = {(e.course_id, e.user_id) for cid in courses for e in client.iter_enrolled_users(cid, page_size=100000)}
+        enrolments = {
+            (e.course_id, e.user_id) for cid in courses for e in client.iter_enrolled_users(cid, page_size=100000)
+        }
     return {"courses": set(courses), "enrolments": enrolments, "users": {u for _, u in enrolments}}
 
 
@@ -290,7 +299,10 @@ def test_moodle_faults_change_nothing_read() -> None:
     with sandbox(students=200, seed=8) as sb, moodle_client(sb) as client:
         expected = canon(crawl(client), sb.base_url)
         clean_requests = client.counter.total
-    with sandbox(students=200, seed=8, fault_rate=0.1, fault_delay_seconds=1.0) as sb, moodle_client(sb, timeout=0.5) as client:
+    with (
+        sandbox(students=200, seed=8, fault_rate=0.1, fault_delay_seconds=1.0) as sb,
+        moodle_client(sb, timeout=0.5) as client,
+    ):
         got = canon(crawl(client), sb.base_url)
         faults = sum(sb.app.fault_count.values())
     assert got == expected

@@ -40,8 +40,10 @@ def college() -> College:
 def zoho_records(college: College, mapping: FieldMapping, entity: str) -> list[tuple[object, dict]]:
     """(sandbox record, the record as the Zoho API renders it for the mapping's requested fields)."""
     em = mapping.zoho.entities[entity]
-    return [(rec, zoho_fields.render(college, em.module, rec, em.source_fields))
-            for rec in college.zoho[em.module].records.values()]
+    return [
+        (rec, zoho_fields.render(college, em.module, rec, em.source_fields))
+        for rec in college.zoho[em.module].records.values()
+    ]
 
 
 # ---- the default mapping ----------------------------------------------------------------------
@@ -67,7 +69,11 @@ def test_default_btec_section_equals_the_code_defaults_btec_functions_use(mappin
     assert mapping.btec.thresholds.as_tuple() == (40.0, 60.0, 70.0)
     assert mapping.btec.points_per_credit == DEFAULT_POINTS_PER_CREDIT
     assert [mapping.btec.points_per_credit.for_grade(g) for g in ("Refer", "Pass", "Merit", "Distinction")] == [
-        0, 7, 8, 9]
+        0,
+        7,
+        8,
+        9,
+    ]
 
 
 @pytest.mark.parametrize("entity", list(CANONICAL_COLUMNS))
@@ -133,11 +139,21 @@ def test_truth_formats_spot_check(mapping: FieldMapping, college: College):
     assert row["kind"] in {"fee", "instalment"} and row["status"] == rec.status.lower()
     assert isinstance(row["due_date"], date) and not isinstance(row["due_date"], datetime)
     students = mapping.zoho.entities["students"]
-    rendered = {"id": "1", "Student_Number": " S1 ", "Email": "  Amina.KHAN@Example.ac.uk ", "Status": "Active",
-                "Programme": {"name": "BTEC L3 IT", "id": "900"}, "Modified_Time": "2026-01-02T03:04:05+01:00"}
+    rendered = {
+        "id": "1",
+        "Student_Number": " S1 ",
+        "Email": "  Amina.KHAN@Example.ac.uk ",
+        "Status": "Active",
+        "Programme": {"name": "BTEC L3 IT", "id": "900"},
+        "Modified_Time": "2026-01-02T03:04:05+01:00",
+    }
     row = students.to_row(rendered)
     assert (row["student_number"], row["email"], row["status"], row["program_zoho_id"]) == (
-        "S1", "amina.khan@example.ac.uk", "active", "900")
+        "S1",
+        "amina.khan@example.ac.uk",
+        "active",
+        "900",
+    )
     assert row["first_name"] is None  # not in the record: None, not a KeyError
     assert row["source_modified_at"] == datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)
 
@@ -147,37 +163,45 @@ def test_minimal_mapping_leaves_optional_columns_null_and_unrequested():
     minimal = load_mapping(FIXTURES / "minimal_valid.yaml")
     payments = minimal.zoho.entities["payments"]
     assert payments.source_fields == ["Student", "Amount", "Modified_Time"]
-    row = payments.to_row({"id": "7", "Student": {"name": "A", "id": "5"}, "Amount": 12.5,
-                           "Modified_Time": "2026-01-01T00:00:00+00:00"})
+    row = payments.to_row(
+        {"id": "7", "Student": {"name": "A", "id": "5"}, "Amount": 12.5, "Modified_Time": "2026-01-01T00:00:00+00:00"}
+    )
     assert row["amount"] == Decimal("12.50") and row["student_zoho_id"] == "5"
     assert row["currency"] is None and row["due_date"] is None
     assert minimal.btec.thresholds == DEFAULT_BTEC_THRESHOLDS  # omitted section -> defaults
 
 
 # ---- transforms -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("transform", "value", "expected"), [
-    ("identity", {"a": 1}, {"a": 1}),
-    ("strip", "  S24 ", "S24"),
-    ("strip", "   ", None),
-    ("strip", 2400001, "2400001"),
-    ("lower", " Active ", "active"),
-    ("upper", "it-l3", "IT-L3"),
-    ("email", " Amina.Khan@Example.AC.uk\t", "amina.khan@example.ac.uk"),
-    ("email", "", None),
-    ("lookup_id", {"name": "Evie Davies", "id": "5843104000000400040"}, "5843104000000400040"),
-    ("lookup_id", "5843104000000400040", "5843104000000400040"),
-    ("int", 60, 60),
-    ("int", "7", 7),
-    ("int", 3.0, 3),
-    ("decimal", 7800.0, Decimal("7800.00")),
-    ("decimal", 12.1, Decimal("12.10")),
-    ("decimal", "0.005", Decimal("0.01")),
-    ("date", "2025-08-31", date(2025, 8, 31)),
-    ("datetime", "2025-10-28T07:30:36+01:00", datetime(2025, 10, 28, 7, 30, 36, tzinfo=timezone(timedelta(hours=1)))),
-    ("datetime", "2025-10-28T07:30:36Z", datetime(2025, 10, 28, 7, 30, 36, tzinfo=UTC)),
-    ("bool", True, True),
-    ("bool", "false", False),
-])
+@pytest.mark.parametrize(
+    ("transform", "value", "expected"),
+    [
+        ("identity", {"a": 1}, {"a": 1}),
+        ("strip", "  S24 ", "S24"),
+        ("strip", "   ", None),
+        ("strip", 2400001, "2400001"),
+        ("lower", " Active ", "active"),
+        ("upper", "it-l3", "IT-L3"),
+        ("email", " Amina.Khan@Example.AC.uk\t", "amina.khan@example.ac.uk"),
+        ("email", "", None),
+        ("lookup_id", {"name": "Evie Davies", "id": "5843104000000400040"}, "5843104000000400040"),
+        ("lookup_id", "5843104000000400040", "5843104000000400040"),
+        ("int", 60, 60),
+        ("int", "7", 7),
+        ("int", 3.0, 3),
+        ("decimal", 7800.0, Decimal("7800.00")),
+        ("decimal", 12.1, Decimal("12.10")),
+        ("decimal", "0.005", Decimal("0.01")),
+        ("date", "2025-08-31", date(2025, 8, 31)),
+        (
+            "datetime",
+            "2025-10-28T07:30:36+01:00",
+            datetime(2025, 10, 28, 7, 30, 36, tzinfo=timezone(timedelta(hours=1))),
+        ),
+        ("datetime", "2025-10-28T07:30:36Z", datetime(2025, 10, 28, 7, 30, 36, tzinfo=UTC)),
+        ("bool", True, True),
+        ("bool", "false", False),
+    ],
+)
 def test_transform_converts(transform: str, value: object, expected: object):
     result = TRANSFORMS[transform](value)
     assert result == expected and type(result) is type(expected)
@@ -188,29 +212,32 @@ def test_every_transform_keeps_none_as_none(transform: str):
     assert TRANSFORMS[transform](None) is None
 
 
-@pytest.mark.parametrize(("transform", "value"), [
-    ("strip", ["S1"]),
-    ("lookup_id", {"name": "no id"}),
-    ("lookup_id", True),
-    ("int", "seven"),
-    ("int", 2.5),
-    ("int", True),
-    ("decimal", "12,50"),
-    ("decimal", float("nan")),
-    ("decimal", False),
-    ("date", "2025-8-31"),
-    ("date", "20250831"),
-    ("date", "2025-02-30"),
-    ("datetime", "2025-10-28T07:30:36"),  # naive: no offset
-    ("datetime", "yesterday"),
-    ("bool", "yes"),
-])
+@pytest.mark.parametrize(
+    ("transform", "value"),
+    [
+        ("strip", ["S1"]),
+        ("lookup_id", {"name": "no id"}),
+        ("lookup_id", True),
+        ("int", "seven"),
+        ("int", 2.5),
+        ("int", True),
+        ("decimal", "12,50"),
+        ("decimal", float("nan")),
+        ("decimal", False),
+        ("date", "2025-8-31"),
+        ("date", "20250831"),
+        ("date", "2025-02-30"),
+        ("datetime", "2025-10-28T07:30:36"),  # naive: no offset
+        ("datetime", "yesterday"),
+        ("bool", "yes"),
+    ],
+)
 def test_transform_rejects(transform: str, value: object):
     with pytest.raises(ValueError):
         TRANSFORMS[transform](value)
 
 
-@given(st.integers(min_value=-10**12, max_value=10**12))
+@given(st.integers(min_value=-(10**12), max_value=10**12))
 def test_decimal_keeps_every_zoho_currency_amount_exact(pence: int):
     # Zoho renders currency as a JSON number with two decimals, i.e. a float.
     assert TRANSFORMS["decimal"](pence / 100) == Decimal(pence).scaleb(-2)
@@ -218,8 +245,12 @@ def test_decimal_keeps_every_zoho_currency_amount_exact(pence: int):
 
 def test_bad_record_value_names_entity_field_and_record_id(mapping: FieldMapping):
     payments = mapping.zoho.entities["payments"]
-    record = {"id": "5843104000000400057", "Student": {"name": "A", "id": "1"}, "Amount": "a lot",
-              "Modified_Time": "2026-01-01T00:00:00+00:00"}
+    record = {
+        "id": "5843104000000400057",
+        "Student": {"name": "A", "id": "1"},
+        "Amount": "a lot",
+        "Modified_Time": "2026-01-01T00:00:00+00:00",
+    }
     with pytest.raises(RecordTransformError) as caught:
         payments.to_row(record)
     err = caught.value
@@ -229,11 +260,14 @@ def test_bad_record_value_names_entity_field_and_record_id(mapping: FieldMapping
     assert "payments" in str(err) and "5843104000000400057" in str(err) and "'a lot'" in str(err)
 
 
-@pytest.mark.parametrize(("record", "field"), [
-    ({"Student_Number": "S1", "Modified_Time": "2026-01-01T00:00:00+00:00"}, "id"),
-    ({"id": "9", "Student_Number": "S1"}, "Modified_Time"),
-    ({"id": "9", "Student_Number": "S1", "Modified_Time": "2026-01-01T00:00:00"}, "Modified_Time"),
-])
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"Student_Number": "S1", "Modified_Time": "2026-01-01T00:00:00+00:00"}, "id"),
+        ({"id": "9", "Student_Number": "S1"}, "Modified_Time"),
+        ({"id": "9", "Student_Number": "S1", "Modified_Time": "2026-01-01T00:00:00"}, "Modified_Time"),
+    ],
+)
 def test_record_without_id_or_valid_modified_time_is_rejected(mapping: FieldMapping, record: dict, field: str):
     with pytest.raises(RecordTransformError) as caught:
         mapping.zoho.entities["students"].to_row(record)
@@ -266,8 +300,14 @@ def test_yaml_syntax_error():
 
 def test_duplicate_key():
     path = FIXTURES / "bad_duplicate_key.yaml"
-    assert_points_at(load_error(path), path, 25, "zoho.entities.students.fields.email",
-                     "duplicate key 'email'", "first given on line 24")
+    assert_points_at(
+        load_error(path),
+        path,
+        25,
+        "zoho.entities.students.fields.email",
+        "duplicate key 'email'",
+        "first given on line 24",
+    )
 
 
 def test_unknown_top_level_key():
@@ -277,20 +317,34 @@ def test_unknown_top_level_key():
 
 def test_unknown_entity():
     path = FIXTURES / "bad_unknown_entity.yaml"
-    assert_points_at(load_error(path), path, 40, "zoho.entities.invoices", "unknown entity 'invoices'",
-                     "programs, units, classes")
+    assert_points_at(
+        load_error(path), path, 40, "zoho.entities.invoices", "unknown entity 'invoices'", "programs, units, classes"
+    )
 
 
 def test_unknown_canonical_column():
     path = FIXTURES / "bad_unknown_column.yaml"
-    assert_points_at(load_error(path), path, 40, "zoho.entities.payments.fields.amount_paid",
-                     "unknown canonical column 'amount_paid'", "amount, currency")
+    assert_points_at(
+        load_error(path),
+        path,
+        40,
+        "zoho.entities.payments.fields.amount_paid",
+        "unknown canonical column 'amount_paid'",
+        "amount, currency",
+    )
 
 
 def test_unknown_transform():
     path = FIXTURES / "bad_unknown_transform.yaml"
-    assert_points_at(load_error(path), path, 41, "zoho.entities.payments.fields.amount.transform",
-                     "unknown transform 'decmal'", "expected one of: identity, strip", "decimal")
+    assert_points_at(
+        load_error(path),
+        path,
+        41,
+        "zoho.entities.payments.fields.amount.transform",
+        "unknown transform 'decmal'",
+        "expected one of: identity, strip",
+        "decimal",
+    )
 
 
 def test_missing_module_points_at_the_entity():
@@ -305,8 +359,14 @@ def test_wrong_type():
 
 def test_thresholds_not_increasing():
     path = FIXTURES / "bad_thresholds_not_increasing.yaml"
-    assert_points_at(load_error(path), path, 6, "btec.thresholds.merit", "strictly increasing",
-                     "merit (35.0) must be above pass (40.0)")
+    assert_points_at(
+        load_error(path),
+        path,
+        6,
+        "btec.thresholds.merit",
+        "strictly increasing",
+        "merit (35.0) must be above pass (40.0)",
+    )
 
 
 def test_missing_file(tmp_path: Path):
@@ -327,22 +387,33 @@ def edited_default(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
     return path, index + 1
 
 
-@pytest.mark.parametrize(("old", "new", "field", "fragment"), [
-    # a date column filled through identity would hold strings
-    ("start_date: {source: Start_Date, transform: date}", "start_date: Start_Date",
-     "zoho.entities.classes.fields.start_date", "transform 'identity' cannot fill the date column 'start_date'"),
-    ("student_number: {source: Student_Number, transform: strip}", "student_number: null",
-     "zoho.entities.students.fields.student_number", "required and cannot be null"),
-    ("module: BTEC_Grades", "module: BTEC Grades", "zoho.entities.btec_grades.module", "is not a Zoho API name"),
-    ("module: Units", "module: ''", "zoho.entities.units.module", "must not be empty"),
-    ("code: Programme_Code", "code: 5", "zoho.entities.programs.fields.code", "expected a Zoho field name"),
-    ("thresholds: {pass: 40.0,", "thresholds: {pass: 140.0,", "btec.thresholds.pass", "less than or equal to 100"),
-    ("distinction: 70.0}", "distinction: 60.0}", "btec.thresholds.distinction", "strictly increasing"),
-    ("{Refer: 0, Pass: 7,", "{Pass: 7,", "btec.points_per_credit.Refer", "missing required grade 'Refer'"),
-    ("unmatched_warn_share: 0.10", "unmatched_warn_share: 1.5", "identity.unmatched_warn_share", "1.5"),
-    ("unit_link: grade_item_idnumber", "unit_link: course_idnumber", "moodle.unit_link", "'course_idnumber'"),
-    ("version: 1", "version: 2", "version", "(got 2)"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field", "fragment"),
+    [
+        # a date column filled through identity would hold strings
+        (
+            "start_date: {source: Start_Date, transform: date}",
+            "start_date: Start_Date",
+            "zoho.entities.classes.fields.start_date",
+            "transform 'identity' cannot fill the date column 'start_date'",
+        ),
+        (
+            "student_number: {source: Student_Number, transform: strip}",
+            "student_number: null",
+            "zoho.entities.students.fields.student_number",
+            "required and cannot be null",
+        ),
+        ("module: BTEC_Grades", "module: BTEC Grades", "zoho.entities.btec_grades.module", "is not a Zoho API name"),
+        ("module: Units", "module: ''", "zoho.entities.units.module", "must not be empty"),
+        ("code: Programme_Code", "code: 5", "zoho.entities.programs.fields.code", "expected a Zoho field name"),
+        ("thresholds: {pass: 40.0,", "thresholds: {pass: 140.0,", "btec.thresholds.pass", "less than or equal to 100"),
+        ("distinction: 70.0}", "distinction: 60.0}", "btec.thresholds.distinction", "strictly increasing"),
+        ("{Refer: 0, Pass: 7,", "{Pass: 7,", "btec.points_per_credit.Refer", "missing required grade 'Refer'"),
+        ("unmatched_warn_share: 0.10", "unmatched_warn_share: 1.5", "identity.unmatched_warn_share", "1.5"),
+        ("unit_link: grade_item_idnumber", "unit_link: course_idnumber", "moodle.unit_link", "'course_idnumber'"),
+        ("version: 1", "version: 2", "version", "(got 2)"),
+    ],
+)
 def test_other_mistakes_name_line_and_field(tmp_path: Path, old: str, new: str, field: str, fragment: str):
     path, line = edited_default(tmp_path, old, new)
     err = load_error(path)
@@ -354,7 +425,7 @@ def test_missing_entity_points_at_entities(tmp_path: Path):
     text = DEFAULT_FILE.read_text()
     start = text.index("    btec_grades:")
     path = tmp_path / "college.yaml"
-    path.write_text(text[:start] + text[text.index("\nmoodle:", start) + 1:])
+    path.write_text(text[:start] + text[text.index("\nmoodle:", start) + 1 :])
     entities_line = text[: text.index("  entities:")].count("\n") + 1
     err = load_error(path)
     assert (err.line, err.field) == (entities_line, "zoho.entities.btec_grades")
@@ -363,13 +434,16 @@ def test_missing_entity_points_at_entities(tmp_path: Path):
 
 def test_every_problem_is_reported_in_line_order(tmp_path: Path):
     text = DEFAULT_FILE.read_text()
-    text = text.replace("transform: decimal}", "transform: decmal}").replace("match_on_idnumber: true",
-                                                                             "match_on_idnumber: 1")
+    text = text.replace("transform: decimal}", "transform: decmal}").replace(
+        "match_on_idnumber: true", "match_on_idnumber: 1"
+    )
     path = tmp_path / "college.yaml"
     path.write_text(text)
     err = load_error(path)
-    assert [p.field for p in err.problems] == ["identity.match_on_idnumber",
-                                               "zoho.entities.payments.fields.amount.transform"]
+    assert [p.field for p in err.problems] == [
+        "identity.match_on_idnumber",
+        "zoho.entities.payments.fields.amount.transform",
+    ]
     assert err.field == "identity.match_on_idnumber" and len(str(err).splitlines()) == 2
 
 

@@ -51,7 +51,9 @@ class Sleeps(list):
 
 def make_client(handler, **kwargs: Any) -> tuple[MoodleClient, Sleeps]:
     sleeps = Sleeps()
-    kwargs.setdefault("retry", RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, max_retry_after=60))
+    kwargs.setdefault(
+        "retry", RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, max_retry_after=60)
+    )
     client = MoodleClient(BASE, TOKEN, transport=httpx.MockTransport(handler), sleep=sleeps, **kwargs)
     return client, sleeps
 
@@ -84,7 +86,10 @@ def test_bracket_encoding_matches_moodle_examples() -> None:
         st.from_regex(r"[a-z]{1,6}", fullmatch=True),
         st.recursive(
             st.integers(-5, 5) | st.booleans() | st.text(max_size=5),
-            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.from_regex(r"[a-z]{1,4}", fullmatch=True), inner, max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.from_regex(r"[a-z]{1,4}", fullmatch=True), inner, max_size=3)
+            ),
             max_leaves=8,
         ),
         max_size=4,
@@ -188,7 +193,9 @@ def test_capability_error_is_a_permission_error() -> None:
 
 def test_an_error_object_is_an_error_even_for_array_functions() -> None:
     client, _ = make_client(
-        lambda r: httpx.Response(200, json={"exception": "moodle_exception", "errorcode": "somethingelse", "message": "m"})
+        lambda r: httpx.Response(
+            200, json={"exception": "moodle_exception", "errorcode": "somethingelse", "message": "m"}
+        )
     )
     with pytest.raises(MoodleWSError) as info:
         list(client.iter_courses())
@@ -301,7 +308,9 @@ def test_secrets_absent_from_repr_and_logs(caplog: pytest.LogCaptureFixture) -> 
     caplog.set_level(logging.DEBUG)
     handler = scripted(
         httpx.Response(503),
-        httpx.Response(200, json={"users": [], "warnings": [{"item": "x", "warningcode": "w", "message": f"token {TOKEN}"}]}),
+        httpx.Response(
+            200, json={"users": [], "warnings": [{"item": "x", "warningcode": "w", "message": f"token {TOKEN}"}]}
+        ),
     )
     client, _ = make_client(handler)
     client.call("core_user_get_users", criteria=[{"key": "email", "value": "%"}])
@@ -403,10 +412,13 @@ def test_course_grades_all_users_in_one_call() -> None:
 def test_assign_grades_since_and_parsing() -> None:
     answer = {
         "assignments": [
-            {"assignmentid": 3, "grades": [
-                {"id": 1, "userid": 42, "timemodified": 1716900000, "grade": "3.00000"},
-                {"id": 2, "userid": 43, "timemodified": 1716900001, "grade": "-1.00000"},
-            ]}
+            {
+                "assignmentid": 3,
+                "grades": [
+                    {"id": 1, "userid": 42, "timemodified": 1716900000, "grade": "3.00000"},
+                    {"id": 2, "userid": 43, "timemodified": 1716900001, "grade": "-1.00000"},
+                ],
+            }
         ],
         "warnings": [{"item": "assignment", "itemid": 4, "warningcode": "3", "message": "No grades found"}],
     }
@@ -467,17 +479,30 @@ class FakeSite:
             return httpx.Response(200, json=[self.users[i] for i in ids])
         if fn == "gradereport_user_get_grade_items":
             cid = int(body["courseid"])
-            return httpx.Response(200, json={"usergrades": [
-                {"courseid": cid, "userid": u, "gradeitems": [{"id": 1, "itemtype": "course", "graderaw": 50}]}
-                for u in self.enrol[cid]
-            ], "warnings": []})
+            return httpx.Response(
+                200,
+                json={
+                    "usergrades": [
+                        {"courseid": cid, "userid": u, "gradeitems": [{"id": 1, "itemtype": "course", "graderaw": 50}]}
+                        for u in self.enrol[cid]
+                    ],
+                    "warnings": [],
+                },
+            )
         if fn == "core_enrol_get_users_courses":
             uid = int(body["userid"])
-            return httpx.Response(200, json=[
-                {"id": cid, "completed": uid % 2 == 0, "progress": 50.0} for cid, us in self.enrol.items() if uid in us
-            ])
+            return httpx.Response(
+                200,
+                json=[
+                    {"id": cid, "completed": uid % 2 == 0, "progress": 50.0}
+                    for cid, us in self.enrol.items()
+                    if uid in us
+                ],
+            )
         if fn == "core_completion_get_course_completion_status":
-            return httpx.Response(200, json={"completionstatus": {"completed": True, "completions": []}, "warnings": []})
+            return httpx.Response(
+                200, json={"completionstatus": {"completed": True, "completions": []}, "warnings": []}
+            )
         return httpx.Response(200, json={"exception": "x", "errorcode": "invalidrecordunknown", "message": "?"})
 
 
@@ -531,7 +556,9 @@ def test_completion_modes_cost_what_they_say() -> None:
     site2 = FakeSite(n_courses=3, n_users=20, per_course=10)
     client2, _ = make_client(site2)
     comps2 = [r for r in client2.crawl_snapshot(completions="per_enrolment") if r.kind == "completion"]
-    assert site2.calls.count("core_completion_get_course_completion_status") == sum(len(v) for v in site2.enrol.values())
+    assert site2.calls.count("core_completion_get_course_completion_status") == sum(
+        len(v) for v in site2.enrol.values()
+    )
     assert all(c.completed is True for c in comps2)
     with pytest.raises(ValueError):
         list(client.crawl_snapshot(completions="everything"))  # type: ignore[arg-type]
@@ -543,7 +570,14 @@ def test_per_enrolment_completion_stops_on_nocriteriaset() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if form(request)["wsfunction"] == "core_completion_get_course_completion_status":
             site.calls.append("core_completion_get_course_completion_status")
-            return httpx.Response(200, json={"exception": "moodle_exception", "errorcode": "nocriteriaset", "message": "No completion criteria set for this course"})
+            return httpx.Response(
+                200,
+                json={
+                    "exception": "moodle_exception",
+                    "errorcode": "nocriteriaset",
+                    "message": "No completion criteria set for this course",
+                },
+            )
         return site(request)
 
     client, _ = make_client(handler)

@@ -15,28 +15,46 @@ STUDENTS = load_mapping().zoho.entities["students"]
 
 def zoho(zid: str, number: str, email: str, first: str = "Amina", last: str = "Khan"):
     """A Zoho Students record as the API returns it, mapped to canonical columns by the default mapping."""
-    return STUDENTS.to_row({
-        "id": zid, "Student_Number": number, "First_Name": first, "Last_Name": last, "Email": email,
-        "Programme": {"name": "BTEC L3 IT", "id": "900"}, "Status": "Active",
-        "Modified_Time": "2026-10-01T09:00:00+01:00",
-    })
+    return STUDENTS.to_row(
+        {
+            "id": zid,
+            "Student_Number": number,
+            "First_Name": first,
+            "Last_Name": last,
+            "Email": email,
+            "Programme": {"name": "BTEC L3 IT", "id": "900"},
+            "Status": "Active",
+            "Modified_Time": "2026-10-01T09:00:00+01:00",
+        }
+    )
 
 
 def moodle(uid: int, *, email: str, idnumber: str = "", crmid: str | None = None, suspended: bool = False):
-    user = {"id": uid, "firstname": "M", "lastname": "User", "email": email, "idnumber": idnumber,
-            "suspended": suspended}
+    user = {
+        "id": uid,
+        "firstname": "M",
+        "lastname": "User",
+        "email": email,
+        "idnumber": idnumber,
+        "suspended": suspended,
+    }
     if crmid is not None:
-        user["customfields"] = [{"type": "text", "value": crmid, "displayvalue": crmid, "name": "CRM ID",
-                                 "shortname": "crmid"}]
+        user["customfields"] = [
+            {"type": "text", "value": crmid, "displayvalue": crmid, "name": "CRM ID", "shortname": "crmid"}
+        ]
     return user
 
 
 STUDENT = {"student"}
 
 
-def link(zoho_records, moodle_users, roles, rules=IdentityConfig(), **kwargs):
-    rows, stats = link_students(zoho_records, moodle_users, roles, tenant_id="t", observed_at=NOW, rules=rules,
-                                **kwargs)
+DEFAULT_RULES = IdentityConfig()
+
+
+def link(zoho_records, moodle_users, roles, rules=DEFAULT_RULES, **kwargs):
+    rows, stats = link_students(
+        zoho_records, moodle_users, roles, tenant_id="t", observed_at=NOW, rules=rules, **kwargs
+    )
     return {r["student_key"]: r for r in rows}, stats
 
 
@@ -49,7 +67,9 @@ def test_each_rule_links_in_order_of_trust():
     ]
     rows, stats = link(records, users, {10: STUDENT, 11: STUDENT, 12: STUDENT})
     assert {k: (r["moodle_user_id"], r["identity_match"]) for k, r in rows.items()} == {
-        "zoho:1": (10, "crm_field"), "zoho:2": (11, "idnumber"), "zoho:3": (12, "email"),
+        "zoho:1": (10, "crm_field"),
+        "zoho:2": (11, "idnumber"),
+        "zoho:3": (12, "email"),
     }
     assert stats.matched == {"crm_field": 1, "idnumber": 1, "email": 1}
     assert stats.unmatched == 0
@@ -59,7 +79,11 @@ def test_zoho_wins_for_profile_fields_and_moodle_supplies_its_id():
     rows, _ = link([zoho("1", "S1", " Amina.Khan@X.ac.uk")], [moodle(10, email="x@y", crmid="1")], {10: STUDENT})
     row = rows["zoho:1"]
     assert (row["first_name"], row["email"], row["program_zoho_id"], row["status"]) == (
-        "Amina", "amina.khan@x.ac.uk", "900", "active")
+        "Amina",
+        "amina.khan@x.ac.uk",
+        "900",
+        "active",
+    )
     assert row["source_modified_at"] == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
 
@@ -87,9 +111,11 @@ def test_an_email_shared_by_two_zoho_students_links_nobody():
 
 
 def test_a_second_account_claiming_a_linked_student_stays_separate():
-    rows, stats = link([zoho("1", "S1", "one@x.ac.uk")],
-                       [moodle(10, email="a@x", crmid="1"), moodle(11, email="b@x", crmid="1")],
-                       {10: STUDENT, 11: STUDENT})
+    rows, stats = link(
+        [zoho("1", "S1", "one@x.ac.uk")],
+        [moodle(10, email="a@x", crmid="1"), moodle(11, email="b@x", crmid="1")],
+        {10: STUDENT, 11: STUDENT},
+    )
     assert rows["zoho:1"]["moodle_user_id"] == 10
     assert "moodle:11" in rows
     assert stats.conflicts == 1
@@ -114,8 +140,12 @@ def test_a_student_zoho_deleted_is_a_tombstone_that_keeps_its_moodle_account():
 
 def test_the_configured_key_and_idnumber_rule_can_be_changed():
     rules = IdentityConfig(moodle_crm_field="zohoid", match_on_idnumber=False)
-    rows, _ = link([zoho("1", "S1", "one@x.ac.uk")], [moodle(10, email="x@y", idnumber="S1", crmid="1")],
-                   {10: STUDENT}, rules=rules)
+    rows, _ = link(
+        [zoho("1", "S1", "one@x.ac.uk")],
+        [moodle(10, email="x@y", idnumber="S1", crmid="1")],
+        {10: STUDENT},
+        rules=rules,
+    )
     assert rows["zoho:1"]["moodle_user_id"] is None
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.parse
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -42,7 +42,7 @@ ACCOUNTS = "https://accounts.zoho.test"
 CLIENT_ID = "1000.CLIENTID"
 CLIENT_SECRET = "client-5ecr3t-abcdef0123456789"
 REFRESH_TOKEN = "1000.refresh-5ecr3t-abcdef0123456789"
-EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class Clock:
@@ -127,13 +127,25 @@ class FakeZoho:
             return httpx.Response(200, json={"error": "invalid_client"})
         if self.access_denied_times > 0:
             self.access_denied_times -= 1
-            return httpx.Response(400, json={
-                "error": "Access Denied", "status": "failure",
-                "error_description": "You have made too many requests continuously. Please try again after some time.",
-            })
-        return httpx.Response(200, json={
-            "access_token": self.issue(), "api_domain": API, "token_type": "Bearer", "expires_in": 3600,
-        })
+            return httpx.Response(
+                400,
+                json={
+                    "error": "Access Denied",
+                    "status": "failure",
+                    "error_description": (
+                        "You have made too many requests continuously. Please try again after some time."
+                    ),
+                },
+            )
+        return httpx.Response(
+            200,
+            json={
+                "access_token": self.issue(),
+                "api_domain": API,
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            },
+        )
 
     def api(self, request: httpx.Request) -> httpx.Response:
         self.api_requests.append(request)
@@ -144,7 +156,9 @@ class FakeZoho:
             return fault
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Zoho-oauthtoken ") or auth.split(" ", 1)[1] not in self.valid_tokens:
-            return httpx.Response(401, json={"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"})
+            return httpx.Response(
+                401, json={"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"}
+            )
         parts = request.url.path.strip("/").split("/")
         if parts[:3] == ["crm", "bulk", "v8"]:
             return self.bulk(request, parts[3:])
@@ -160,7 +174,15 @@ class FakeZoho:
             return httpx.Response(200, json={"fields": [{"api_name": "Email"}]})
         module = rest[0]
         if module not in self.modules:
-            return httpx.Response(400, json={"code": "INVALID_MODULE", "details": {}, "message": "the module name given seems to be invalid", "status": "error"})
+            return httpx.Response(
+                400,
+                json={
+                    "code": "INVALID_MODULE",
+                    "details": {},
+                    "message": "the module name given seems to be invalid",
+                    "status": "error",
+                },
+            )
         if rest[1:] == ["upsert"]:
             return self.upsert(module, json.loads(request.content))
         if rest[1:] == ["deleted"]:
@@ -172,9 +194,19 @@ class FakeZoho:
         fields = q.get("fields", "").split(",") if "fields" in q else None
         if time_key == "Modified_Time":
             if not fields or fields == [""]:
-                return httpx.Response(400, json={"code": "REQUIRED_PARAM_MISSING", "details": {"param": "fields"}, "message": "", "status": "error"})
+                return httpx.Response(
+                    400,
+                    json={
+                        "code": "REQUIRED_PARAM_MISSING",
+                        "details": {"param": "fields"},
+                        "message": "",
+                        "status": "error",
+                    },
+                )
             if len(fields) > 50:
-                return httpx.Response(400, json={"code": "LIMIT_EXCEEDED", "details": {"limit": 50}, "message": "", "status": "error"})
+                return httpx.Response(
+                    400, json={"code": "LIMIT_EXCEEDED", "details": {"limit": 50}, "message": "", "status": "error"}
+                )
         if "ids" in q:
             wanted = set(q["ids"].split(","))
             rows = [r for r in rows if r["id"] in wanted]
@@ -192,8 +224,15 @@ class FakeZoho:
         else:
             page = int(q.get("page", 1))
             if page * per_page > 2000:
-                return httpx.Response(400, json={"code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED", "details": {"limit": 2000},
-                                                 "message": "You can only get the first 2000 records without using page_token param", "status": "error"})
+                return httpx.Response(
+                    400,
+                    json={
+                        "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                        "details": {"limit": 2000},
+                        "message": "You can only get the first 2000 records without using page_token param",
+                        "status": "error",
+                    },
+                )
         chunk = rows[(page - 1) * per_page : page * per_page]
         more = page * per_page < len(rows)
         if fields:
@@ -211,16 +250,41 @@ class FakeZoho:
         out = []
         for rec in body["data"]:
             if rec.get("Last_Name") == "BAD":
-                out.append({"code": "INVALID_DATA", "details": {"api_name": "Last_Name"}, "message": "invalid data", "status": "error"})
+                out.append(
+                    {
+                        "code": "INVALID_DATA",
+                        "details": {"api_name": "Last_Name"},
+                        "message": "invalid data",
+                        "status": "error",
+                    }
+                )
                 continue
             match = next((r for r in self.modules[module] if any(r.get(f) == rec.get(f) for f in dup)), None)
             if match:
                 match.update(rec)
-                out.append({"code": "SUCCESS", "duplicate_field": dup[0], "action": "update", "details": {"id": match["id"]}, "message": "record updated", "status": "success"})
+                out.append(
+                    {
+                        "code": "SUCCESS",
+                        "duplicate_field": dup[0],
+                        "action": "update",
+                        "details": {"id": match["id"]},
+                        "message": "record updated",
+                        "status": "success",
+                    }
+                )
             else:
                 new = {**rec, "id": str(9000000 + len(self.modules[module])), "Modified_Time": zoho_time(99999)}
                 self.modules[module].append(new)
-                out.append({"code": "SUCCESS", "duplicate_field": None, "action": "insert", "details": {"id": new["id"]}, "message": "record added", "status": "success"})
+                out.append(
+                    {
+                        "code": "SUCCESS",
+                        "duplicate_field": None,
+                        "action": "insert",
+                        "details": {"id": new["id"]},
+                        "message": "record added",
+                        "status": "success",
+                    }
+                )
         return httpx.Response(207 if any(o["status"] == "error" for o in out) else 200, json={"data": out})
 
     def bulk(self, request: httpx.Request, parts: list[str]) -> httpx.Response:
@@ -228,8 +292,20 @@ class FakeZoho:
             query = json.loads(request.content)["query"]
             job_id = f"job{len(self.jobs) + 1}"
             self.jobs[job_id] = {"query": query, "polls": 0}
-            return httpx.Response(201, json={"data": [{"status": "success", "code": "ADDED_SUCCESSFULLY", "message": "Added successfully.",
-                                                       "details": {"id": job_id, "operation": "read", "state": "ADDED"}}], "info": {}})
+            return httpx.Response(
+                201,
+                json={
+                    "data": [
+                        {
+                            "status": "success",
+                            "code": "ADDED_SUCCESSFULLY",
+                            "message": "Added successfully.",
+                            "details": {"id": job_id, "operation": "read", "state": "ADDED"},
+                        }
+                    ],
+                    "info": {},
+                },
+            )
         job_id = parts[1]
         job = self.jobs[job_id]
         module = job["query"]["module"]["api_name"]
@@ -250,15 +326,35 @@ class FakeZoho:
         if job["polls"] <= self.bulk_polls_before_done:
             return httpx.Response(200, json={"data": [{"id": job_id, "state": "IN PROGRESS"}]})
         more = page * self.bulk_page_size < len(rows)
-        return httpx.Response(200, json={"data": [{"id": job_id, "state": "COMPLETED", "result": {
-            "page": page, "count": len(chunk), "download_url": f"/crm/bulk/v8/read/{job_id}/result",
-            "per_page": self.bulk_page_size, "more_records": more}}]})
+        return httpx.Response(
+            200,
+            json={
+                "data": [
+                    {
+                        "id": job_id,
+                        "state": "COMPLETED",
+                        "result": {
+                            "page": page,
+                            "count": len(chunk),
+                            "download_url": f"/crm/bulk/v8/read/{job_id}/result",
+                            "per_page": self.bulk_page_size,
+                            "more_records": more,
+                        },
+                    }
+                ]
+            },
+        )
 
 
 def students(n: int, extra_fields: int = 0) -> list[dict]:
     rows = []
     for i in range(n):
-        row = {"id": str(5843104000000000000 + i), "Last_Name": f"S{i}", "Email": f"s{i}@college.test", "Modified_Time": zoho_time(i)}
+        row = {
+            "id": str(5843104000000000000 + i),
+            "Last_Name": f"S{i}",
+            "Email": f"s{i}@college.test",
+            "Modified_Time": zoho_time(i),
+        }
         for f in range(extra_fields):
             row[f"F{f:03d}"] = f"{i}-{f}"
         rows.append(row)
@@ -268,9 +364,20 @@ def students(n: int, extra_fields: int = 0) -> list[dict]:
 def make_client(fake: FakeZoho, **kwargs: Any) -> tuple[ZohoClient, Sleeps, Clock]:
     clock = Clock()
     sleeps = Sleeps(clock)
-    kwargs.setdefault("retry", RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, max_retry_after=60))
-    client = ZohoClient(API, ACCOUNTS, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN,
-                        transport=httpx.MockTransport(fake), sleep=sleeps, clock=clock, **kwargs)
+    kwargs.setdefault(
+        "retry", RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, jitter=0.0, max_retry_after=60)
+    )
+    client = ZohoClient(
+        API,
+        ACCOUNTS,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        transport=httpx.MockTransport(fake),
+        sleep=sleeps,
+        clock=clock,
+        **kwargs,
+    )
     return client, sleeps, clock
 
 
@@ -279,23 +386,29 @@ def make_client(fake: FakeZoho, **kwargs: Any) -> tuple[ZohoClient, Sleeps, Cloc
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("api_domain", "expected"), [
-    ("https://www.zohoapis.com", "https://accounts.zoho.com"),
-    ("https://www.zohoapis.eu", "https://accounts.zoho.eu"),
-    ("https://www.zohoapis.in", "https://accounts.zoho.in"),
-    ("https://www.zohoapis.com.au", "https://accounts.zoho.com.au"),
-    ("https://www.zohoapis.com.cn", "https://accounts.zoho.com.cn"),
-    ("https://www.zohoapis.jp", "https://accounts.zoho.jp"),
-    ("https://www.zohoapis.ca", "https://accounts.zohocloud.ca"),
-    ("https://www.zohoapis.sa", "https://accounts.zoho.sa"),
-    ("https://sandbox.zohoapis.eu", "https://accounts.zoho.eu"),
-])
+@pytest.mark.parametrize(
+    ("api_domain", "expected"),
+    [
+        ("https://www.zohoapis.com", "https://accounts.zoho.com"),
+        ("https://www.zohoapis.eu", "https://accounts.zoho.eu"),
+        ("https://www.zohoapis.in", "https://accounts.zoho.in"),
+        ("https://www.zohoapis.com.au", "https://accounts.zoho.com.au"),
+        ("https://www.zohoapis.com.cn", "https://accounts.zoho.com.cn"),
+        ("https://www.zohoapis.jp", "https://accounts.zoho.jp"),
+        ("https://www.zohoapis.ca", "https://accounts.zohocloud.ca"),
+        ("https://www.zohoapis.sa", "https://accounts.zoho.sa"),
+        ("https://sandbox.zohoapis.eu", "https://accounts.zoho.eu"),
+    ],
+)
 def test_accounts_url_from_api_domain(api_domain: str, expected: str) -> None:
     assert accounts_url_for(api_domain) == expected
 
 
 def test_accounts_url_explicit_wins_and_dc_names() -> None:
-    assert accounts_url_for("https://www.zohoapis.eu", explicit="http://127.0.0.1:9/zoho-accounts/") == "http://127.0.0.1:9/zoho-accounts"
+    assert (
+        accounts_url_for("https://www.zohoapis.eu", explicit="http://127.0.0.1:9/zoho-accounts/")
+        == "http://127.0.0.1:9/zoho-accounts"
+    )
     assert accounts_url_for(data_centre="com.au") == "https://accounts.zoho.com.au"
     with pytest.raises(ValueError, match="ZOHO_ACCOUNTS_URL"):
         accounts_url_for("http://127.0.0.1:8765")
@@ -307,7 +420,13 @@ def test_accounts_url_explicit_wins_and_dc_names() -> None:
 
 
 def test_edition_concurrency() -> None:
-    assert [concurrency_for_edition(e) for e in ("Free", "standard", "PROFESSIONAL", "enterprise", "ultimate")] == [5, 10, 15, 20, 25]
+    assert [concurrency_for_edition(e) for e in ("Free", "standard", "PROFESSIONAL", "enterprise", "ultimate")] == [
+        5,
+        10,
+        15,
+        20,
+        25,
+    ]
     assert concurrency_for_edition(None) == 5
     fake = FakeZoho()
     client, _, _ = make_client(fake, edition="enterprise")
@@ -475,7 +594,13 @@ def test_refresh_limit_fails_fast_when_the_wait_is_too_long() -> None:
 
 def test_429_retry_after_is_honoured() -> None:
     fake = FakeZoho()
-    fake.faults = [httpx.Response(429, headers={"Retry-After": "3"}, json={"code": "TOO_MANY_REQUESTS", "message": "", "status": "error", "details": {}})]
+    fake.faults = [
+        httpx.Response(
+            429,
+            headers={"Retry-After": "3"},
+            json={"code": "TOO_MANY_REQUESTS", "message": "", "status": "error", "details": {}},
+        )
+    ]
     client, sleeps, _ = make_client(fake)
     client.org()
     assert sleeps == [3.0]
@@ -510,10 +635,17 @@ def test_client_errors_are_typed_and_not_retried() -> None:
     with pytest.raises(ZohoNotFound) as info:
         list(client.iter_records("Nope", ["Email"]))
     assert info.value.code == "INVALID_MODULE"
-    fake.faults = [httpx.Response(401, json={"code": "OAUTH_SCOPE_MISMATCH", "message": "invalid oauth scope", "status": "error", "details": {}})]
+    fake.faults = [
+        httpx.Response(
+            401,
+            json={"code": "OAUTH_SCOPE_MISMATCH", "message": "invalid oauth scope", "status": "error", "details": {}},
+        )
+    ]
     with pytest.raises(ZohoScopeError, match="scope"):
         client.org()
-    fake.faults = [httpx.Response(400, json={"code": "INVALID_DATA", "message": "bad", "status": "error", "details": {}})]
+    fake.faults = [
+        httpx.Response(400, json={"code": "INVALID_DATA", "message": "bad", "status": "error", "details": {}})
+    ]
     with pytest.raises(ZohoAPIError) as info2:
         client.org()
     assert info2.value.code == "INVALID_DATA" and not info2.value.retryable
@@ -560,7 +692,12 @@ def test_204_empty_and_304_not_modified() -> None:
 
 
 def test_if_modified_since_format() -> None:
-    assert format_if_modified_since(datetime(2019, 7, 25, 15, 26, 49, 123, tzinfo=timezone(timedelta(hours=5, minutes=30)))) == "2019-07-25T15:26:49+05:30"
+    assert (
+        format_if_modified_since(
+            datetime(2019, 7, 25, 15, 26, 49, 123, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+        )
+        == "2019-07-25T15:26:49+05:30"
+    )
     assert format_if_modified_since(datetime(2024, 6, 1, 10, 0, 0)) == "2024-06-01T10:00:00+00:00"
 
 
@@ -602,7 +739,9 @@ def test_field_batch_stragglers_are_fetched_by_id() -> None:
 
 def test_iter_deleted() -> None:
     fake = FakeZoho(modules={"Contacts": []})
-    fake.deleted["Contacts"] = [{"id": str(i), "type": "recycle", "deleted_time": zoho_time(i), "display_name": f"D{i}"} for i in range(250)]
+    fake.deleted["Contacts"] = [
+        {"id": str(i), "type": "recycle", "deleted_time": zoho_time(i), "display_name": f"D{i}"} for i in range(250)
+    ]
     client, _, _ = make_client(fake)
     rows = list(client.iter_deleted("Contacts", since=datetime.fromisoformat(zoho_time(49))))
     assert len(rows) == 200
@@ -674,7 +813,13 @@ def test_bulk_read_polls_downloads_and_streams_csv_pages() -> None:
     fake = FakeZoho(modules={"Contacts": students(25)})
     fake.bulk_page_size = 10
     client, sleeps, _ = make_client(fake, bulk_poll_interval=2.5)
-    rows = list(client.bulk_read("Contacts", ["Last_Name", "Email"], criteria={"field": {"api_name": "Email"}, "comparator": "contains", "value": "@"}))
+    rows = list(
+        client.bulk_read(
+            "Contacts",
+            ["Last_Name", "Email"],
+            criteria={"field": {"api_name": "Email"}, "comparator": "contains", "value": "@"},
+        )
+    )
     assert len(rows) == 25
     assert rows[0] == {"Id": fake.modules["Contacts"][0]["id"], "Last_Name": "S0", "Email": "s0@college.test"}
     assert len(fake.jobs) == 3
@@ -700,7 +845,12 @@ def test_bulk_read_failure_and_timeout() -> None:
 def test_secrets_absent_from_repr_errors_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     fake = FakeZoho(modules={"Contacts": students(3)})
-    fake.faults = [httpx.ConnectError(f"boom Authorization: Zoho-oauthtoken 1000.access-0001-ffffffffffff refresh_token={REFRESH_TOKEN}"), httpx.Response(503)]
+    fake.faults = [
+        httpx.ConnectError(
+            f"boom Authorization: Zoho-oauthtoken 1000.access-0001-ffffffffffff refresh_token={REFRESH_TOKEN}"
+        ),
+        httpx.Response(503),
+    ]
     client, _, _ = make_client(fake)
     list(client.iter_records("Contacts", ["Email"]))
     fake.revoke_all()

@@ -47,8 +47,9 @@ class MoodleCaller:
         if token is not None:
             params.append(("wstoken", self.token if token == "default" else token))
         if method == "POST":
-            return self.http.post(self.url, content=urlencode(params),
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            return self.http.post(
+                self.url, content=urlencode(params), headers={"Content-Type": "application/x-www-form-urlencoded"}
+            )
         return self.http.get(self.url, params=params)
 
     def __call__(self, query: str | list, **kw) -> object:
@@ -73,8 +74,13 @@ class ZohoCaller:
 
     def refresh(self, **overrides: str) -> dict:
         cfg = self.sandbox.config
-        params = {"grant_type": "refresh_token", "refresh_token": cfg.zoho_refresh_token,
-                  "client_id": cfg.zoho_client_id, "client_secret": cfg.zoho_client_secret, **overrides}
+        params = {
+            "grant_type": "refresh_token",
+            "refresh_token": cfg.zoho_refresh_token,
+            "client_id": cfg.zoho_client_id,
+            "client_secret": cfg.zoho_client_secret,
+            **overrides,
+        }
         resp = self.http.post(self.sandbox.zoho_accounts_url + "/oauth/v2/token", params=params)
         return resp.json() | {"_status": resp.status_code}
 

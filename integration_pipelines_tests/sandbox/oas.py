@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -40,16 +40,18 @@ def _nullable(node: Any) -> Any:
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def documents() -> dict[str, dict]:
     docs = {p.name: _nullable(json.loads(p.read_text())) for p in ZOHO_OAS.glob("*.json")}
     return {**STUBS, **docs}
 
 
-@lru_cache(maxsize=None)
+@cache
 def registry() -> Registry:
-    resources = [(BASE + name, Resource.from_contents(doc, default_specification=DRAFT202012))
-                 for name, doc in documents().items()]
+    resources = [
+        (BASE + name, Resource.from_contents(doc, default_specification=DRAFT202012))
+        for name, doc in documents().items()
+    ]
     return Registry().with_resources(resources)
 
 

@@ -44,9 +44,13 @@ def collect(doc: Any) -> tuple[dict, dict]:
     return keys, types
 
 
-def shape_problems(reference: Any, actual: Any, extra_ok: dict[str, set[str]] | None = None,
-                   extra_types: dict[str, set[str]] | None = None, may_omit: frozenset[str] = frozenset()
-                   ) -> list[str]:
+def shape_problems(
+    reference: Any,
+    actual: Any,
+    extra_ok: dict[str, set[str]] | None = None,
+    extra_types: dict[str, set[str]] | None = None,
+    may_omit: frozenset[str] = frozenset(),
+) -> list[str]:
     """Differences of ``actual`` from ``reference``; empty when the shapes agree.
 
     - every path's keys in ``actual`` must be known to the reference at that path (or listed

@@ -12,18 +12,57 @@ from integration_pipelines.sandbox.cli import sandbox_group
 from integration_pipelines.sandbox.college import TABLES
 
 COLUMNS = {
-    "students": {"zoho_id", "moodle_user_id", "student_number", "first_name", "last_name", "email",
-                 "program_zoho_id", "status", "deleted"},
+    "students": {
+        "zoho_id",
+        "moodle_user_id",
+        "student_number",
+        "first_name",
+        "last_name",
+        "email",
+        "program_zoho_id",
+        "status",
+        "deleted",
+    },
     "programs": {"zoho_id", "code", "name", "level", "credits", "deleted"},
     "units": {"zoho_id", "program_zoho_id", "code", "name", "credits", "deleted"},
     "classes": {"zoho_id", "program_zoho_id", "name", "moodle_course_id", "start_date", "end_date", "deleted"},
-    "enrollments": {"zoho_id", "student_zoho_id", "moodle_user_id", "class_zoho_id", "moodle_course_id",
-                    "moodle_user_enrolment_id", "status", "deleted"},
+    "enrollments": {
+        "zoho_id",
+        "student_zoho_id",
+        "moodle_user_id",
+        "class_zoho_id",
+        "moodle_course_id",
+        "moodle_user_enrolment_id",
+        "status",
+        "deleted",
+    },
     "registrations": {"zoho_id", "student_zoho_id", "unit_zoho_id", "status", "deleted"},
-    "payments": {"zoho_id", "student_zoho_id", "kind", "amount", "currency", "method", "status", "due_date",
-                 "paid_on", "deleted"},
-    "grades": {"source", "student_zoho_id", "moodle_user_id", "zoho_id", "unit_zoho_id", "moodle_course_id",
-               "moodle_grade_item_id", "raw_grade", "grade_max", "btec_grade", "graded_at", "deleted"},
+    "payments": {
+        "zoho_id",
+        "student_zoho_id",
+        "kind",
+        "amount",
+        "currency",
+        "method",
+        "status",
+        "due_date",
+        "paid_on",
+        "deleted",
+    },
+    "grades": {
+        "source",
+        "student_zoho_id",
+        "moodle_user_id",
+        "zoho_id",
+        "unit_zoho_id",
+        "moodle_course_id",
+        "moodle_grade_item_id",
+        "raw_grade",
+        "grade_max",
+        "btec_grade",
+        "graded_at",
+        "deleted",
+    },
 }
 
 
@@ -90,6 +129,8 @@ def test_truth_over_http_and_cli(tmp_path):
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["moodle"]["new_grades"] == 2
     local = tmp_path / "local.json"
-    assert CliRunner().invoke(sandbox_group, ["truth", "--out", str(local), "--students", "30",
-                                              "--seed", "6"]).exit_code == 0
+    assert (
+        CliRunner().invoke(sandbox_group, ["truth", "--out", str(local), "--students", "30", "--seed", "6"]).exit_code
+        == 0
+    )
     assert json.loads(local.read_text())["tables"] == doc["tables"]

@@ -12,8 +12,11 @@ from .conftest import ZohoCaller
 
 def _statuses(sb, n: int) -> list:
     url = sb.moodle_url + "/webservice/rest/server.php"
-    params = {"wstoken": sb.config.moodle_token, "wsfunction": "core_webservice_get_site_info",
-              "moodlewsrestformat": "json"}
+    params = {
+        "wstoken": sb.config.moodle_token,
+        "wsfunction": "core_webservice_get_site_info",
+        "moodlewsrestformat": "json",
+    }
     out = []
     with httpx.Client(timeout=5) as http:
         for _ in range(n):
@@ -43,8 +46,10 @@ def test_held_response_trips_a_client_timeout():
     config = SandboxConfig(students=20, seed=3, fault_rate=1.0, fault_kinds=("timeout",), fault_delay_seconds=1.0)
     with run_sandbox(config) as sb, httpx.Client(timeout=0.2) as http:
         with pytest.raises(httpx.ReadTimeout):
-            http.get(sb.moodle_url + "/webservice/rest/server.php",
-                     params={"wstoken": sb.config.moodle_token, "wsfunction": "core_webservice_get_site_info"})
+            http.get(
+                sb.moodle_url + "/webservice/rest/server.php",
+                params={"wstoken": sb.config.moodle_token, "wsfunction": "core_webservice_get_site_info"},
+            )
 
 
 def test_a_faulted_upsert_changes_nothing_and_control_routes_never_fault():

@@ -18,7 +18,8 @@ ROWS = [line.split("\t") for line in (MOODLE_WS / "INDEX.tsv").read_text().split
 # What Moodle adds when a site has custom profile fields (the sandbox has "crmid"), and the
 # BTEC scale the sandbox grades with (the capture site graded numerically only).
 EXTRA_KEYS = {
-    "$.users[]": {"customfields"}, "$[]": {"customfields"},
+    "$.users[]": {"customfields"},
+    "$[]": {"customfields"},
     "__subtrees__": {"$.users[].customfields", "$[].customfields"},
 }
 EXTRA_TYPES = {"$.usergrades[].gradeitems[].scaleid": {"number"}}
@@ -31,18 +32,24 @@ MAY_OMIT = frozenset({"idnumber", "institution", "city", "country"})
 def ids(sandbox):
     """Sandbox ids standing in for the capture site's ids."""
     col = sandbox.college
-    course = next(c for c in col.courses.values()
-                  if any((c.id, e.user_id) in col.completions for e in c.enrolments)
-                  and any(e.user_id and (c.id, e.user_id) not in col.completions and not e.m_deleted
-                          for e in c.enrolments))
+    course = next(
+        c
+        for c in col.courses.values()
+        if any((c.id, e.user_id) in col.completions for e in c.enrolments)
+        and any(e.user_id and (c.id, e.user_id) not in col.completions and not e.m_deleted for e in c.enrolments)
+    )
     done = next(e.user_id for e in course.enrolments if (course.id, e.user_id) in col.completions)
-    not_done = next(e.user_id for e in course.enrolments
-                    if e.user_id and (course.id, e.user_id) not in col.completions)
+    not_done = next(e.user_id for e in course.enrolments if e.user_id and (course.id, e.user_id) not in col.completions)
     first_courses = sorted(col.courses)[:5]
     if course.id in first_courses:
         first_courses.remove(course.id)
-    return {"course": course, "student": col.users[done], "other": col.users[not_done],
-            "teacher": col.users[course.teacher_id], "courses": [course.id] + first_courses[:4]}
+    return {
+        "course": course,
+        "student": col.users[done],
+        "other": col.users[not_done],
+        "teacher": col.users[course.teacher_id],
+        "courses": [course.id] + first_courses[:4],
+    }
 
 
 def translate(name: str, query: str, ids: dict) -> list[tuple[str, str]]:
@@ -85,8 +92,10 @@ def test_replay_matches_reference(row, moodle, ids):
     assert answer, f"{name}: empty answer cannot show the reference shape"
     if name.startswith("core_completion_get_course_completion_status"):
         # Two captures of one function (a user who completed, one who did not): pool them.
-        reference = [load_reference("core_completion_get_course_completion_status"),
-                     load_reference("core_completion_get_course_completion_status__not_completed")]
+        reference = [
+            load_reference("core_completion_get_course_completion_status"),
+            load_reference("core_completion_get_course_completion_status__not_completed"),
+        ]
         answer = [answer]
     assert shape_problems(reference, answer, EXTRA_KEYS, EXTRA_TYPES, MAY_OMIT) == []
 

@@ -7,8 +7,11 @@ from .shapes import shape_problems
 
 # Moodle adds "customfields" to a USER when a custom profile field holds a value (API_NOTES
 # A3); the reference site had no custom profile fields, so the key is allowed on top of it.
-USER_EXTRAS = {"$.users[]": {"customfields"}, "$[]": {"customfields"},
-               "__subtrees__": {"$.users[].customfields", "$[].customfields"}}
+USER_EXTRAS = {
+    "$.users[]": {"customfields"},
+    "$[]": {"customfields"},
+    "__subtrees__": {"$.users[].customfields", "$[].customfields"},
+}
 
 
 def test_get_users_has_reference_shape(moodle):
@@ -22,8 +25,9 @@ def test_get_users_like_is_case_insensitive_ordered_and_skips_deleted(moodle, sa
     answer = moodle("wsfunction=core_user_get_users&criteria[0][key]=email&criteria[0][value]=%25STUDENT.EXAMPLE%25")
     ids = [u["id"] for u in answer["users"]]
     assert ids == sorted(ids)
-    live_students = [u for u in sandbox.college.users.values()
-                     if not u.deleted and "student.example" in u.email.lower()]
+    live_students = [
+        u for u in sandbox.college.users.values() if not u.deleted and "student.example" in u.email.lower()
+    ]
     assert len(ids) == len(live_students)
     deleted = [u.id for u in sandbox.college.users.values() if u.deleted]
     assert deleted and not set(deleted) & set(ids)
@@ -31,18 +35,26 @@ def test_get_users_like_is_case_insensitive_ordered_and_skips_deleted(moodle, sa
 
 def test_get_users_criteria_are_anded_and_unknown_key_warns(moodle, sandbox):
     user = next(u for u in sandbox.college.users.values() if u.idnumber.startswith("S") and not u.deleted)
-    answer = moodle([("wsfunction", "core_user_get_users"),
-                     ("criteria[0][key]", "lastname"), ("criteria[0][value]", user.lastname[:2] + "%"),
-                     ("criteria[1][key]", "idnumber"), ("criteria[1][value]", user.idnumber),
-                     ("criteria[2][key]", "shoesize"), ("criteria[2][value]", "9")])
+    answer = moodle(
+        [
+            ("wsfunction", "core_user_get_users"),
+            ("criteria[0][key]", "lastname"),
+            ("criteria[0][value]", user.lastname[:2] + "%"),
+            ("criteria[1][key]", "idnumber"),
+            ("criteria[1][value]", user.idnumber),
+            ("criteria[2][key]", "shoesize"),
+            ("criteria[2][value]", "9"),
+        ]
+    )
     assert [u["id"] for u in answer["users"]] == [user.id]
     assert answer["warnings"][0]["warningcode"] == "invalidfieldparameter"
 
 
 def test_users_by_field_is_a_bare_array_with_reference_shape(moodle, sandbox):
     ids = sorted(u.id for u in sandbox.college.users.values() if not u.deleted)[1:4]
-    answer = moodle("wsfunction=core_user_get_users_by_field&field=id" +
-                    "".join(f"&values[{i}]={v}" for i, v in enumerate(ids)))
+    answer = moodle(
+        "wsfunction=core_user_get_users_by_field&field=id" + "".join(f"&values[{i}]={v}" for i, v in enumerate(ids))
+    )
     assert isinstance(answer, list)
     assert [u["id"] for u in answer] == ids
     assert shape_problems(load_reference("core_user_get_users_by_field"), answer, USER_EXTRAS) == []
@@ -51,8 +63,9 @@ def test_users_by_field_is_a_bare_array_with_reference_shape(moodle, sandbox):
 def test_crmid_custom_field_carries_the_zoho_id(moodle, sandbox):
     user = next(u for u in sandbox.college.users.values() if u.crmid)
     [answer] = moodle(f"wsfunction=core_user_get_users_by_field&field=username&values[0]={user.username}")
-    assert answer["customfields"] == [{"type": "text", "value": user.crmid, "displayvalue": user.crmid,
-                                       "name": "CRM ID", "shortname": "crmid"}]
+    assert answer["customfields"] == [
+        {"type": "text", "value": user.crmid, "displayvalue": user.crmid, "name": "CRM ID", "shortname": "crmid"}
+    ]
 
 
 def test_site_info_shape(moodle, sandbox):
@@ -66,11 +79,13 @@ def test_errors_are_http_200_with_reference_bodies(moodle):
     assert moodle("wsfunction=core_webservice_get_site_info", token=None) == load_reference("error_missing_token")
     assert moodle("wsfunction=core_user_create_users") == load_reference("error_function_not_in_service")
     assert moodle("wsfunction=no_such_function") == load_reference("error_unknown_function")
-    assert moodle("wsfunction=core_user_get_users_by_field&field=id&values[0]=abc") == \
-        load_reference("error_bad_parameter")
+    assert moodle("wsfunction=core_user_get_users_by_field&field=id&values[0]=abc") == load_reference(
+        "error_bad_parameter"
+    )
 
 
 def test_post_form_is_accepted(moodle):
-    answer = moodle([("wsfunction", "core_user_get_users_by_field"), ("field", "username"),
-                     ("values[0]", "admin")], method="POST")
+    answer = moodle(
+        [("wsfunction", "core_user_get_users_by_field"), ("field", "username"), ("values[0]", "admin")], method="POST"
+    )
     assert answer[0]["username"] == "admin"

@@ -13,9 +13,15 @@ from integration_pipelines.sandbox import SandboxConfig, run_sandbox
 from .conftest import MOODLE_EVENTS
 from .shapes import json_type
 
-ALL_MOODLE_CHANGES = {"zoho_new_students": 1, "moodle_new_grades": 4, "moodle_regrades": 3,
-                      "moodle_suspend_enrolments": 2, "moodle_user_updates": 2, "moodle_completions": 2,
-                      "moodle_delete_users": 1}
+ALL_MOODLE_CHANGES = {
+    "zoho_new_students": 1,
+    "moodle_new_grades": 4,
+    "moodle_regrades": 3,
+    "moodle_suspend_enrolments": 2,
+    "moodle_user_updates": 2,
+    "moodle_completions": 2,
+    "moodle_delete_users": 1,
+}
 
 
 def reference_bodies() -> dict[str, list[dict]]:
@@ -47,9 +53,14 @@ def test_every_emitted_event_matches_a_captured_variant():
         events = httpx.get(sb.base_url + "/_sandbox/events").json()["events"]
     assert summary["events"]["emitted"] == len(events) > 0
     names = {e["eventname"] for e in events}
-    assert {"\\core\\event\\user_created", "\\core\\event\\user_graded", "\\mod_assign\\event\\submission_graded",
-            "\\core\\event\\user_enrolment_updated", "\\core\\event\\user_deleted",
-            "\\core\\event\\course_completed"} <= names
+    assert {
+        "\\core\\event\\user_created",
+        "\\core\\event\\user_graded",
+        "\\mod_assign\\event\\submission_graded",
+        "\\core\\event\\user_enrolment_updated",
+        "\\core\\event\\user_deleted",
+        "\\core\\event\\course_completed",
+    } <= names
     for e in events:
         variants = {signature(r) for r in refs[e["eventname"]]}
         assert signature(e) in variants, e
@@ -59,26 +70,37 @@ def test_grading_fires_item_total_then_submission_events():
     with run_sandbox(SandboxConfig(students=40, seed=4)) as sb:
         sb.mutate(moodle_new_grades=1)
         events = httpx.get(sb.base_url + "/_sandbox/events").json()["events"]
-    assert [e["eventname"] for e in events] == ["\\core\\event\\user_graded", "\\core\\event\\user_graded",
-                                                "\\mod_assign\\event\\submission_graded"]
+    assert [e["eventname"] for e in events] == [
+        "\\core\\event\\user_graded",
+        "\\core\\event\\user_graded",
+        "\\mod_assign\\event\\submission_graded",
+    ]
     assert events[1]["userid"] == -1  # the gradebook regrading the course total
     assert isinstance(events[2]["objectid"], int) and isinstance(events[0]["objectid"], str)
 
 
 def test_mutation_changes_truth_and_moodle_answers():
     with run_sandbox(SandboxConfig(students=40, seed=4)) as sb:
-        before = {(g["moodle_user_id"], g["moodle_grade_item_id"]) for g in sb.truth()["grades"]
-                  if g["source"] == "moodle"}
+        before = {
+            (g["moodle_user_id"], g["moodle_grade_item_id"]) for g in sb.truth()["grades"] if g["source"] == "moodle"
+        }
         sb.mutate(moodle_new_grades=3, zoho_new_students=1)
         after_truth = sb.truth()
-        after = {(g["moodle_user_id"], g["moodle_grade_item_id"]) for g in after_truth["grades"]
-                 if g["source"] == "moodle"}
+        after = {
+            (g["moodle_user_id"], g["moodle_grade_item_id"]) for g in after_truth["grades"] if g["source"] == "moodle"
+        }
         assert len(after - before) == 3
         # the new student is in Moodle with the crmid field, and enrolled
-        users = httpx.get(sb.moodle_url + "/webservice/rest/server.php", params={
-            "wstoken": sb.config.moodle_token, "wsfunction": "core_user_get_users",
-            "moodlewsrestformat": "json", "criteria[0][key]": "email", "criteria[0][value]": "%@student.example.ac.uk",
-        }).json()["users"]
+        users = httpx.get(
+            sb.moodle_url + "/webservice/rest/server.php",
+            params={
+                "wstoken": sb.config.moodle_token,
+                "wsfunction": "core_user_get_users",
+                "moodlewsrestformat": "json",
+                "criteria[0][key]": "email",
+                "criteria[0][value]": "%@student.example.ac.uk",
+            },
+        ).json()["users"]
         crmids = {u["customfields"][0]["value"] for u in users if "customfields" in u}
         newest = max((s for s in after_truth["students"] if s["zoho_id"]), key=lambda s: int(s["zoho_id"]))
         assert newest["zoho_id"] in crmids and newest["moodle_user_id"] is not None

@@ -16,8 +16,13 @@ UPSERT_200 = "/paths/~1crm~1v8~1{module_api_name}~1upsert/post/responses/200/con
 
 
 def test_list_answer_validates_against_response_wrapper(zoho):
-    resp = zoho.get("/crm/v8/Payments", {"fields": "Student,Amount,Currency,Payment_Status,Due_Date,Paid_On,"
-                                                   "Owner,Created_Time,Modified_Time", "per_page": 50})
+    resp = zoho.get(
+        "/crm/v8/Payments",
+        {
+            "fields": "Student,Amount,Currency,Payment_Status,Due_Date,Paid_On,Owner,Created_Time,Modified_Time",
+            "per_page": 50,
+        },
+    )
     assert resp.status_code == 200
     body = resp.json()
     assert errors(RECORD, WRAPPER, body) == []
@@ -25,13 +30,16 @@ def test_list_answer_validates_against_response_wrapper(zoho):
     assert body["data"][0]["Modified_Time"][-6:] in ("+00:00",)
 
 
-@pytest.mark.parametrize("params,status,code", [
-    ({}, 400, "REQUIRED_PARAM_MISSING"),
-    ({"fields": ",".join(["Email"] * 51)}, 400, "LIMIT_EXCEEDED"),
-    ({"fields": "Email", "per_page": 201}, 400, "LIMIT_EXCEEDED"),
-    ({"fields": "No_Such_Field"}, 400, "INVALID_DATA"),
-    ({"fields": "Email", "page": 1, "page_token": "x"}, 400, "INVALID_DATA"),
-])
+@pytest.mark.parametrize(
+    "params,status,code",
+    [
+        ({}, 400, "REQUIRED_PARAM_MISSING"),
+        ({"fields": ",".join(["Email"] * 51)}, 400, "LIMIT_EXCEEDED"),
+        ({"fields": "Email", "per_page": 201}, 400, "LIMIT_EXCEEDED"),
+        ({"fields": "No_Such_Field"}, 400, "INVALID_DATA"),
+        ({"fields": "Email", "page": 1, "page_token": "x"}, 400, "INVALID_DATA"),
+    ],
+)
 def test_list_errors_validate_against_api_exception(zoho, params, status, code):
     resp = zoho.get("/crm/v8/Students", params)
     assert resp.status_code == status
@@ -51,9 +59,12 @@ def test_unknown_module_and_bad_token_validate(zoho, http, sandbox):
 def test_discrete_page_limit(zoho):
     resp = zoho.get("/crm/v8/Registrations", {"fields": "Status", "per_page": 200, "page": 11})
     assert resp.status_code == 400
-    assert resp.json() == {"code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED", "details": {"limit": 2000},
-                           "message": "You can only get the first 2000 records without using page_token param",
-                           "status": "error"}
+    assert resp.json() == {
+        "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+        "details": {"limit": 2000},
+        "message": "You can only get the first 2000 records without using page_token param",
+        "status": "error",
+    }
     assert errors(RECORD, EXCEPTION, resp.json(), relax_enums=True) == []
 
 
@@ -74,8 +85,7 @@ def test_sort_by_modified_time_and_if_modified_since(zoho, sandbox):
         seen += body["data"]
         if not body["info"]["more_records"]:
             break
-        params = {"fields": "Modified_Time,Status", "per_page": 37,
-                  "page_token": body["info"]["next_page_token"]}
+        params = {"fields": "Modified_Time,Status", "per_page": 37, "page_token": body["info"]["next_page_token"]}
     assert len(seen) == sum(1 for t in times if t >= cutoff)
     stamps = [r["Modified_Time"] for r in seen]
     assert stamps == sorted(stamps)
@@ -99,14 +109,21 @@ def test_mutate_is_visible_to_incremental_and_deleted_reads(zoho, sandbox, http)
     from integration_pipelines.sandbox.college import zoho_datetime
 
     before = sandbox.college.clock()
-    summary = http.post(sandbox.base_url + "/_sandbox/mutate",
-                        json={"advance_seconds": 600, "zoho_change_share": 0.05, "zoho_delete_share": 0.02,
-                              "zoho_modules": ["Payments"]}).json()
+    summary = http.post(
+        sandbox.base_url + "/_sandbox/mutate",
+        json={
+            "advance_seconds": 600,
+            "zoho_change_share": 0.05,
+            "zoho_delete_share": 0.02,
+            "zoho_modules": ["Payments"],
+        },
+    ).json()
     changed, deleted = summary["zoho"]["Payments"]["changed"], summary["zoho"]["Payments"]["deleted"]
     assert changed > 0 and deleted > 0
     since = {"If-Modified-Since": zoho_datetime(before + 1)}
-    resp = zoho.get("/crm/v8/Payments", {"fields": "Payment_Status", "sort_by": "Modified_Time",
-                                         "sort_order": "asc"}, since)
+    resp = zoho.get(
+        "/crm/v8/Payments", {"fields": "Payment_Status", "sort_by": "Modified_Time", "sort_order": "asc"}, since
+    )
     assert resp.status_code == 200 and len(resp.json()["data"]) == changed
     resp = zoho.get("/crm/v8/Payments/deleted", {"type": "all"}, since)
     assert resp.status_code == 200
@@ -123,8 +140,7 @@ def test_upsert_insert_update_and_errors(zoho, sandbox):
     unit = next(iter(col.zoho["Units"].records.values()))
     key = f"{student.student_number}-{unit.code}-WB"
     record = {"Grade_Key": key, "Student": {"id": str(student.zid)}, "Unit": {"id": str(unit.zid)}, "Grade": "Merit"}
-    bad = {"Grade_Key": key + "-bad", "Student": {"id": str(student.zid)}, "Unit": {"id": str(unit.zid)},
-           "Grade": "A*"}
+    bad = {"Grade_Key": key + "-bad", "Student": {"id": str(student.zid)}, "Unit": {"id": str(unit.zid)}, "Grade": "A*"}
     resp = zoho.post("/crm/v8/BTEC_Grades/upsert", {"data": [record, bad], "duplicate_check_fields": ["Grade_Key"]})
     assert resp.status_code == 207
     body = resp.json()
@@ -138,8 +154,10 @@ def test_upsert_insert_update_and_errors(zoho, sandbox):
     assert got == [{"id": new_id, "Grade_Key": key, "Grade": "Merit"}]
     assert not any(r.key == key + "-bad" for r in col.zoho["BTEC_Grades"].records.values())
     # same key again: an update of that record
-    resp = zoho.post("/crm/v8/BTEC_Grades/upsert", {"data": [{**record, "Grade": "Distinction"}],
-                                                    "duplicate_check_fields": ["Grade_Key"]})
+    resp = zoho.post(
+        "/crm/v8/BTEC_Grades/upsert",
+        {"data": [{**record, "Grade": "Distinction"}], "duplicate_check_fields": ["Grade_Key"]},
+    )
     again = resp.json()["data"][0]
     assert again["action"] == "update" and again["details"]["id"] == new_id
     assert again["duplicate_field"] == "Grade_Key"
@@ -154,8 +172,16 @@ def test_upsert_insert_update_and_errors(zoho, sandbox):
 
 def test_metadata(zoho):
     modules = zoho.get("/crm/v8/settings/modules").json()["modules"]
-    assert {m["api_name"] for m in modules} >= {"Students", "Programs", "Units", "Classes", "Enrollments",
-                                                 "Registrations", "Payments", "BTEC_Grades"}
+    assert {m["api_name"] for m in modules} >= {
+        "Students",
+        "Programs",
+        "Units",
+        "Classes",
+        "Enrollments",
+        "Registrations",
+        "Payments",
+        "BTEC_Grades",
+    }
     fields = {f["api_name"]: f for f in zoho.get("/crm/v8/settings/fields", {"module": "Students"}).json()["fields"]}
     assert fields["Programme"]["data_type"] == "lookup"
     assert fields["Programme"]["lookup"]["module"]["api_name"] == "Programs"
@@ -167,12 +193,20 @@ def test_metadata(zoho):
 
 
 def test_bulk_read_job_lifecycle(zoho, sandbox):
-    resp = zoho.post("/crm/bulk/v8/read", {"query": {"module": {"api_name": "Students"},
-                                                     "fields": ["Student_Number", "Email", "Programme"]}})
+    resp = zoho.post(
+        "/crm/bulk/v8/read",
+        {"query": {"module": {"api_name": "Students"}, "fields": ["Student_Number", "Email", "Programme"]}},
+    )
     assert resp.status_code == 201
     created = resp.json()
-    assert errors("bulk_read.json", "/paths/~1crm~1bulk~1v8~1read/post/responses/201/content/application~1json/"
-                                    "schema/oneOf/0", created) == []
+    assert (
+        errors(
+            "bulk_read.json",
+            "/paths/~1crm~1bulk~1v8~1read/post/responses/201/content/application~1json/schema/oneOf/0",
+            created,
+        )
+        == []
+    )
     job_id = created["data"][0]["details"]["id"]
     states = []
     for _ in range(10):

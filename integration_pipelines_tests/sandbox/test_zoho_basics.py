@@ -35,8 +35,10 @@ def test_list_students_returns_requested_fields_and_info(zoho, sandbox):
 
 
 def test_list_requires_auth(zoho, http, sandbox):
-    resp = http.get(sandbox.zoho_api_domain + "/crm/v8/Students", params={"fields": "Email"},
-                    headers={"Authorization": "Zoho-oauthtoken 1000.not-a-token"})
+    resp = http.get(
+        sandbox.zoho_api_domain + "/crm/v8/Students",
+        params={"fields": "Email"},
+        headers={"Authorization": "Zoho-oauthtoken 1000.not-a-token"},
+    )
     assert resp.status_code == 401
-    assert resp.json() == {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token",
-                           "status": "error"}
+    assert resp.json() == {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"}

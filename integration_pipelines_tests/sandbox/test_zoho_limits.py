@@ -18,8 +18,12 @@ def test_access_token_dies_after_configured_calls():
         codes = [z.get("/crm/v8/Programs", {"fields": "Name"}).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 401]
         last = z.get("/crm/v8/Programs", {"fields": "Name"})
-        assert last.json() == {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token",
-                               "status": "error"}
+        assert last.json() == {
+            "code": "INVALID_TOKEN",
+            "details": {},
+            "message": "invalid oauth token",
+            "status": "error",
+        }
         z.token = z.refresh()["access_token"]
         assert z.get("/crm/v8/Programs", {"fields": "Name"}).status_code == 200
 
@@ -33,13 +37,19 @@ def test_access_token_expires_on_the_sandbox_clock():
 
 
 def test_refresh_throttle_then_window_passes():
-    with run_sandbox(SandboxConfig(students=20, seed=1, refresh_limit=3, refresh_window_seconds=60)) as sb, \
-            httpx.Client() as http:
+    with (
+        run_sandbox(SandboxConfig(students=20, seed=1, refresh_limit=3, refresh_window_seconds=60)) as sb,
+        httpx.Client() as http,
+    ):
         z = ZohoCaller(sb, http)  # refresh 1
         assert "access_token" in z.refresh() and "access_token" in z.refresh()
         denied = z.refresh()
-        assert denied == {"error": "Access Denied", "error_description": "You have made too many requests "
-                          "continuously. Please try again after some time.", "status": "failure", "_status": 400}
+        assert denied == {
+            "error": "Access Denied",
+            "error_description": "You have made too many requests continuously. Please try again after some time.",
+            "status": "failure",
+            "_status": 400,
+        }
         sb.mutate(advance_seconds=61)
         assert "access_token" in z.refresh()
 
@@ -49,8 +59,15 @@ def test_daily_credits_run_out():
         z = ZohoCaller(sb, http)
         codes = [z.get("/crm/v8/Programs", {"fields": "Name"}).status_code for _ in range(5)]
         assert codes == [200, 200, 200, 200, 429]
-        assert errors("record.json", "/components/schemas/API_Exception",
-                      z.get("/crm/v8/Programs", {"fields": "Name"}).json(), relax_enums=True) == []
+        assert (
+            errors(
+                "record.json",
+                "/components/schemas/API_Exception",
+                z.get("/crm/v8/Programs", {"fields": "Name"}).json(),
+                relax_enums=True,
+            )
+            == []
+        )
         sb.mutate(advance_seconds=86_401)
         z.token = z.refresh()["access_token"]  # the old token expired with the day, too
         assert z.get("/crm/v8/Programs", {"fields": "Name"}).status_code == 200

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetKey, AutomationCondition, Config, MaterializeResult, asset
 from pydantic import Field
 from sqlalchemy import Connection, select
 
@@ -37,6 +37,10 @@ from integration_pipelines.lib.warehouse.upsert import Snapshot, SyncCounts, sof
 from integration_pipelines.lib.zoho import parse_zoho_datetime
 
 CANONICAL_KINDS = {"python"}
+# When the automation sensor is on, a canonical table follows its raw inputs wherever they were
+# materialized from (a backfill of change windows launched from the asset graph, say); within a
+# job that already ran it, nothing fires twice.
+CANONICAL_AUTOMATION = AutomationCondition.eager()
 
 
 class CanonicalConfig(Config):
@@ -50,8 +54,17 @@ def _zoho_deps(entity: str) -> list[AssetKey]:
     return [raw_zoho_key(entity), zoho_changes_key(entity)]
 
 
-def _apply_changes(conn: Connection, warehouse: WarehouseResource, table: str, stream: str, source: str,
-                   entity: str, full: bool, to_rows, key_of) -> SyncCounts:
+def _apply_changes(
+    conn: Connection,
+    warehouse: WarehouseResource,
+    table: str,
+    stream: str,
+    source: str,
+    entity: str,
+    full: bool,
+    to_rows,
+    key_of,
+) -> SyncCounts:
     """Apply one raw entity's changes to a canonical table and move the stream's watermark.
 
     `to_rows(payloads)` turns live raw payloads into canonical rows; `key_of(change)` gives the
@@ -82,13 +95,25 @@ def _apply_changes(conn: Connection, warehouse: WarehouseResource, table: str, s
 def _zoho_table_asset(table: str, entity: str, description: str, extra_deps: tuple[str, ...] = ()):
     """A canonical table filled one to one from a Zoho module."""
 
-    @asset(name=table, group_name="canonical", kinds=CANONICAL_KINDS, deps=[*_zoho_deps(entity), *extra_deps],
-           description=description)
+    @asset(
+        name=table,
+        group_name="canonical",
+        kinds=CANONICAL_KINDS,
+        automation_condition=CANONICAL_AUTOMATION,
+        deps=[*_zoho_deps(entity), *extra_deps],
+        description=description,
+    )
     def _table(context: AssetExecutionContext, config: CanonicalConfig, warehouse: WarehouseResource):
         mapping = FIELD_MAPPING.zoho.entities[entity]
         with warehouse.begin() as conn:
             counts = _apply_changes(
-                conn, warehouse, table, f"canonical.{table}", "zoho", mapping.module, config.full,
+                conn,
+                warehouse,
+                table,
+                f"canonical.{table}",
+                "zoho",
+                mapping.module,
+                config.full,
                 to_rows=lambda payloads: zoho_rows(table, mapping, payloads, warehouse.tenant),
                 key_of=lambda change: zoho_key(change.record_id),
             )
@@ -106,7 +131,9 @@ registrations = _zoho_table_asset(
     "registrations", "registrations", "Students registered on units, for certification (Zoho).", ("students",)
 )
 payments = _zoho_table_asset(
-    "payments", "payments", "Fees and instalments each student owes or paid, with method and status (Zoho).",
+    "payments",
+    "payments",
+    "Fees and instalments each student owes or paid, with method and status (Zoho).",
     ("students",),
 )
 
@@ -120,6 +147,7 @@ def _live(conn: Connection, table: str, *columns: str):
 @asset(
     group_name="canonical",
     kinds=CANONICAL_KINDS,
+    automation_condition=CANONICAL_AUTOMATION,
     deps=[*_zoho_deps("students"), "raw_moodle_users", "raw_moodle_enrolments"],
 )
 def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -136,8 +164,10 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
             roles[int(enrolment["userid"])].update(r.get("shortname") for r in enrolment.get("roles") or ())
         rows, identity = link_students(
             (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
-            (slim_moodle_user(u, FIELD_MAPPING.identity.moodle_crm_field)
-             for u in iter_raw_payloads(conn, tenant, "moodle", "users")),
+            (
+                slim_moodle_user(u, FIELD_MAPPING.identity.moodle_crm_field)
+                for u in iter_raw_payloads(conn, tenant, "moodle", "users")
+            ),
             roles,
             tenant_id=tenant,
             observed_at=datetime.now(UTC),
@@ -151,10 +181,16 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
         deleted = snapshot.delete_missing()
         warehouse.record_sync(conn, "canonical.students", len(rows))
     unmatched_share = identity.unmatched / len(rows) if rows else 0.0
-    return MaterializeResult(metadata={
-        "rows_read": len(rows), **counts.as_metadata(), "deleted": deleted, "requests": 0,
-        **identity.as_metadata(), "unmatched_share": round(unmatched_share, 4),
-    })
+    return MaterializeResult(
+        metadata={
+            "rows_read": len(rows),
+            **counts.as_metadata(),
+            "deleted": deleted,
+            "requests": 0,
+            **identity.as_metadata(),
+            "unmatched_share": round(unmatched_share, 4),
+        }
+    )
 
 
 def _deleted_students(conn: Connection, tenant: str, mapping) -> dict[str, dict]:
@@ -188,6 +224,7 @@ def _student_links(conn: Connection) -> dict[int, StudentLink]:
 @asset(
     group_name="canonical",
     kinds=CANONICAL_KINDS,
+    automation_condition=CANONICAL_AUTOMATION,
     deps=[*_zoho_deps("enrollments"), "raw_moodle_enrolments", "students", "classes"],
 )
 def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -221,16 +258,28 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
         counts = upsert_rows(conn, "enrollments", seen(rows))
         deleted = snapshot.delete_missing()
         warehouse.record_sync(conn, "canonical.enrollments", snapshot.seen)
-    return MaterializeResult(metadata={
-        "rows_read": snapshot.seen, **counts.as_metadata(), "deleted": deleted, "requests": 0,
-    })
+    return MaterializeResult(
+        metadata={
+            "rows_read": snapshot.seen,
+            **counts.as_metadata(),
+            "deleted": deleted,
+            "requests": 0,
+        }
+    )
 
 
 @asset(
     group_name="canonical",
     kinds=CANONICAL_KINDS,
-    deps=[*_zoho_deps("btec_grades"), "raw_moodle_grades", "raw_moodle_grade_items", "moodle_grade_changes",
-          "students", "units"],
+    automation_condition=CANONICAL_AUTOMATION,
+    deps=[
+        *_zoho_deps("btec_grades"),
+        "raw_moodle_grades",
+        "raw_moodle_grade_items",
+        "moodle_grade_changes",
+        "students",
+        "units",
+    ],
 )
 def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: WarehouseResource):
     """Unit grades: BTEC grades recorded in Zoho, and Moodle assignment grades with their BTEC equivalent.
@@ -258,8 +307,16 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
         def moodle_row(item: GradeItem | None, user_id: int, raw, graded_at):
             if item is None or user_id not in links or raw is None:
                 return None  # unknown assignment, not a student, or not graded
-            return moodle_grade_row(tenant_id=tenant, item=item, user_id=user_id, raw_grade=raw, graded_at=graded_at,
-                                    student=links[user_id], unit_of_code=unit_of_code, convert=convert)
+            return moodle_grade_row(
+                tenant_id=tenant,
+                item=item,
+                user_id=user_id,
+                raw_grade=raw,
+                graded_at=graded_at,
+                student=links[user_id],
+                unit_of_code=unit_of_code,
+                convert=convert,
+            )
 
         def from_report(payloads):
             for p in payloads:
@@ -271,34 +328,65 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
         def from_assign(payloads):
             for p in payloads:
                 grade = float(p["grade"]) if p.get("grade") is not None else None
-                row = moodle_row(items.get(int(p["assignmentid"])), int(p["userid"]),
-                                 None if grade is None or grade < 0 else grade, epoch(p.get("timemodified")))
+                row = moodle_row(
+                    items.get(int(p["assignmentid"])),
+                    int(p["userid"]),
+                    None if grade is None or grade < 0 else grade,
+                    epoch(p.get("timemodified")),
+                )
                 if row:
                     yield row
 
         feeds = {
             "zoho": _apply_changes(
-                conn, warehouse, "grades", "canonical.grades.zoho", "zoho", mapping.module, config.full,
+                conn,
+                warehouse,
+                "grades",
+                "canonical.grades.zoho",
+                "zoho",
+                mapping.module,
+                config.full,
                 to_rows=lambda payloads: (
                     row | {"moodle_user_id": moodle_user_of_student.get(row["student_zoho_id"])}
                     for row in zoho_rows("grades", mapping, payloads, tenant)
                 ),
-                key_of=lambda change: zoho_key(change.record_id)),
+                key_of=lambda change: zoho_key(change.record_id),
+            ),
             "moodle_report": _apply_changes(
-                conn, warehouse, "grades", "canonical.grades.moodle_report", "moodle", "grades", config.full,
+                conn,
+                warehouse,
+                "grades",
+                "canonical.grades.moodle_report",
+                "moodle",
+                "grades",
+                config.full,
                 to_rows=from_report,
-                key_of=lambda c: f"moodle:{c.payload['iteminstance']}:{c.payload['userid']}"),
+                key_of=lambda c: f"moodle:{c.payload['iteminstance']}:{c.payload['userid']}",
+            ),
             "moodle_assign": _apply_changes(
-                conn, warehouse, "grades", "canonical.grades.moodle_assign", "moodle", "assign_grades", config.full,
+                conn,
+                warehouse,
+                "grades",
+                "canonical.grades.moodle_assign",
+                "moodle",
+                "assign_grades",
+                config.full,
                 to_rows=from_assign,
-                key_of=lambda c: f"moodle:{c.payload['assignmentid']}:{c.payload['userid']}"),
+                key_of=lambda c: f"moodle:{c.payload['assignmentid']}:{c.payload['userid']}",
+            ),
         }
-    totals = {k: sum(f.as_metadata()[k] for f in feeds.values())
-              for k in ("rows_read", "inserted", "updated", "unchanged", "deleted")}
-    return MaterializeResult(metadata={
-        **totals, "requests": 0, "full": config.full,
-        **{f"{feed}_rows_read": counts.read for feed, counts in feeds.items()},
-    })
+    totals = {
+        k: sum(f.as_metadata()[k] for f in feeds.values())
+        for k in ("rows_read", "inserted", "updated", "unchanged", "deleted")
+    }
+    return MaterializeResult(
+        metadata={
+            **totals,
+            "requests": 0,
+            "full": config.full,
+            **{f"{feed}_rows_read": counts.read for feed, counts in feeds.items()},
+        }
+    )
 
 
 CANONICAL_ASSETS = [programs, units, classes, students, enrollments, registrations, payments, grades]

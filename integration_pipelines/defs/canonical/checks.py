@@ -31,8 +31,11 @@ def students_unique_source_ids(warehouse: WarehouseResource) -> AssetCheckResult
     return _result(_run(warehouse, checks.unique_source_ids))
 
 
-@asset_check(asset="students", description="The share of students known to one system only stays under the "
-             "mapping's identity.unmatched_warn_share.")
+@asset_check(
+    asset="students",
+    description="The share of students known to one system only stays under the "
+    "mapping's identity.unmatched_warn_share.",
+)
 def students_unmatched_share(warehouse: WarehouseResource) -> AssetCheckResult:
     outcome = _run(warehouse, checks.unmatched_identity_share, FIELD_MAPPING.identity.unmatched_warn_share)
     return _result(outcome, AssetCheckSeverity.WARN)
@@ -80,7 +83,14 @@ def grades_domain(warehouse: WarehouseResource) -> AssetCheckResult:
 
 
 CANONICAL_CHECKS = [
-    students_unique_source_ids, students_unmatched_share, students_freshness, enrollments_unique,
-    enrollments_references, registrations_references, payments_references, payments_non_negative,
-    grades_references, grades_domain,
+    students_unique_source_ids,
+    students_unmatched_share,
+    students_freshness,
+    enrollments_unique,
+    enrollments_references,
+    registrations_references,
+    payments_references,
+    payments_non_negative,
+    grades_references,
+    grades_domain,
 ]

@@ -1,6 +1,5 @@
 """The dbt marts the profile API serves, built from the canonical tables."""
 
-
 import os
 import shutil
 import sys
@@ -9,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetExecutionContext, AssetKey, AutomationCondition
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from integration_pipelines.defs.resources import WarehouseResource
@@ -40,6 +39,10 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "marts"
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> AutomationCondition | None:
+        # Marts follow the canonical tables when the automation sensor is on.
+        return AutomationCondition.eager()
 
 
 @contextmanager

@@ -21,24 +21,54 @@ from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
 # Enrolment payloads keep what is specific to the course; the user's profile lands once, as a user.
 ENROLMENT_KEYS = ("roles", "groups", "lastcourseaccess")
-GRADE_ITEM_KEYS = ("id", "itemname", "itemtype", "itemmodule", "iteminstance", "idnumber", "grademin", "grademax",
-                   "scaleid", "cmid")
+GRADE_ITEM_KEYS = (
+    "id",
+    "itemname",
+    "itemtype",
+    "itemmodule",
+    "iteminstance",
+    "idnumber",
+    "grademin",
+    "grademax",
+    "scaleid",
+    "cmid",
+)
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
 MOODLE_KINDS = {"moodle"}
 
 
 @multi_asset(
     specs=[
-        AssetSpec("raw_moodle_courses", group_name="moodle", kinds=MOODLE_KINDS,
-                  description="Moodle courses, as core_course_get_courses returns them."),
-        AssetSpec("raw_moodle_enrolments", group_name="moodle", kinds=MOODLE_KINDS,
-                  description="Who is enrolled in which course, with roles, groups and suspension."),
-        AssetSpec("raw_moodle_users", group_name="moodle", kinds=MOODLE_KINDS,
-                  description="Every user enrolled anywhere, as core_user_get_users_by_field returns them."),
-        AssetSpec("raw_moodle_grade_items", group_name="moodle", kinds=MOODLE_KINDS,
-                  description="Assignment grade items: what each is out of, its scale, and its idnumber (unit code)."),
-        AssetSpec("raw_moodle_grades", group_name="moodle", kinds=MOODLE_KINDS,
-                  description="Assignment grades from each course's grade report."),
+        AssetSpec(
+            "raw_moodle_courses",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Moodle courses, as core_course_get_courses returns them.",
+        ),
+        AssetSpec(
+            "raw_moodle_enrolments",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Who is enrolled in which course, with roles, groups and suspension.",
+        ),
+        AssetSpec(
+            "raw_moodle_users",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Every user enrolled anywhere, as core_user_get_users_by_field returns them.",
+        ),
+        AssetSpec(
+            "raw_moodle_grade_items",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Assignment grade items: what each is out of, its scale, and its idnumber (unit code).",
+        ),
+        AssetSpec(
+            "raw_moodle_grades",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Assignment grades from each course's grade report.",
+        ),
     ],
     pool="moodle_api",
 )
@@ -55,9 +85,12 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
                 # The enrolled-users answer has no enrolment status: ask for the suspended ones apart.
                 suspended = {e.user_id for e in client.iter_enrolled_users(record.id, options={"onlysuspended": 1})}
             elif record.kind == "enrolment":
-                payload = {"courseid": record.course_id, "userid": record.user_id,
-                           "suspended": record.user_id in suspended,
-                           **{k: record.data[k] for k in ENROLMENT_KEYS if k in record.data}}
+                payload = {
+                    "courseid": record.course_id,
+                    "userid": record.user_id,
+                    "suspended": record.user_id in suspended,
+                    **{k: record.data[k] for k in ENROLMENT_KEYS if k in record.data},
+                }
                 lander.land("enrolments", f"{record.course_id}:{record.user_id}", payload, observed_at)
             elif record.kind == "user":
                 lander.land("users", record.id, record.data, observed_at)
@@ -68,8 +101,11 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
                     lander.land("grade_items", record.item_id, item, observed_at)
                 if record.data.get("graderaw") is not None:
                     graded = epoch(record.data.get("gradedategraded")) or observed_at
-                    payload = item | {"userid": record.user_id, "graderaw": record.data["graderaw"],
-                                      "gradedategraded": record.data.get("gradedategraded")}
+                    payload = item | {
+                        "userid": record.user_id,
+                        "graderaw": record.data["graderaw"],
+                        "gradedategraded": record.data.get("gradedategraded"),
+                    }
                     lander.land("grades", f"{record.item_id}:{record.user_id}", payload, graded)
         results = lander.finish()
         for entity, counts in results.items():
@@ -99,8 +135,9 @@ def moodle_grade_changes(
     """
     window = context.partition_time_window
     with moodle.client() as client, warehouse.begin() as conn:
-        assignments = sorted({int(i["iteminstance"]) for i in iter_raw_payloads(conn, warehouse.tenant, "moodle",
-                                                                                "grade_items")})
+        assignments = sorted(
+            {int(i["iteminstance"]) for i in iter_raw_payloads(conn, warehouse.tenant, "moodle", "grade_items")}
+        )
         lander = RawLander(conn, warehouse.tenant, "moodle", ("assign_grades",), snapshot=False)
         for grade in client.iter_assign_grades(assignments, since=window.start):
             graded = epoch(grade.timemodified)
@@ -109,7 +146,12 @@ def moodle_grade_changes(
             payload = {**grade.data, "assignmentid": grade.assignment_id}
             lander.land("assign_grades", f"{grade.assignment_id}:{grade.user_id}", payload, graded)
         counts = lander.finish()["assign_grades"]
-    return MaterializeResult(metadata={
-        **counts.as_metadata(), "assignments": len(assignments), "requests": client.counter.total,
-        "window_start": window.start.isoformat(), "window_end": window.end.isoformat(),
-    })
+    return MaterializeResult(
+        metadata={
+            **counts.as_metadata(),
+            "assignments": len(assignments),
+            "requests": client.counter.total,
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+        }
+    )

@@ -27,9 +27,13 @@ def _selected(context: AssetExecutionContext, key_of) -> list[str]:
 
 @multi_asset(
     specs=[
-        AssetSpec(raw_zoho_key(e), group_name="zoho", kinds={"zoho"},
-                  description=f"Every record of the Zoho module {FIELD_MAPPING.zoho.entities[e].module}, "
-                              "read in full, and Zoho's list of its deleted records.")
+        AssetSpec(
+            raw_zoho_key(e),
+            group_name="zoho",
+            kinds={"zoho"},
+            description=f"Every record of the Zoho module {FIELD_MAPPING.zoho.entities[e].module}, "
+            "read in full, and Zoho's list of its deleted records.",
+        )
         for e in ZOHO_ENTITIES
     ],
     can_subset=True,
@@ -44,16 +48,25 @@ def zoho_snapshot(context: AssetExecutionContext, zoho: ZohoResource, warehouse:
             with warehouse.begin() as conn:
                 counts = _land_module(client, conn, warehouse.tenant, mapping, snapshot=True)
                 warehouse.record_sync(conn, f"zoho.{mapping.module}", counts.read)
-            yield MaterializeResult(asset_key=raw_zoho_key(entity), metadata={
-                **counts.as_metadata(), "requests": client.counter.total - before, "mode": "snapshot",
-            })
+            yield MaterializeResult(
+                asset_key=raw_zoho_key(entity),
+                metadata={
+                    **counts.as_metadata(),
+                    "requests": client.counter.total - before,
+                    "mode": "snapshot",
+                },
+            )
 
 
 @multi_asset(
     specs=[
-        AssetSpec(zoho_changes_key(e), group_name="zoho", kinds={"zoho"},
-                  description=f"Records of the Zoho module {FIELD_MAPPING.zoho.entities[e].module} modified "
-                              "or deleted within the window.")
+        AssetSpec(
+            zoho_changes_key(e),
+            group_name="zoho",
+            kinds={"zoho"},
+            description=f"Records of the Zoho module {FIELD_MAPPING.zoho.entities[e].module} modified "
+            "or deleted within the window.",
+        )
         for e in ZOHO_ENTITIES
     ],
     partitions_def=change_windows,
@@ -70,12 +83,18 @@ def zoho_changes(context: AssetExecutionContext, zoho: ZohoResource, warehouse: 
             mapping = FIELD_MAPPING.zoho.entities[entity]
             before = client.counter.total
             with warehouse.begin() as conn:
-                counts = _land_module(client, conn, warehouse.tenant, mapping, snapshot=False,
-                                      since=window.start, until=window.end)
-            yield MaterializeResult(asset_key=zoho_changes_key(entity), metadata={
-                **counts.as_metadata(), "requests": client.counter.total - before,
-                "window_start": window.start.isoformat(), "window_end": window.end.isoformat(),
-            })
+                counts = _land_module(
+                    client, conn, warehouse.tenant, mapping, snapshot=False, since=window.start, until=window.end
+                )
+            yield MaterializeResult(
+                asset_key=zoho_changes_key(entity),
+                metadata={
+                    **counts.as_metadata(),
+                    "requests": client.counter.total - before,
+                    "window_start": window.start.isoformat(),
+                    "window_end": window.end.isoformat(),
+                },
+            )
 
 
 def _land_module(client, conn, tenant: str, mapping, *, snapshot: bool, since=None, until=None):

@@ -50,6 +50,7 @@ raw_records = Table(
     Index("ix_raw_records_modified", "tenant_id", "source", "entity", "source_modified_at"),
 )
 
+
 def canonical_table(name: str, key: str, *columns: Column, indexes: tuple[tuple[str, ...], ...] = ()) -> Table:
     """A canonical table: tenant and natural key, business columns, then the bookkeeping columns."""
     return Table(
@@ -66,25 +67,39 @@ def canonical_table(name: str, key: str, *columns: Column, indexes: tuple[tuple[
 ZOHO_ID = String(32)
 
 programs = canonical_table(
-    "programs", "program_key",
-    Column("zoho_id", ZOHO_ID), Column("code", String(64)), Column("name", Text), Column("level", String(32)),
+    "programs",
+    "program_key",
+    Column("zoho_id", ZOHO_ID),
+    Column("code", String(64)),
+    Column("name", Text),
+    Column("level", String(32)),
     Column("credits", Integer),
 )
 units = canonical_table(
-    "units", "unit_key",
-    Column("zoho_id", ZOHO_ID), Column("program_zoho_id", ZOHO_ID), Column("code", String(64)), Column("name", Text),
+    "units",
+    "unit_key",
+    Column("zoho_id", ZOHO_ID),
+    Column("program_zoho_id", ZOHO_ID),
+    Column("code", String(64)),
+    Column("name", Text),
     Column("credits", Integer),
     indexes=(("code",),),
 )
 classes = canonical_table(
-    "classes", "class_key",
-    Column("zoho_id", ZOHO_ID), Column("program_zoho_id", ZOHO_ID), Column("name", Text),
-    Column("moodle_course_id", BigInteger), Column("start_date", Date), Column("end_date", Date),
+    "classes",
+    "class_key",
+    Column("zoho_id", ZOHO_ID),
+    Column("program_zoho_id", ZOHO_ID),
+    Column("name", Text),
+    Column("moodle_course_id", BigInteger),
+    Column("start_date", Date),
+    Column("end_date", Date),
     indexes=(("moodle_course_id",),),
 )
 students = canonical_table(
     # `zoho:<id>` for anyone admissions knows, `moodle:<id>` for a Moodle-only account.
-    "students", "student_key",
+    "students",
+    "student_key",
     Column("zoho_id", ZOHO_ID),
     Column("moodle_user_id", BigInteger),
     Column("student_number", String(64)),
@@ -99,35 +114,64 @@ students = canonical_table(
 )
 enrollments = canonical_table(
     # `zoho:<id>` for an enrollment admissions recorded, `moodle:<course>:<user>` for one only Moodle has.
-    "enrollments", "enrollment_key",
-    Column("zoho_id", ZOHO_ID), Column("student_key", String(96)), Column("student_zoho_id", ZOHO_ID),
-    Column("moodle_user_id", BigInteger), Column("class_key", String(96)), Column("class_zoho_id", ZOHO_ID),
-    Column("moodle_course_id", BigInteger), Column("status", String(16)), Column("enrolled_on", Date),
+    "enrollments",
+    "enrollment_key",
+    Column("zoho_id", ZOHO_ID),
+    Column("student_key", String(96)),
+    Column("student_zoho_id", ZOHO_ID),
+    Column("moodle_user_id", BigInteger),
+    Column("class_key", String(96)),
+    Column("class_zoho_id", ZOHO_ID),
+    Column("moodle_course_id", BigInteger),
+    Column("status", String(16)),
+    Column("enrolled_on", Date),
     indexes=(("student_key",), ("class_key",), ("moodle_course_id", "moodle_user_id")),
 )
 registrations = canonical_table(
-    "registrations", "registration_key",
-    Column("zoho_id", ZOHO_ID), Column("student_key", String(96)), Column("student_zoho_id", ZOHO_ID),
-    Column("unit_zoho_id", ZOHO_ID), Column("status", String(16)),
+    "registrations",
+    "registration_key",
+    Column("zoho_id", ZOHO_ID),
+    Column("student_key", String(96)),
+    Column("student_zoho_id", ZOHO_ID),
+    Column("unit_zoho_id", ZOHO_ID),
+    Column("status", String(16)),
     indexes=(("student_key",),),
 )
 payments = canonical_table(
-    "payments", "payment_key",
-    Column("zoho_id", ZOHO_ID), Column("student_key", String(96)), Column("student_zoho_id", ZOHO_ID),
-    Column("kind", String(16)), Column("amount", Numeric(12, 2)), Column("currency", String(3)),
-    Column("method", String(32)), Column("status", String(16)), Column("due_date", Date), Column("paid_on", Date),
+    "payments",
+    "payment_key",
+    Column("zoho_id", ZOHO_ID),
+    Column("student_key", String(96)),
+    Column("student_zoho_id", ZOHO_ID),
+    Column("kind", String(16)),
+    Column("amount", Numeric(12, 2)),
+    Column("currency", String(3)),
+    Column("method", String(32)),
+    Column("status", String(16)),
+    Column("due_date", Date),
+    Column("paid_on", Date),
     indexes=(("student_key",),),
 )
 grades = canonical_table(
     # `moodle:<assignment>:<user>` for a Moodle assignment grade, `zoho:<id>` for a BTEC grade recorded in Zoho.
-    "grades", "grade_key",
-    Column("source", String(8)), Column("zoho_id", ZOHO_ID), Column("student_key", String(96)),
-    Column("student_zoho_id", ZOHO_ID), Column("moodle_user_id", BigInteger), Column("unit_zoho_id", ZOHO_ID),
-    Column("moodle_course_id", BigInteger), Column("moodle_grade_item_id", BigInteger),
+    "grades",
+    "grade_key",
+    Column("source", String(8)),
+    Column("zoho_id", ZOHO_ID),
+    Column("student_key", String(96)),
+    Column("student_zoho_id", ZOHO_ID),
+    Column("moodle_user_id", BigInteger),
+    Column("unit_zoho_id", ZOHO_ID),
+    Column("moodle_course_id", BigInteger),
+    Column("moodle_grade_item_id", BigInteger),
     Column("moodle_assignment_id", BigInteger),
-    Column("raw_grade", Float), Column("grade_max", Float), Column("percentage", Float),
+    Column("raw_grade", Float),
+    Column("grade_max", Float),
+    Column("percentage", Float),
     # The grade as awarded on the BTEC scale (scale items, Zoho), and its conversion for every grade.
-    Column("btec_grade", String(16)), Column("btec_equivalent", String(16)), Column("graded_at", UTCDateTime()),
+    Column("btec_grade", String(16)),
+    Column("btec_equivalent", String(16)),
+    Column("graded_at", UTCDateTime()),
     indexes=(("student_key",), ("moodle_user_id",)),
 )
 
@@ -167,5 +211,12 @@ KEYED_TABLES: dict[str, KeyedTable] = {
 }
 
 CANONICAL_TABLE_NAMES = (
-    "programs", "units", "classes", "students", "enrollments", "registrations", "payments", "grades",
+    "programs",
+    "units",
+    "classes",
+    "students",
+    "enrollments",
+    "registrations",
+    "payments",
+    "grades",
 )

@@ -122,9 +122,7 @@ def upsert_rows(
 def _prepare(spec: KeyedTable, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     modified = row.get("source_modified_at")
     if not isinstance(modified, datetime) or modified.tzinfo is None:
-        raise ValueError(
-            f"{spec.table.name}: source_modified_at must be a timezone-aware datetime, got {modified!r}"
-        )
+        raise ValueError(f"{spec.table.name}: source_modified_at must be a timezone-aware datetime, got {modified!r}")
     missing = [c for c in spec.key_columns if row.get(c) is None]
     if missing:
         raise ValueError(f"{spec.table.name}: key column(s) {', '.join(missing)} missing from row")
@@ -228,8 +226,10 @@ class Snapshot:
         # On PostgreSQL keys arrive by COPY, which cannot skip duplicates; a repeated key is
         # harmless to the anti-join, so the table there needs no key at all.
         self._seen = Table(
-            f"snapshot_seen_{id(self):x}", _SNAPSHOT_METADATA,
-            Column("k", self._key.type, primary_key=not self._postgres), prefixes=["TEMPORARY"],
+            f"snapshot_seen_{id(self):x}",
+            _SNAPSHOT_METADATA,
+            Column("k", self._key.type, primary_key=not self._postgres),
+            prefixes=["TEMPORARY"],
         )
         self._seen.create(conn)
         self._pending: set = set()
@@ -272,9 +272,7 @@ class Snapshot:
         # keys). NOT EXISTS plans as an anti-join on both backends.
         seen = select(self._seen.c.k).where(self._seen.c.k == self._key).exists()
         stmt = (
-            update(table)
-            .where(*in_scope, table.c.deleted_at.is_(None), ~seen)
-            .values(deleted_at=now, updated_at=now)
+            update(table).where(*in_scope, table.c.deleted_at.is_(None), ~seen).values(deleted_at=now, updated_at=now)
         )
         deleted = self._conn.execute(stmt).rowcount
         self._seen.drop(self._conn)
