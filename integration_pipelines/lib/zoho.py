@@ -260,6 +260,10 @@ def parse_zoho_datetime(value: str) -> datetime:
     return parsed
 
 
+def _as_datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else parse_zoho_datetime(value)
+
+
 def format_if_modified_since(value: datetime | str) -> str:
     """ISO 8601 with an offset, as Zoho expects (``2019-07-25T15:26:49+05:30``); naive = UTC."""
     if isinstance(value, str):
@@ -765,9 +769,13 @@ class ZohoClient:
         params: Mapping[str, Any],
         per_page: int,
         if_modified_since: str | None,
+        page_limit: int | None = DISCRETE_PAGE_LIMIT,
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of ``data``: ``page=1,2,...`` until Zoho offers a ``next_page_token``, then
-        ``page_token`` (which reaches past the 2,000-record limit of ``page``)."""
+        ``page_token`` (which reaches past the 2,000-record limit of ``page``).
+
+        ``page_limit`` stops before asking for a page Zoho is known to refuse; None leaves it to
+        the server (its refusal raises ZohoPaginationLimit all the same)."""
         headers = {"If-Modified-Since": if_modified_since} if if_modified_since else None
         page = 1
         page_token: str | None = None
@@ -793,7 +801,7 @@ class ZohoClient:
             if page_token:
                 raise ZohoResponseError(f"Zoho {endpoint}: more_records without a next_page_token", endpoint=endpoint)
             page += 1
-            if (page - 1) * per_page >= DISCRETE_PAGE_LIMIT:
+            if page_limit is not None and (page - 1) * per_page >= page_limit:
                 raise ZohoPaginationLimit(
                     f"Zoho {endpoint}: more than {DISCRETE_PAGE_LIMIT} records and no next_page_token "
                     "was offered to continue",
@@ -915,19 +923,52 @@ class ZohoClient:
         per_page: int = MAX_PER_PAGE,
     ) -> Iterator[dict[str, Any]]:
         """Deleted records (``GET /crm/v8/{module}/deleted?type=all|recycle|permanent``),
-        newer than ``since`` (sent as ``If-Modified-Since``)."""
+        newer than ``since`` (sent as ``If-Modified-Since``).
+
+        This endpoint takes ``page`` but no ``page_token``. Whether its ``page`` stops at 2,000
+        records as the record lists' does is not documented, so the client keeps paging and lets
+        Zoho say. If it refuses, the read goes on from the newest ``deleted_time`` seen, as a new
+        ``If-Modified-Since``: the header is inclusive, so the records of that boundary second
+        are skipped by id. It does so only while the answers come in ``deleted_time`` order;
+        otherwise, or when one second holds all the records a page run can reach, the error stands.
+        """
         if type not in ("all", "recycle", "permanent"):
             raise ValueError("type must be all, recycle or permanent")
         v = self.api_version
-        ims = format_if_modified_since(since) if since is not None else None
-        for data in self._iter_pages(
-            f"/crm/{v}/{module}/deleted",
-            endpoint=f"GET /crm/{v}/{module}/deleted",
-            params={"type": type},
-            per_page=max(1, min(int(per_page), MAX_PER_PAGE)),
-            if_modified_since=ims,
-        ):
-            yield from data
+        cursor = since
+        at_cursor: set[str] = set()  # ids already yielded whose deleted_time is the cursor's
+        while True:
+            newest: str | None = None
+            newest_ids: set[str] = set()
+            ordered = True
+            try:
+                for data in self._iter_pages(
+                    f"/crm/{v}/{module}/deleted",
+                    endpoint=f"GET /crm/{v}/{module}/deleted",
+                    params={"type": type},
+                    per_page=max(1, min(int(per_page), MAX_PER_PAGE)),
+                    if_modified_since=format_if_modified_since(cursor) if cursor is not None else None,
+                    page_limit=None,
+                ):
+                    for record in data:
+                        record_id = str(record.get("id"))
+                        if record_id in at_cursor:
+                            continue
+                        deleted_time = record.get("deleted_time")
+                        if newest is not None and deleted_time is not None:
+                            if parse_zoho_datetime(deleted_time) < parse_zoho_datetime(newest):
+                                ordered = False
+                        if deleted_time != newest:
+                            newest, newest_ids = deleted_time, set()
+                        newest_ids.add(record_id)
+                        yield record
+                return
+            except ZohoPaginationLimit:
+                moved_on = newest is not None and (cursor is None or parse_zoho_datetime(newest) > _as_datetime(cursor))
+                if not (ordered and moved_on):
+                    raise
+                logger.info("Zoho %s/deleted: past %d records, continuing from %s", module, DISCRETE_PAGE_LIMIT, newest)
+                cursor, at_cursor = parse_zoho_datetime(newest), newest_ids
 
     # -- writing -----------------------------------------------------------------------
 

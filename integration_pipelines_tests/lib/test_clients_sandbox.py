@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -346,3 +347,21 @@ def test_moodle_incremental_assignment_grades() -> None:
         later = list(client.iter_assign_grades([a.id for a in assignments], since=newest + 1))
         assert later == []
         assert client.counter["mod_assign_get_grades"] == 2 * math.ceil(len(assignments) / client.id_batch_size)
+
+
+def test_zoho_deleted_list_past_2000_records_continues_by_deleted_time() -> None:
+    """/deleted takes no page_token: past 2,000 records the client moves If-Modified-Since on."""
+    with sandbox(students=400, seed=4) as sb:
+        since = sb.mutate(advance_seconds=60)["now_iso"]
+        sb.mutate(zoho_change_share=0.0, zoho_delete_share=0.8, zoho_modules=["Registrations"], advance_seconds=60)
+        with sb.lock:
+            expected = {
+                str(r.zid)
+                for r in sb.college.zoho["Registrations"].deleted_records()
+                if r.deleted >= int(datetime.fromisoformat(since).timestamp())
+            }
+        assert len(expected) > 2000, "the case needs more deletions than one page run can hold"
+        with zoho_client(sb) as client:
+            got = [r["id"] for r in client.iter_deleted("Registrations", since=since)]
+    assert len(got) == len(set(got)), "no record twice across the continuation"
+    assert set(got) == expected

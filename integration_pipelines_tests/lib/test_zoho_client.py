@@ -891,3 +891,50 @@ def test_metadata_calls() -> None:
     assert ZohoClient.edition_of(client.org()) == "professional"
     assert dict(fake.api_requests[1].url.params) == {"module": "Contacts"}
     assert dict(fake.api_requests[2].url.params) == {"type": "CurrentUser"}
+
+
+def test_deleted_list_continues_by_deleted_time_when_zoho_refuses_a_page() -> None:
+    """/deleted has no page_token: when Zoho refuses page 11, the read moves If-Modified-Since on."""
+    deleted = [{"id": str(7000 + i), "type": "recycle", "deleted_time": zoho_time(i // 3)} for i in range(2600)]
+    asked: list[str | None] = []
+
+    def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.a", "api_domain": API, "expires_in": 3600})
+        since = request.headers.get("If-Modified-Since")
+        asked.append(since)
+        rows = [d for d in deleted if since is None or d["deleted_time"] >= since]
+        page, per_page = int(request.url.params["page"]), int(request.url.params["per_page"])
+        if (page - 1) * per_page >= 2000:
+            return httpx.Response(
+                400,
+                json={
+                    "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                    "details": {"limit": 2000},
+                    "message": "use page_token",
+                    "status": "error",
+                },
+            )
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        more = page * per_page < len(rows)
+        return httpx.Response(
+            200,
+            json={
+                "data": chunk,
+                "info": {"per_page": per_page, "page": page, "count": len(chunk), "more_records": more},
+            },
+        )
+
+    client = ZohoClient(
+        API,
+        ACCOUNTS,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        transport=httpx.MockTransport(zoho),
+        retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.001, jitter=0.0),
+    )
+    with client:
+        got = [r["id"] for r in client.iter_deleted("Students")]
+    assert got == [d["id"] for d in deleted], "every deleted record once, in order, across the continuation"
+    assert any(since is not None for since in asked)
