@@ -212,7 +212,8 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         lines += measure(size, args.backends.split(","), pg_admin)
     record(
-        "Syncs",
+        f"Syncs at {' and '.join(f'{int(n):,}' for n in args.sizes.split(','))} students "
+        f"({args.backends.replace(',', ', ')})",
         lines
         + [
             "",

@@ -64,6 +64,19 @@ class Sleeps(list):
             self.clock.now += seconds
 
 
+def pagination_limit_exceeded() -> httpx.Response:
+    """Zoho's answer to a `page` past record 2,000 (API_NOTES B2)."""
+    return httpx.Response(
+        400,
+        json={
+            "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+            "details": {"limit": 2000},
+            "message": "You can only get the first 2000 records without using page_token param",
+            "status": "error",
+        },
+    )
+
+
 def zoho_time(i: int) -> str:
     return (EPOCH + timedelta(minutes=i)).isoformat()
 
@@ -224,15 +237,7 @@ class FakeZoho:
         else:
             page = int(q.get("page", 1))
             if page * per_page > 2000:
-                return httpx.Response(
-                    400,
-                    json={
-                        "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                        "details": {"limit": 2000},
-                        "message": "You can only get the first 2000 records without using page_token param",
-                        "status": "error",
-                    },
-                )
+                return pagination_limit_exceeded()
         chunk = rows[(page - 1) * per_page : page * per_page]
         more = page * per_page < len(rows)
         if fields:
@@ -906,15 +911,7 @@ def test_deleted_list_continues_by_deleted_time_when_zoho_refuses_a_page() -> No
         rows = [d for d in deleted if since is None or d["deleted_time"] >= since]
         page, per_page = int(request.url.params["page"]), int(request.url.params["per_page"])
         if (page - 1) * per_page >= 2000:
-            return httpx.Response(
-                400,
-                json={
-                    "code": "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                    "details": {"limit": 2000},
-                    "message": "use page_token",
-                    "status": "error",
-                },
-            )
+            return pagination_limit_exceeded()
         chunk = rows[(page - 1) * per_page : page * per_page]
         more = page * per_page < len(rows)
         return httpx.Response(
