@@ -60,6 +60,10 @@ class Job:
         return STATES[min(self.polls, len(STATES) - 1)]
 
 
+def _job_not_found() -> ZohoResponse:
+    return error(404, "RESOURCE_NOT_FOUND", "the requested resource was not found", {"resource": "job_id"})
+
+
 class BulkRead:
     def __init__(self, app: SandboxApp):
         self.app = app
@@ -155,15 +159,7 @@ class BulkRead:
     def status(self, job_id: str) -> ZohoResponse:
         job = self.jobs.get(job_id)
         if job is None:
-            return ZohoResponse(
-                404,
-                {
-                    "code": "RESOURCE_NOT_FOUND",
-                    "details": {"resource": "job_id"},
-                    "message": "the requested resource was not found",
-                    "status": "error",
-                },
-            )
+            return _job_not_found()
         if job.state != "COMPLETED":
             job.polls += 1
         if job.state == "COMPLETED" and job.result is None:
@@ -262,15 +258,7 @@ class BulkRead:
     def download(self, job_id: str) -> ZohoResponse:
         job = self.jobs.get(job_id)
         if job is None:
-            return ZohoResponse(
-                404,
-                {
-                    "code": "RESOURCE_NOT_FOUND",
-                    "details": {"resource": "job_id"},
-                    "message": "the requested resource was not found",
-                    "status": "error",
-                },
-            )
+            return _job_not_found()
         if job.zip_bytes is None:
             return ZohoResponse(
                 400,

@@ -498,23 +498,8 @@ class _Mutator:
         if not n:
             return
         col, now = self.col, self.now
-        # Rejection sampling over enrolments: O(n) in the request, not in the ~1M grades.
         enrolments = [e for e in self._live_student_enrolments() if not col.users[e.user_id].is_teacher]
-        candidates: list = []
-        taken: set = set()
-        for _ in range(n * 50):
-            if len(candidates) >= n or not enrolments:
-                break
-            e = self.rng.choice(enrolments)
-            open_ = [
-                a
-                for a in col.courses[e.course_id].assignments
-                if e.user_id not in a.grades and (a.id, e.user_id) not in taken
-            ]
-            if open_:
-                a = self.rng.choice(open_)
-                taken.add((a.id, e.user_id))
-                candidates.append((e, a))
+        candidates = self._sample_assignment_pairs(enrolments, n, lambda a, user_id: user_id not in a.grades)
         for e, a in candidates:
             course = col.courses[e.course_id]
             g = Grade(
@@ -531,28 +516,38 @@ class _Mutator:
             self._grade_events(course, a, g, e, regrade=False)
         self._count("moodle", "new_grades", min(n, len(candidates)))
 
-    def regrades(self) -> None:
-        n = self.req.moodle_regrades
-        if not n:
-            return
+    def _sample_assignment_pairs(self, enrolments: list, n: int, eligible) -> list:
+        """Up to n distinct (enrolment, assignment) pairs where `eligible(assignment, user_id)`.
+
+        Rejection sampling over enrolments: O(n) in the request, not in the ~1M grades.
+        """
         col = self.col
-        enrolments = self._live_student_enrolments()
         candidates: list = []
         taken: set = set()
         for _ in range(n * 50):
             if len(candidates) >= n or not enrolments:
                 break
             e = self.rng.choice(enrolments)
-            graded = [
+            fits = [
                 a
                 for a in col.courses[e.course_id].assignments
-                if e.user_id in a.grades and (a.id, e.user_id) not in taken
+                if eligible(a, e.user_id) and (a.id, e.user_id) not in taken
             ]
-            if graded:
-                a = self.rng.choice(graded)
+            if fits:
+                a = self.rng.choice(fits)
                 taken.add((a.id, e.user_id))
-                candidates.append((a, a.grades[e.user_id], e))
-        for a, g, e in candidates:
+                candidates.append((e, a))
+        return candidates
+
+    def regrades(self) -> None:
+        n = self.req.moodle_regrades
+        if not n:
+            return
+        col = self.col
+        enrolments = self._live_student_enrolments()
+        candidates = self._sample_assignment_pairs(enrolments, n, lambda a, user_id: user_id in a.grades)
+        for e, a in candidates:
+            g = a.grades[e.user_id]
             old = g.raw
             while g.raw == old:
                 g.raw = self._draw_grade(a)

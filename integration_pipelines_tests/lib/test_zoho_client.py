@@ -922,15 +922,7 @@ def test_deleted_list_continues_by_deleted_time_when_zoho_refuses_a_page() -> No
             },
         )
 
-    client = ZohoClient(
-        API,
-        ACCOUNTS,
-        CLIENT_ID,
-        CLIENT_SECRET,
-        REFRESH_TOKEN,
-        transport=httpx.MockTransport(zoho),
-        retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.001, jitter=0.0),
-    )
+    client, _, _ = make_client(zoho)
     with client:
         got = [r["id"] for r in client.iter_deleted("Students")]
     assert got == [d["id"] for d in deleted], "every deleted record once, in order, across the continuation"
