@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import BigInteger, Connection, cast, select
 
 from integration_pipelines.lib.warehouse.schema import raw_records
+from integration_pipelines.lib.warehouse.upsert import encode_json
 
 # Rows fetched per round trip when reading raw records back; keeps memory flat on large entities.
 READ_CHUNK = 5_000
@@ -23,19 +24,23 @@ def raw_row(
     payload: Mapping[str, Any],
     source_modified_at: datetime,
 ) -> dict[str, Any]:
-    """A `raw_records` row, ready for `upsert_rows(conn, "raw_records", ...)`."""
+    """A `raw_records` row, ready for `upsert_rows(conn, "raw_records", ...)`: the payload is
+    encoded once, here, and that text is both what is stored and what is fingerprinted."""
     return {
         "tenant_id": tenant_id,
         "source": source,
         "entity": entity,
         "record_id": str(record_id),
-        "payload": dict(payload),
+        "payload": encode_json(payload),
         "source_modified_at": source_modified_at,
     }
 
 
-def iter_raw_payloads(conn: Connection, tenant_id: str, source: str, entity: str) -> Iterator[dict[str, Any]]:
-    """The payloads of the live (not deleted) raw records of one entity, streamed."""
+def iter_raw_payloads(
+    conn: Connection, tenant_id: str, source: str, entity: str, *, in_id_order: bool = False
+) -> Iterator[dict[str, Any]]:
+    """The payloads of the live (not deleted) raw records of one entity, streamed (in ascending
+    numeric record id order if asked: ids are stored as text)."""
     stmt = (
         select(raw_records.c.payload)
         .where(
@@ -46,6 +51,8 @@ def iter_raw_payloads(conn: Connection, tenant_id: str, source: str, entity: str
         )
         .execution_options(yield_per=READ_CHUNK)
     )
+    if in_id_order:
+        stmt = stmt.order_by(cast(raw_records.c.record_id, BigInteger))
     for (payload,) in conn.execute(stmt):
         yield payload
 

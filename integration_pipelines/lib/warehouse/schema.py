@@ -47,7 +47,8 @@ raw_records = Table(
     Column("record_id", String(64), primary_key=True),
     Column("payload", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
     *_bookkeeping_columns(),
-    Index("ix_raw_records_modified", "tenant_id", "source", "entity", "source_modified_at"),
+    # Canonical steps read the records written since their watermark, oldest first.
+    Index("ix_raw_records_changes", "tenant_id", "source", "entity", "updated_at"),
 )
 
 

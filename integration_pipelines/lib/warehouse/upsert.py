@@ -9,29 +9,42 @@ A soft delete is a change of its own: the deletion state is compared apart from 
 fingerprint, so deleting a row and bringing it back are both writes. A full snapshot marks what
 it did not see as deleted through `Snapshot`.
 
-The statement returns the rows it actually wrote; comparing their `created_at` with this call's
-timestamp tells inserts from updates without a second query.
+The statement returns the rows it actually wrote, each saying whether it was new (a row it
+inserted has `created_at` equal to `updated_at`), so inserts and updates are told apart without a
+second query.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, text, update
+from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
+from integration_pipelines.lib.warehouse.types import UTCDateTime
 
-# Rows per statement. Large enough to amortise round trips, small enough that a statement's
-# parameters stay under SQLite's and psycopg's limits for the widest table.
-BATCH_SIZE = 1_000
+# Rows staged per set-based upsert: large enough to amortise each statement, small enough that a
+# batch of the widest rows stays a few megabytes.
+BATCH_SIZE = 5_000
+
+
+class EncodedJSON(str):
+    """JSON text its producer encoded once (`encode_json`): stored as it is, fingerprinted as text,
+    and read back decoded like any JSON column."""
+
+
+# Sorted keys: the same record always encodes, and so fingerprints, the same.
+_JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def encode_json(value: Any) -> EncodedJSON:
+    return EncodedJSON(_JSON_ENCODER.encode(value))
 
 
 @dataclass
@@ -68,19 +81,13 @@ class SyncCounts:
         return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
 
 
-def fingerprint(row: Mapping[str, Any], columns: Iterable[str]) -> str:
-    """A stable hash of a row's business content (not its timestamps, not its deletion)."""
-    content = {c: _jsonable(row.get(c)) for c in columns}
-    encoded = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+def fingerprint(business_values: tuple) -> str:
+    """A stable hash of a row's business content (not its timestamps, not its deletion).
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+    The content is hashed as the `repr` of its values, which is exact and stable for every type
+    a row holds (text, numbers, Decimal, dates, `EncodedJSON`) and far cheaper than encoding it.
+    """
+    return hashlib.blake2b(repr(business_values).encode(), digest_size=16).hexdigest()
 
 
 def upsert_rows(
@@ -96,61 +103,137 @@ def upsert_rows(
     (timezone-aware); `deleted_at` is optional. Rows may be any iterable: they are written in
     batches, so a sync can stream millions of rows through in constant memory.
     """
-    spec = KEYED_TABLES[table_name]
+    writer = _TableWriter.of(conn, table_name)
     now = now or datetime.now(UTC)
     counts = UpsertCounts()
-    batch: dict[tuple, dict[str, Any]] = {}
+    batch: dict[tuple, tuple] = {}
+    width = len(writer.spec.key_columns)
     for row in rows:
-        prepared = _prepare(spec, row, now)
-        key = tuple(prepared[c] for c in spec.key_columns)
+        values = writer.values(row)
+        key = values[:width]
         # Within one batch a key may appear once only (ON CONFLICT cannot touch a row twice):
         # keep the newest version, as the warehouse would.
         previous = batch.get(key)
         if previous is not None:
             counts.unchanged += 1
-            if previous["source_modified_at"] > prepared["source_modified_at"]:
+            if previous[writer.modified_at] > values[writer.modified_at]:
                 continue
-        batch[key] = prepared
+        batch[key] = values
         if len(batch) >= BATCH_SIZE:
-            counts += _write_batch(conn, spec, list(batch.values()), now)
+            counts += writer.write(conn, batch.values(), now)
             batch.clear()
     if batch:
-        counts += _write_batch(conn, spec, list(batch.values()), now)
+        counts += writer.write(conn, batch.values(), now)
     return counts
 
 
-def _prepare(spec: KeyedTable, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    modified = row.get("source_modified_at")
-    if not isinstance(modified, datetime) or modified.tzinfo is None:
-        raise ValueError(f"{spec.table.name}: source_modified_at must be a timezone-aware datetime, got {modified!r}")
-    missing = [c for c in spec.key_columns if row.get(c) is None]
-    if missing:
-        raise ValueError(f"{spec.table.name}: key column(s) {', '.join(missing)} missing from row")
-    prepared = {c: row.get(c) for c in (*spec.key_columns, *spec.business_columns)}
-    prepared["fingerprint"] = fingerprint(row, spec.business_columns)
-    prepared["source_modified_at"] = modified
-    prepared["deleted_at"] = row.get("deleted_at")
-    prepared["created_at"] = now
-    prepared["updated_at"] = now
-    return prepared
+class _TableWriter:
+    """How rows of one table are written on one backend.
 
+    A batch is staged into a session-local temporary table in bulk (COPY on PostgreSQL, the
+    driver's own `executemany` on SQLite) and upserted from there in one set-based statement:
+    binding thousands of parameters through SQLAlchemy costs more client time than the write.
+    Values are converted to what the database stores exactly as SQLAlchemy's column types would
+    convert them, so rows written here read back through SQLAlchemy like any other.
+    """
 
-def _insert_for(conn: Connection):
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    _cache: dict[tuple[str, str], _TableWriter] = {}
 
+    @classmethod
+    def of(cls, conn: Connection, table_name: str) -> _TableWriter:
+        key = (conn.dialect.name, table_name)
+        if key not in cls._cache:
+            cls._cache[key] = cls(conn.dialect, KEYED_TABLES[table_name])
+        return cls._cache[key]
 
-def _write_batch(conn: Connection, spec: KeyedTable, batch: list[dict], now: datetime) -> UpsertCounts:
-    columns = list(batch[0])
-    if conn.dialect.name == "postgresql":
-        # COPY the batch into a staging table and upsert it in one set-based statement: binding
-        # thousands of parameters into a multi-row VALUES costs more client time than the write.
-        stage = _staged(conn, spec.table, columns, batch)
-        insert = postgresql.insert(spec.table).from_select(columns, select(*(stage.c[c] for c in columns)))
-        written = conn.execute(_upsert(insert, spec, columns)).all()
-    else:
-        written = conn.execute(_upsert(sqlite.insert(spec.table), spec, columns), batch).all()
-    inserted = sum(1 for (created_at,) in written if created_at == now)
-    return UpsertCounts(inserted=inserted, updated=len(written) - inserted, unchanged=len(batch) - len(written))
+    def __init__(self, dialect, spec: KeyedTable):
+        self.spec, self._postgres = spec, dialect.name == "postgresql"
+        self._business = spec.business_columns
+        # Column order of a staged row: key, business, bookkeeping; created_at and updated_at last.
+        self.columns = (*spec.key_columns, *self._business, "fingerprint", "source_modified_at", "deleted_at")
+        self.modified_at = self.columns.index("source_modified_at")
+        table = spec.table
+        self._converters = [
+            (i, converter)
+            for i, name in enumerate(self.columns)
+            if (converter := self._converter(table.c[name].type, dialect)) is not None
+        ]
+        self._stamp = self._converter(table.c.created_at.type, dialect)  # created_at/updated_at: the call's `now`
+        stage = Table(
+            f"stage_{table.name}",
+            MetaData(),
+            *(Column(c, table.c[c].type) for c in (*self.columns, "created_at", "updated_at")),
+        )
+        self._stage_name = stage.name
+        staged = select(*stage.c).where(true())  # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE
+        insert = (postgresql.insert if self._postgres else sqlite.insert)(table)
+        merge = _upsert(insert.from_select(list(stage.c.keys()), staged), spec, list(stage.c.keys()))
+        # A statement without parameters: compiled once, run on the driver's cursor like the staging.
+        self._merge = str(merge.compile(dialect=dialect))
+        names = ", ".join(f'"{c}"' for c in stage.c.keys())
+        if self._postgres:
+            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}")'
+            self._clear_stage = f'TRUNCATE "{stage.name}"'
+            self._load_stage = f'COPY "{stage.name}" ({names}) FROM STDIN'
+        else:
+            # Untyped columns: SQLite stores staged values as given, and the target's own column
+            # affinities apply when they are copied across.
+            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" ({names})'
+            self._clear_stage = f'DELETE FROM "{stage.name}"'
+            placeholders = ", ".join("?" for _ in stage.c)
+            self._load_stage = f'INSERT INTO "{stage.name}" ({names}) VALUES ({placeholders})'
+
+    def _converter(self, column_type, dialect):
+        """The conversion a value of `column_type` needs before staging; None when it passes as it is."""
+        if isinstance(column_type, JSON):
+            # Payloads encoded by their producer (`encode_json`) pass as they are; others are encoded here.
+            return lambda v: v if isinstance(v, str) else json.dumps(v)
+        if self._postgres:
+            # COPY bypasses SQLAlchemy's binds and psycopg adapts Python values itself; timestamps
+            # still go through UTCDateTime, which refuses naive values rather than guess their zone.
+            if isinstance(column_type, UTCDateTime):
+                return lambda v: column_type.process_bind_param(v, dialect)
+            return None
+        # SQLite: the dialect's own variant of the type, as SQLAlchemy binds it (DATETIME, for one,
+        # is stored as text in a fixed format, which comparisons in the upsert rely on).
+        return column_type.dialect_impl(dialect).bind_processor(dialect)
+
+    def values(self, row: Mapping[str, Any]) -> tuple:
+        """One row as the staged values (without created_at/updated_at), validated and converted."""
+        spec = self.spec
+        modified = row.get("source_modified_at")
+        if not isinstance(modified, datetime) or modified.tzinfo is None:
+            raise ValueError(
+                f"{spec.table.name}: source_modified_at must be a timezone-aware datetime, got {modified!r}"
+            )
+        key = [row.get(c) for c in spec.key_columns]
+        if None in key:
+            missing = [c for c, v in zip(spec.key_columns, key, strict=True) if v is None]
+            raise ValueError(f"{spec.table.name}: key column(s) {', '.join(missing)} missing from row")
+        business = tuple(row.get(c) for c in self._business)
+        values = [*key, *business, fingerprint(business), modified, row.get("deleted_at")]
+        for i, convert in self._converters:
+            if values[i] is not None:
+                values[i] = convert(values[i])
+        return tuple(values)
+
+    def write(self, conn: Connection, batch: Iterable[tuple], now: datetime) -> UpsertCounts:
+        batch = list(batch)
+        stamp = self._stamp(now)
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(self._create_stage)
+        cursor.execute(self._clear_stage)
+        if self._postgres:
+            with cursor.copy(self._load_stage) as copy:
+                for values in batch:
+                    copy.write_row((*values, stamp, stamp))
+        else:
+            cursor.executemany(self._load_stage, [(*values, stamp, stamp) for values in batch])
+        cursor.execute(self._merge)
+        written = cursor.fetchall()
+        cursor.close()
+        inserted = sum(1 for (is_new,) in written if is_new)
+        return UpsertCounts(inserted=inserted, updated=len(written) - inserted, unchanged=len(batch) - len(written))
 
 
 def _upsert(insert, spec: KeyedTable, columns: list[str]):
@@ -169,21 +252,7 @@ def _upsert(insert, spec: KeyedTable, columns: list[str]):
             ),
             table.c.source_modified_at <= insert.excluded.source_modified_at,
         ),
-    ).returning(table.c.created_at)
-
-
-def _staged(conn: Connection, table: Table, columns: list[str], batch: list[dict]) -> Table:
-    """A session-local copy of `table` holding exactly `batch`, loaded with COPY."""
-    stage = Table(f"stage_{table.name}", MetaData(), *(Column(c.name, c.type) for c in table.columns))
-    cursor = conn.connection.driver_connection.cursor()
-    cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}")')
-    cursor.execute(f'TRUNCATE "{stage.name}"')
-    as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    with cursor.copy(f'COPY "{stage.name}" ({quoted}) FROM STDIN') as copy:
-        for row in batch:
-            copy.write_row([Jsonb(row[c]) if c in as_json else row[c] for c in columns])
-    return stage
+    ).returning(table.c.created_at == table.c.updated_at)  # true for a row this statement inserted
 
 
 def soft_delete_keys(
@@ -240,6 +309,12 @@ class Snapshot:
         if len(self._pending) >= BATCH_SIZE:
             self._flush()
 
+    def track(self, rows: Iterable[Mapping[str, Any]], key: str) -> Iterator[Mapping[str, Any]]:
+        """Pass `rows` through, noting each one's `key` as seen: for a snapshot written as it streams."""
+        for row in rows:
+            self.saw(row[key])
+            yield row
+
     def _flush(self) -> None:
         if not self._pending:
             return
@@ -250,8 +325,11 @@ class Snapshot:
                 for key in self._pending:
                     copy.write_row((key,))
         else:
-            insert = sqlite.insert(self._seen).on_conflict_do_nothing()
-            self._conn.execute(insert, [{"k": k} for k in self._pending])
+            cursor = self._conn.connection.driver_connection.cursor()
+            cursor.executemany(
+                f'INSERT OR IGNORE INTO "{self._seen.name}" (k) VALUES (?)', [(k,) for k in self._pending]
+            )
+            cursor.close()
         self.seen += len(self._pending)
         self._pending.clear()
 
