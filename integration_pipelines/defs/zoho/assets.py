@@ -7,6 +7,7 @@ from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.raw_sync import RawLander, deleted_entity_name
+from integration_pipelines.lib.read_ahead import read_ahead
 from integration_pipelines.lib.warehouse.upsert import soft_delete_keys
 from integration_pipelines.lib.zoho import parse_zoho_datetime
 
@@ -101,7 +102,7 @@ def _land_module(client, conn, tenant: str, mapping, *, snapshot: bool, since=No
     """Land one module's records (all, or those modified in [since, until)) and its deleted list."""
     module, deleted_entity = mapping.module, deleted_entity_name(mapping.module)
     lander = RawLander(conn, tenant, "zoho", (module, deleted_entity), snapshot=snapshot)
-    for record in client.iter_records(module, mapping.source_fields, modified_since=since):
+    for record in read_ahead(client.iter_records(module, mapping.source_fields, modified_since=since)):
         modified = parse_zoho_datetime(record["Modified_Time"])
         if until is not None and modified >= until:
             break  # sorted by Modified_Time: the rest belongs to later windows
