@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-STUDENT_ROLE = "student"
+from integration_pipelines.lib.students import STUDENT_ROLE
 
 # Canonical table -> the key column and the mapping entity its Zoho records come from.
 ZOHO_ENTITY_OF_TABLE = {
@@ -86,16 +86,17 @@ def enrollment_rows(
     Status: a withdrawal in Zoho wins; then a suspended enrolment on either side; else active.
     (A suspended Moodle *account* is the student's state, not the enrollment's.)
     """
-    # (course, user) -> suspended: all the merge needs, kept small for colleges of 100k students.
+    # (course, user) -> suspended: all the merge needs, one int per key so that the hundreds of
+    # thousands of enrolments of a large college stay a few tens of megabytes.
     moodle = {
-        (int(e["courseid"]), int(e["userid"])): bool(e.get("suspended"))
+        _pair(int(e["courseid"]), int(e["userid"])): bool(e.get("suspended"))
         for e in moodle_enrolments
         if STUDENT_ROLE in {r.get("shortname") for r in e.get("roles") or ()}
     }
     for row in zoho_enrollments:
         course_id = course_of_class.get(row["class_zoho_id"])
         user_id = moodle_user_of_student.get(row["student_zoho_id"])
-        moodle_suspended = moodle.pop((course_id, user_id), False) if course_id and user_id else False
+        moodle_suspended = moodle.pop(_pair(course_id, user_id), False) if course_id and user_id else False
         zoho_status = row.get("status")
         if zoho_status == "withdrawn":
             status = "withdrawn"
@@ -113,7 +114,8 @@ def enrollment_rows(
             "moodle_course_id": course_id,
             "status": status,
         }
-    for (course_id, user_id), suspended in moodle.items():
+    for pair, suspended in moodle.items():
+        course_id, user_id = divmod(pair, _PAIR_BASE)
         link = student_of_moodle_user.get(user_id)
         class_zoho_id = class_of_course.get(course_id)
         yield {
@@ -131,6 +133,13 @@ def enrollment_rows(
             # Moodle does not say when an enrolment changed: the snapshot that saw it stands in.
             "source_modified_at": observed_at,
         }
+
+
+_PAIR_BASE = 1 << 40  # above any Moodle id
+
+
+def _pair(course_id: int, user_id: int) -> int:
+    return course_id * _PAIR_BASE + user_id
 
 
 @dataclass(frozen=True)

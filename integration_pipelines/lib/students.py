@@ -21,7 +21,7 @@ from Zoho and only the Moodle id from Moodle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -96,79 +96,94 @@ class IdentityRules(Protocol):
 
 
 def link_students(
-    zoho_students: Iterable[Mapping[str, Any]],
+    zoho_students: Callable[[], Iterable[Mapping[str, Any]]],
     moodle_users: Iterable[Mapping[str, Any]],
-    moodle_roles: Mapping[int, set[str]],
+    moodle_student_ids: Container[int],
     *,
     tenant_id: str,
     observed_at: datetime,
     rules: IdentityRules,
     deleted_zoho: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[list[dict[str, Any]], IdentityStats]:
-    """Link the two sources and return canonical student rows and the link statistics.
+) -> tuple[Iterator[dict[str, Any]], IdentityStats]:
+    """Link the two sources: canonical student rows (streamed) and the link statistics (complete
+    on return).
 
-    `zoho_students` are Zoho Students records already mapped to canonical columns (the field
-    mapping's `to_row`), `moodle_users` are user records as Moodle's WS returns them, and
-    `moodle_roles` maps a Moodle user id to the role shortnames it holds in any course.
-    `deleted_zoho` maps each student Zoho lists as deleted to what is known of it (at least
-    `deleted_at`; the mapped columns when the warehouse saw it alive). `observed_at` stamps rows
-    that only Moodle knows, since Moodle does not say when a user last changed.
+    `zoho_students()` gives the Zoho Students records already mapped to canonical columns (the
+    field mapping's `to_row`); it is read twice, once to index the students and once to write
+    them, so that a college of any size is never held in memory. `moodle_users` are user records
+    as Moodle's WS returns them (or `slim_moodle_user`), in ascending id order: when two accounts
+    claim one student, the older account keeps it. `moodle_student_ids` holds the Moodle users
+    with a student role in some course. `deleted_zoho` maps each student Zoho lists as deleted to
+    what is known of it (at least `deleted_at`; the mapped columns when the warehouse saw it
+    alive). `observed_at` stamps rows that only Moodle knows, since Moodle does not say when a
+    user last changed.
     """
     stats = IdentityStats()
-    zoho = {row["zoho_id"]: row for row in zoho_students}
-    stats.zoho_students = len(zoho)
-    # Deleted students stay matchable by what the warehouse last saw of them: a Moodle account
-    # belongs to its student even after admissions deleted the record.
-    deleted_zoho = {zid: known for zid, known in (deleted_zoho or {}).items() if zid not in zoho}
-    candidates = {**deleted_zoho, **zoho}
+    # Pass 1: what matching needs of each Zoho student, and nothing more.
+    zoho_ids: set[str] = set()
     by_number: dict[str, str] = {}
     by_email: dict[str, str | None] = {}
-    for zoho_id, row in candidates.items():
+
+    def index(zoho_id: str, row: Mapping[str, Any]) -> None:
         if row.get("student_number"):
             by_number[row["student_number"].upper()] = zoho_id
         if row.get("email"):
             # Two Zoho students sharing an email cannot be told apart by it: mark it ambiguous.
             by_email[row["email"]] = None if row["email"] in by_email else zoho_id
 
-    linked: dict[str, tuple[Mapping[str, Any], str]] = {}
+    for row in zoho_students():
+        zoho_ids.add(row["zoho_id"])
+        index(row["zoho_id"], row)
+    stats.zoho_students = len(zoho_ids)
+    # Deleted students stay matchable by what the warehouse last saw of them: a Moodle account
+    # belongs to its student even after admissions deleted the record.
+    deleted_zoho = {zid: known for zid, known in (deleted_zoho or {}).items() if zid not in zoho_ids}
+    for zoho_id, known in deleted_zoho.items():
+        index(zoho_id, known)
+    candidates = zoho_ids | deleted_zoho.keys()
+
+    # Pass 2: each Moodle account, oldest first, against the index.
+    linked: dict[str, tuple[int, str | None]] = {}
     moodle_only: list[Mapping[str, Any]] = []
-    for user in sorted(moodle_users, key=lambda u: int(u["id"])):
+    previous_id = None
+    for user in moodle_users:
         user_id = int(user["id"])
-        is_student = STUDENT_ROLE in moodle_roles.get(user_id, set())
+        if previous_id is not None and user_id <= previous_id:
+            raise ValueError(f"moodle_users must come in ascending id order: {user_id} after {previous_id}")
+        previous_id = user_id
+        is_student = user_id in moodle_student_ids
         zoho_id, how = _match(user, rules, candidates, by_number, by_email, stats)
         if zoho_id is not None and zoho_id in linked:
             stats.conflicts += 1
             zoho_id = None
         if zoho_id in deleted_zoho:
             stats.linked_to_deleted += 1
-            linked[zoho_id] = (user, how)
+            linked[zoho_id] = (user_id, how)
             continue
         if zoho_id is not None:
-            linked[zoho_id] = (user, how)
+            linked[zoho_id] = (user_id, how)
             stats.matched[how] += 1
         elif is_student:
             moodle_only.append(user)
         if is_student or zoho_id is not None:
             stats.moodle_students += 1
+    stats.zoho_only = sum(1 for zoho_id in zoho_ids if zoho_id not in linked)
+    stats.moodle_only = len(moodle_only)
 
-    rows = []
-    for zoho_id, row in zoho.items():
-        user, how = linked.get(zoho_id, (None, None))
-        if user is None:
-            stats.zoho_only += 1
-        rows.append(
-            {
+    # Pass 3: the rows.
+    def rows() -> Iterator[dict[str, Any]]:
+        for row in zoho_students():
+            user_id, how = linked.get(row["zoho_id"], (None, None))
+            yield {
                 **row,
                 "tenant_id": tenant_id,
-                "student_key": f"zoho:{zoho_id}",
-                "moodle_user_id": int(user["id"]) if user else None,
+                "student_key": f"zoho:{row['zoho_id']}",
+                "moodle_user_id": user_id,
                 "identity_match": how,
             }
-        )
-    for zoho_id, known in deleted_zoho.items():
-        user, how = linked.get(zoho_id, (None, None))
-        rows.append(
-            {
+        for zoho_id, known in deleted_zoho.items():
+            user_id, how = linked.get(zoho_id, (None, None))
+            yield {
                 "student_number": None,
                 "first_name": None,
                 "last_name": None,
@@ -179,15 +194,12 @@ def link_students(
                 "tenant_id": tenant_id,
                 "student_key": f"zoho:{zoho_id}",
                 "zoho_id": zoho_id,
-                "moodle_user_id": int(user["id"]) if user else None,
+                "moodle_user_id": user_id,
                 "identity_match": how,
                 "source_modified_at": known.get("source_modified_at") or known["deleted_at"],
             }
-        )
-    for user in moodle_only:
-        stats.moodle_only += 1
-        rows.append(
-            {
+        for user in moodle_only:
+            yield {
                 "tenant_id": tenant_id,
                 "student_key": f"moodle:{int(user['id'])}",
                 "zoho_id": None,
@@ -201,13 +213,13 @@ def link_students(
                 "identity_match": None,
                 "source_modified_at": observed_at,
             }
-        )
-    return rows, stats
+
+    return rows(), stats
 
 
-def _match(user, rules, zoho, by_number, by_email, stats) -> tuple[str | None, str | None]:
+def _match(user, rules, candidates, by_number, by_email, stats) -> tuple[str | None, str | None]:
     crm_id = _custom_field(user, rules.moodle_crm_field)
-    if crm_id and crm_id in zoho:
+    if crm_id and crm_id in candidates:
         return crm_id, "crm_field"
     if rules.match_on_idnumber:
         number = (user.get("idnumber") or "").strip().upper()

@@ -53,7 +53,13 @@ DEFAULT_RULES = IdentityConfig()
 
 def link(zoho_records, moodle_users, roles, rules=DEFAULT_RULES, **kwargs):
     rows, stats = link_students(
-        zoho_records, moodle_users, roles, tenant_id="t", observed_at=NOW, rules=rules, **kwargs
+        lambda: iter(zoho_records),
+        sorted(moodle_users, key=lambda u: u["id"]),
+        {uid for uid, held in roles.items() if "student" in held},
+        tenant_id="t",
+        observed_at=NOW,
+        rules=rules,
+        **kwargs,
     )
     return {r["student_key"]: r for r in rows}, stats
 
@@ -152,3 +158,15 @@ def test_the_configured_key_and_idnumber_rule_can_be_changed():
 @pytest.mark.parametrize(("raw", "expected"), [(" A@B.C ", "a@b.c"), ("", None), (None, None), ("  ", None)])
 def test_normalise_email(raw, expected):
     assert normalise_email(raw) == expected
+
+
+def test_moodle_users_must_come_oldest_first_so_the_older_account_keeps_a_contested_student():
+    with pytest.raises(ValueError, match="ascending id order: 10 after 11"):
+        link_students(
+            lambda: iter([zoho("1", "S1", "one@x.ac.uk")]),
+            [moodle(11, email="one@x.ac.uk"), moodle(10, email="one@x.ac.uk")],
+            {10, 11},
+            tenant_id="t",
+            observed_at=NOW,
+            rules=DEFAULT_RULES,
+        )

@@ -7,7 +7,6 @@ because linking identities needs both sources side by side; the fingerprints kee
 down to what actually changed.
 """
 
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -29,7 +28,7 @@ from integration_pipelines.lib.canonical import (
     zoho_rows,
 )
 from integration_pipelines.lib.raw_sync import deleted_entity_name
-from integration_pipelines.lib.students import link_students, slim_moodle_user
+from integration_pipelines.lib.students import STUDENT_ROLE, link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.sync_state import watermark
@@ -159,31 +158,31 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
     tenant = warehouse.tenant
     mapping = FIELD_MAPPING.zoho.entities["students"]
     with warehouse.begin() as conn:
-        roles: dict[int, set[str]] = defaultdict(set)
-        for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments"):
-            roles[int(enrolment["userid"])].update(r.get("shortname") for r in enrolment.get("roles") or ())
+        moodle_student_ids = {
+            int(enrolment["userid"])
+            for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments")
+            if STUDENT_ROLE in {r.get("shortname") for r in enrolment.get("roles") or ()}
+        }
         rows, identity = link_students(
-            (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
+            lambda: (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
             (
                 slim_moodle_user(u, FIELD_MAPPING.identity.moodle_crm_field)
-                for u in iter_raw_payloads(conn, tenant, "moodle", "users")
+                for u in iter_raw_payloads(conn, tenant, "moodle", "users", in_id_order=True)
             ),
-            roles,
+            moodle_student_ids,
             tenant_id=tenant,
             observed_at=datetime.now(UTC),
             rules=FIELD_MAPPING.identity,
             deleted_zoho=_deleted_students(conn, tenant, mapping),
         )
         snapshot = Snapshot(conn, "students", {"tenant_id": tenant})
-        for row in rows:
-            snapshot.saw(row["student_key"])
-        counts = upsert_rows(conn, "students", rows)
+        counts = upsert_rows(conn, "students", snapshot.track(rows, "student_key"))
         deleted = snapshot.delete_missing()
-        warehouse.record_sync(conn, "canonical.students", len(rows))
-    unmatched_share = identity.unmatched / len(rows) if rows else 0.0
+        warehouse.record_sync(conn, "canonical.students", snapshot.seen)
+    unmatched_share = identity.unmatched / snapshot.seen if snapshot.seen else 0.0
     return MaterializeResult(
         metadata={
-            "rows_read": len(rows),
+            "rows_read": snapshot.seen,
             **counts.as_metadata(),
             "deleted": deleted,
             "requests": 0,
@@ -249,13 +248,7 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
             observed_at=datetime.now(UTC),
         )
         snapshot = Snapshot(conn, "enrollments", {"tenant_id": tenant})
-
-        def seen(rows_):
-            for row in rows_:
-                snapshot.saw(row["enrollment_key"])
-                yield row
-
-        counts = upsert_rows(conn, "enrollments", seen(rows))
+        counts = upsert_rows(conn, "enrollments", snapshot.track(rows, "enrollment_key"))
         deleted = snapshot.delete_missing()
         warehouse.record_sync(conn, "canonical.enrollments", snapshot.seen)
     return MaterializeResult(
@@ -320,7 +313,7 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
 
         def from_report(payloads):
             for p in payloads:
-                item = GradeItem.from_report(p, p["courseid"])
+                item = items.get(int(p["iteminstance"]))
                 row = moodle_row(item, int(p["userid"]), p.get("graderaw"), epoch(p.get("gradedategraded")))
                 if row:
                     yield row
