@@ -1,7 +1,7 @@
 """Control routes under ``/_sandbox/`` (never faulted, never authenticated: the sandbox is local).
 
 - ``GET  /_sandbox/health``            ``{"ok": true}``
-- ``GET  /_sandbox/state``             counts per module/table, clock, auth and credit counters
+- ``GET  /_sandbox/state``             counts per module/table, clock, auth and credit counters, CPU seconds
 - ``POST /_sandbox/mutate``            body: :class:`~.mutate.MutateRequest` JSON; answers the summary
 - ``GET  /_sandbox/events?since=&limit=``  emitted Moodle events (webhook bodies), oldest first
 - ``GET  /_sandbox/truth``             ``{"meta": {...}, "tables": {table: [rows]}}``, streamed
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -70,6 +71,9 @@ async def handle_control(app: SandboxApp, scope: dict, receive: Any, send: Any) 
                     "zoho_refreshes": app.zoho_auth.refresh_count,
                     "zoho_credits_remaining": app.credits.remaining(),
                     "events": len(app.events.events),
+                    # CPU the sandbox process has spent, so a benchmark can tell what serving
+                    # a sync's requests cost the server apart from what reading them cost the client.
+                    "cpu_seconds": time.process_time(),
                 }
             )
         await app._send(send, 200, state)
