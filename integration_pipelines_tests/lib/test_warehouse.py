@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text
@@ -174,3 +174,23 @@ def test_migrations_match_the_declared_schema(warehouse):
     with warehouse.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 9, 1, 8, 0, tzinfo=UTC),
+        datetime(2026, 9, 1, 8, 0, 0, 123456, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_bulk_writes_store_timestamps_exactly_as_sqlalchemy_binds_them(value):
+    from sqlalchemy.dialects import sqlite
+
+    from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
+
+    dialect = sqlite.dialect()
+    assert sqlite_timestamp_text(value) == UTCDateTime().dialect_impl(dialect).bind_processor(dialect)(value)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sqlite_timestamp_text(value.replace(tzinfo=None))

@@ -22,12 +22,23 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value: datetime | None, dialect):
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: warehouse timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
+        value = _utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: warehouse timestamps must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def sqlite_timestamp_text(value: datetime) -> str:
+    """A UTCDateTime as it is stored in SQLite: naive UTC text in SQLAlchemy's own fixed format
+    (microseconds always present), so that text comparisons order timestamps correctly. For bulk
+    writes that bypass SQLAlchemy's binds; equal to what they would store (tested)."""
+    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -27,7 +27,7 @@ from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, sel
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
-from integration_pipelines.lib.warehouse.types import UTCDateTime
+from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
 
 # Rows staged per set-based upsert: large enough to amortise each statement, small enough that a
 # batch of the widest rows stays a few megabytes.
@@ -194,8 +194,10 @@ class _TableWriter:
             if isinstance(column_type, UTCDateTime):
                 return lambda v: column_type.process_bind_param(v, dialect)
             return None
-        # SQLite: the dialect's own variant of the type, as SQLAlchemy binds it (DATETIME, for one,
-        # is stored as text in a fixed format, which comparisons in the upsert rely on).
+        # SQLite: what SQLAlchemy's binds would store. Timestamps are text in a fixed format (which
+        # the upsert's comparisons rely on), produced directly: they are the commonest value here.
+        if isinstance(column_type, UTCDateTime):
+            return sqlite_timestamp_text
         return column_type.dialect_impl(dialect).bind_processor(dialect)
 
     def values(self, row: Mapping[str, Any]) -> tuple:
@@ -206,11 +208,11 @@ class _TableWriter:
             raise ValueError(
                 f"{spec.table.name}: source_modified_at must be a timezone-aware datetime, got {modified!r}"
             )
-        key = [row.get(c) for c in spec.key_columns]
+        key = list(map(row.get, spec.key_columns))
         if None in key:
             missing = [c for c, v in zip(spec.key_columns, key, strict=True) if v is None]
             raise ValueError(f"{spec.table.name}: key column(s) {', '.join(missing)} missing from row")
-        business = tuple(row.get(c) for c in self._business)
+        business = tuple(map(row.get, self._business))
         values = [*key, *business, fingerprint(business), modified, row.get("deleted_at")]
         for i, convert in self._converters:
             if values[i] is not None:
