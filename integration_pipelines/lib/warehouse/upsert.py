@@ -164,7 +164,6 @@ class _TableWriter:
             MetaData(),
             *(Column(c, table.c[c].type) for c in (*self.columns, "created_at", "updated_at")),
         )
-        self._stage_name = stage.name
         staged = select(*stage.c).where(true())  # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE
         insert = (postgresql.insert if self._postgres else sqlite.insert)(table)
         merge = _upsert(insert.from_select(list(stage.c.keys()), staged), spec, list(stage.c.keys()))
