@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 from integration_pipelines.lib.warehouse.engine import refresh_statistics
 from integration_pipelines.lib.warehouse.sync_state import record_sync
+from integration_pipelines.lib.warehouse.upsert import rows_written
 from integration_pipelines.settings import get_settings
 
 
@@ -64,8 +65,10 @@ class WarehouseResource(ConfigurableResource):
     def begin(self) -> Iterator[Connection]:
         """One transaction: a sync's writes land together or not at all."""
         with self.engine.begin() as conn:
+            written = rows_written(conn)
+            written.clear()
             yield conn
-        refresh_statistics(self.engine)
+        refresh_statistics(self.engine, written)
 
     def record_sync(self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None) -> None:
         """Note that `stream` synced now (and, for a canonical stream, how far it applied raw changes)."""

@@ -56,7 +56,7 @@ def zoho_rows(table: str, entity, records: Iterable[Mapping[str, Any]], tenant_i
         yield row
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StudentLink:
     """Where a Moodle user sits in the canonical students table."""
 
@@ -142,7 +142,7 @@ def _pair(course_id: int, user_id: int) -> int:
     return course_id * _PAIR_BASE + user_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GradeItem:
     """A Moodle assignment's grade item: what a grade is out of, and which unit it assesses."""
 

@@ -194,3 +194,34 @@ def test_bulk_writes_store_timestamps_exactly_as_sqlalchemy_binds_them(value):
     assert sqlite_timestamp_text(value) == UTCDateTime().dialect_impl(dialect).bind_processor(dialect)(value)
     with pytest.raises(ValueError, match="timezone-aware"):
         sqlite_timestamp_text(value.replace(tzinfo=None))
+
+
+def test_a_sync_transaction_refreshes_statistics_only_of_tables_it_wrote_in_bulk(warehouse_url):
+    from dagster import build_init_resource_context
+
+    from integration_pipelines.defs.resources import WarehouseResource
+    from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS
+    from integration_pipelines.lib.warehouse.raw import raw_row
+    from integration_pipelines.lib.warehouse.upsert import rows_written
+
+    resource = WarehouseResource(url=warehouse_url)
+    resource.setup_for_execution(build_init_resource_context())
+    try:
+        with resource.begin() as conn:
+            many = (student(f"zoho:{i}", email=f"s{i}@example.ac.uk") for i in range(ANALYZE_MIN_ROWS))
+            upsert_rows(conn, "students", many)
+            upsert_rows(
+                conn, "raw_records", [raw_row("default", "zoho", "Programs", i, {"id": i}, T0) for i in range(5)]
+            )
+            assert rows_written(conn) == {"students": ANALYZE_MIN_ROWS, "raw_records": 5}
+        if resource.backend == "postgresql":
+            # reltuples is -1 until a table is first analysed (or vacuumed).
+            with resource.engine.connect() as conn:
+                analysed = dict(
+                    conn.execute(
+                        text("SELECT relname, reltuples FROM pg_class WHERE relname IN ('students', 'raw_records')")
+                    ).all()
+                )
+            assert analysed == {"students": ANALYZE_MIN_ROWS, "raw_records": -1}
+    finally:
+        resource.teardown_after_execution(build_init_resource_context())

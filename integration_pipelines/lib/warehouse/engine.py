@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,18 +58,24 @@ def _configure_sqlite_connection(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def refresh_statistics(engine: Engine) -> None:
+# Fewer rows than this written to a table in one transaction leave its statistics to autovacuum.
+ANALYZE_MIN_ROWS = 1_000
+
+
+def refresh_statistics(engine: Engine, rows_written: Mapping[str, int]) -> None:
     """Let PostgreSQL's planner see what a sync just wrote.
 
     Autovacuum analyses new rows only after a delay; until then the planner takes a freshly
     loaded table for an empty one and picks nested loops over seq scans, which turns the next
-    step's joins (canonical lookups, reference checks) from milliseconds into seconds. `ANALYZE`
-    samples a fixed number of rows, so it stays cheap however large the table. SQLite plans from
-    its indexes alone and needs nothing here.
+    step's joins (canonical lookups, reference checks) from milliseconds into seconds. So the
+    tables a transaction wrote in bulk are analysed at once; a handful of changed rows (an
+    incremental window) moves no plan and is left to autovacuum, since sampling a large table
+    costs about a second each time. SQLite plans from its indexes alone and needs nothing here.
     """
-    if engine.dialect.name == "postgresql":
+    tables = sorted(t for t, n in rows_written.items() if n >= ANALYZE_MIN_ROWS)
+    if engine.dialect.name == "postgresql" and tables:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("ANALYZE"))
+            conn.execute(text("ANALYZE " + ", ".join(f'"{t}"' for t in tables)))
 
 
 def _alembic_config() -> Config:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +80,12 @@ class SyncCounts:
 
     def as_metadata(self) -> dict[str, int]:
         return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
+
+
+def rows_written(conn: Connection) -> Counter[str]:
+    """Rows written per table on this connection since the count was last cleared (`clear()` it
+    when a transaction begins): what tells a sync which tables' statistics are worth refreshing."""
+    return conn.info.setdefault("integration_pipelines.rows_written", Counter())
 
 
 def fingerprint(business_values: tuple) -> str:
@@ -234,6 +241,7 @@ class _TableWriter:
         written = cursor.fetchall()
         cursor.close()
         inserted = sum(1 for (is_new,) in written if is_new)
+        rows_written(conn)[self.spec.table.name] += len(written)
         return UpsertCounts(inserted=inserted, updated=len(written) - inserted, unchanged=len(batch) - len(written))
 
 
@@ -272,6 +280,7 @@ def soft_delete_keys(
             .values(deleted_at=now, updated_at=now)
         )
         deleted += conn.execute(stmt).rowcount
+    rows_written(conn)[table_name] += deleted
     return deleted
 
 
@@ -354,6 +363,7 @@ class Snapshot:
             update(table).where(*in_scope, table.c.deleted_at.is_(None), ~seen).values(deleted_at=now, updated_at=now)
         )
         deleted = self._conn.execute(stmt).rowcount
+        rows_written(self._conn)[table.name] += deleted
         self._seen.drop(self._conn)
         _SNAPSHOT_METADATA.remove(self._seen)
         return deleted
