@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -93,20 +92,12 @@ def source_records(metadata: dict) -> int:
 
 
 def postgres_database(admin_url: str) -> tuple[str, callable]:
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    from integration_pipelines_tests.postgres import PostgresDatabases
 
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+    databases = PostgresDatabases(make_url(admin_url), prefix="bench")
+    return databases.create(), databases.close
 
 
 def copy_rate(url: str) -> tuple[int, float]:

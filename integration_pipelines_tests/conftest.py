@@ -9,16 +9,16 @@ with a message saying how to enable them; with REQUIRE_POSTGRES=1 (set in CI) th
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
+from integration_pipelines_tests.postgres import PostgresDatabases
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 BACKENDS = ["sqlite", "postgresql"]
@@ -32,34 +32,6 @@ def _postgres_unavailable(reason: str) -> None:
     if os.environ.get("REQUIRE_POSTGRES") == "1":
         pytest.fail(message + " REQUIRE_POSTGRES=1 makes this a failure.", pytrace=False)
     pytest.skip(message)
-
-
-class PostgresDatabases:
-    """Creates throwaway databases on the test server and drops them all at the end of the run."""
-
-    def __init__(self, admin_url: URL):
-        self._admin_url = admin_url
-        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self._created: list[str] = []
-
-    def create(self) -> str:
-        name = f"ip_test_{uuid.uuid4().hex[:12]}"
-        with self._admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        self._created.append(name)
-        return self._admin_url.set(database=name).render_as_string(hide_password=False)
-
-    def drop(self, url: str) -> None:
-        name = make_url(url).database
-        with self._admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self._created.remove(name)
-
-    def close(self) -> None:
-        for name in list(self._created):
-            with self._admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self._admin.dispose()
 
 
 @pytest.fixture(scope="session")
