@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from integration_pipelines.lib.students import STUDENT_ROLE
+from integration_pipelines.lib.students import holds_student_role
 
 # Canonical table -> the key column and the mapping entity its Zoho records come from.
 ZOHO_ENTITY_OF_TABLE = {
@@ -91,7 +91,7 @@ def enrollment_rows(
     moodle = {
         _pair(int(e["courseid"]), int(e["userid"])): bool(e.get("suspended"))
         for e in moodle_enrolments
-        if STUDENT_ROLE in {r.get("shortname") for r in e.get("roles") or ()}
+        if holds_student_role(e)
     }
     for row in zoho_enrollments:
         course_id = course_of_class.get(row["class_zoho_id"])

@@ -29,6 +29,11 @@ from typing import Any, Protocol
 STUDENT_ROLE = "student"
 
 
+def holds_student_role(enrolment: Mapping[str, Any]) -> bool:
+    """Whether a Moodle enrolment (as the enrolled-users answer gives it) carries the student role."""
+    return any(role.get("shortname") == STUDENT_ROLE for role in enrolment.get("roles") or ())
+
+
 @dataclass
 class IdentityStats:
     """How the link went: counts for run metadata and the unmatched-identity check."""

@@ -28,7 +28,7 @@ from integration_pipelines.lib.canonical import (
     zoho_rows,
 )
 from integration_pipelines.lib.raw_sync import deleted_entity_name
-from integration_pipelines.lib.students import STUDENT_ROLE, link_students, slim_moodle_user
+from integration_pipelines.lib.students import holds_student_role, link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.sync_state import watermark
@@ -161,7 +161,7 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
         moodle_student_ids = {
             int(enrolment["userid"])
             for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments")
-            if STUDENT_ROLE in {r.get("shortname") for r in enrolment.get("roles") or ()}
+            if holds_student_role(enrolment)
         }
         rows, identity = link_students(
             lambda: (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
