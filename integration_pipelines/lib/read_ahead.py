@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from queue import Empty, Full, Queue
+from queue import Full, Queue
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -38,8 +38,9 @@ def read_ahead(items: Iterable[T], *, chunk: int = 500, depth: int = 4) -> Itera
                 continue
         return False
 
+    iterator = iter(items)  # here, so that something not iterable fails in the caller
+
     def produce() -> None:
-        iterator = iter(items)
         batch: list = []
         try:
             for item in iterator:
@@ -63,12 +64,8 @@ def read_ahead(items: Iterable[T], *, chunk: int = 500, depth: int = 4) -> Itera
     reader.start()
     try:
         while True:
-            try:
-                entry = queue.get(timeout=0.5)
-            except Empty:
-                if not reader.is_alive() and queue.empty():
-                    raise RuntimeError("the read-ahead thread stopped without finishing") from None
-                continue
+            # The reader always ends with _DONE or _Failed unless the consumer stopped it first.
+            entry = queue.get()
             if entry is _DONE:
                 return
             if isinstance(entry, _Failed):
