@@ -38,6 +38,7 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import tenacity
 from pydantic import SecretStr
 
@@ -367,6 +368,15 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
 # --------------------------------------------------------------------------------------
 # The session: pooled httpx client + counting + concurrency + clean transport errors
 # --------------------------------------------------------------------------------------
+
+
+def decode_json(response: httpx.Response) -> Any:
+    """The response body decoded as JSON (UTF-8, as both APIs answer); ``ValueError`` when it is not.
+
+    orjson, not ``response.json()``: decoding answers is most of a client's own work on a large
+    crawl, and orjson does it several times faster.
+    """
+    return orjson.loads(response.content)
 
 
 def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:

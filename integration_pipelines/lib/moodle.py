@@ -20,7 +20,6 @@ Plain Python (httpx + tenacity), no Dagster. What it does:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import urllib.parse
@@ -42,6 +41,7 @@ from integration_pipelines.lib.http import (
     RetryPolicy,
     TransportFailure,
     call_with_retries,
+    decode_json,
     parse_retry_after,
     secret_value,
 )
@@ -495,8 +495,8 @@ class MoodleClient:
                 status_code=status,
             )
         try:
-            payload = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            payload = decode_json(response)
+        except ValueError:
             snippet = self._redact(response.text[:200])
             raise MoodleResponseError(
                 f"Moodle {wsfunction}: the answer is not JSON: {snippet!r}",

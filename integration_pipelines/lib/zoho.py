@@ -51,6 +51,7 @@ from integration_pipelines.lib.http import (
     RetryPolicy,
     TransportFailure,
     call_with_retries,
+    decode_json,
     parse_retry_after,
     secret_value,
 )
@@ -527,7 +528,7 @@ class ZohoClient:
     def _parse_token_response(self, response: httpx.Response) -> tuple[SecretStr, float]:
         endpoint = "POST /oauth/v2/token"
         try:
-            body = response.json()
+            body = decode_json(response)
         except ValueError:
             body = None
         if isinstance(body, dict) and body.get("access_token"):
@@ -1186,8 +1187,8 @@ class ZohoClient:
 
 def _json_or_none(response: httpx.Response) -> Any:
     try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError):
+        return decode_json(response)
+    except ValueError:
         return None
 
 

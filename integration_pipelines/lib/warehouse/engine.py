@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -37,6 +38,8 @@ def normalise_url(url: str) -> str:
 
 def create_warehouse_engine(url: str, **kwargs) -> Engine:
     """An engine for the warehouse at `url`: a SQLite file (WAL) or PostgreSQL (psycopg 3)."""
+    # Canonical steps decode every raw payload they apply: orjson does it several times faster.
+    kwargs.setdefault("json_deserializer", orjson.loads)
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -17,13 +17,13 @@ second query.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -40,12 +40,9 @@ class EncodedJSON(str):
     and read back decoded like any JSON column."""
 
 
-# Sorted keys: the same record always encodes, and so fingerprints, the same.
-_JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
 def encode_json(value: Any) -> EncodedJSON:
-    return EncodedJSON(_JSON_ENCODER.encode(value))
+    """Compact JSON with sorted keys, so the same record always encodes, and so fingerprints, the same."""
+    return EncodedJSON(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
 
 
 @dataclass
@@ -193,7 +190,7 @@ class _TableWriter:
         """The conversion a value of `column_type` needs before staging; None when it passes as it is."""
         if isinstance(column_type, JSON):
             # Payloads encoded by their producer (`encode_json`) pass as they are; others are encoded here.
-            return lambda v: v if isinstance(v, str) else json.dumps(v)
+            return lambda v: v if isinstance(v, str) else encode_json(v)
         if self._postgres:
             # COPY bypasses SQLAlchemy's binds and psycopg adapts Python values itself; timestamps
             # still go through UTCDateTime, which refuses naive values rather than guess their zone.
