@@ -11,6 +11,11 @@ DEFAULT_DAGSTER_YAML = """\
 # For PostgreSQL, replace this file with the repository's dagster.postgres.yaml.
 telemetry:
   enabled: false
+# The embedded warehouse is SQLite, which has one writer: runs take turns rather than wait on
+# each other's write locks (dbt gives up on a locked database after a few seconds).
+concurrency:
+  runs:
+    max_concurrent_runs: 1
 """
 
 

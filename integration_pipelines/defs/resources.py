@@ -11,7 +11,7 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
-from integration_pipelines.lib.warehouse.engine import refresh_statistics
+from integration_pipelines.lib.warehouse.engine import begin_write, refresh_statistics
 from integration_pipelines.lib.warehouse.sync_state import record_sync
 from integration_pipelines.lib.warehouse.upsert import rows_written
 from integration_pipelines.settings import get_settings
@@ -64,7 +64,7 @@ class WarehouseResource(ConfigurableResource):
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One transaction: a sync's writes land together or not at all."""
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             written = rows_written(conn)
             written.clear()
             yield conn

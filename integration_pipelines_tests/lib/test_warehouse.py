@@ -225,3 +225,43 @@ def test_a_sync_transaction_refreshes_statistics_only_of_tables_it_wrote_in_bulk
             assert analysed == {"students": ANALYZE_MIN_ROWS, "raw_records": -1}
     finally:
         resource.teardown_after_execution(build_init_resource_context())
+
+
+def test_writers_that_read_first_take_turns_instead_of_failing(warehouse_url):
+    """Two sync steps at once (two runs, say): each reads, then writes. On SQLite a transaction
+    that took the write lock only at its first write would fail at once ("database is locked",
+    busy timeout or not) if the other committed after its read; a write transaction waits its turn."""
+    import threading
+
+    from integration_pipelines.lib.warehouse.engine import begin_write
+
+    first, second = create_warehouse_engine(warehouse_url), create_warehouse_engine(warehouse_url)
+    ensure_schema(first)
+    first_has_read, second_committed = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def other_step() -> None:
+        try:
+            first_has_read.wait()
+            with begin_write(second) as conn:
+                upsert_rows(conn, "students", [student("zoho:2", email="b@example.ac.uk")])
+            second_committed.set()
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    thread = threading.Thread(target=other_step)
+    thread.start()
+    try:
+        with begin_write(first) as conn:
+            assert conn.execute(select(func.count()).select_from(students)).scalar() == 0
+            first_has_read.set()
+            # On SQLite the other writer cannot commit while this transaction is open: it waits
+            # (this wait ends unanswered). PostgreSQL lets it commit; both write either way.
+            second_committed.wait(timeout=2 if first.dialect.name == "sqlite" else 30)
+            upsert_rows(conn, "students", [student("zoho:1")])
+        thread.join()
+    finally:
+        first.dispose()
+        second.dispose()
+    assert errors == []
+    assert {stored(first, key)["student_key"] for key in ("zoho:1", "zoho:2")} == {"zoho:1", "zoho:2"}

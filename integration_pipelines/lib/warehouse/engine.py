@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import orjson
@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -22,10 +22,13 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # How long a SQLite writer waits for another writer before failing. WAL lets readers (the API)
 # carry on during a sync, but SQLite has one writer at a time, and each sync step writes in one
-# transaction (its rows land together or not at all). Under Dagster's multiprocess executor the
-# Moodle and Zoho snapshots run side by side, and on a large college one holds the write lock for
-# minutes: the other must wait that long rather than fail. PostgreSQL has no such limit.
+# transaction (its rows land together or not at all). Two runs at once (a manual backfill during
+# the nightly sync, say) take turns, and on a large college one holds the write lock for minutes:
+# the other must wait that long rather than fail. PostgreSQL has no such limit.
 SQLITE_BUSY_TIMEOUT_MS = 30 * 60 * 1000
+
+# Execution option marking a transaction that will write (see `begin_write`).
+_WRITES = "integration_pipelines_writes"
 
 
 def normalise_url(url: str) -> str:
@@ -47,11 +50,27 @@ def create_warehouse_engine(url: str, **kwargs) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+def begin_write(engine: Engine) -> AbstractContextManager[Connection]:
+    """A transaction that will write, committed when the block ends (rolled back on an error).
+
+    On SQLite it takes the write lock when it begins (`BEGIN IMMEDIATE`), waiting its turn behind
+    another writer. A transaction that only took the lock at its first write would fail at once,
+    busy timeout or not, whenever another writer committed after its first read: SQLite cannot
+    let it write on top of data it read before that commit. Sync steps read, then write.
+    """
+    return engine.execution_options(**{_WRITES: True}).begin()
+
+
 def _configure_sqlite_connection(dbapi_connection, _record) -> None:
+    # SQLAlchemy's recipe for SQLite transactions: the driver's own handling (BEGIN only before
+    # an INSERT, UPDATE or DELETE) is switched off, and `_begin_sqlite_transaction` begins each
+    # transaction explicitly, so reads and writes of one transaction see one database.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -59,6 +78,10 @@ def _configure_sqlite_connection(dbapi_connection, _record) -> None:
     # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _begin_sqlite_transaction(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITES) else "BEGIN")
 
 
 # Fewer rows than this written to a table in one transaction leave its statistics to autovacuum.
@@ -110,7 +133,7 @@ def ensure_schema(engine: Engine) -> None:
         if schema_revision(engine) == head:
             return
         log.info("Upgrading the warehouse schema to %s", head)
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             config = _alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
