@@ -25,7 +25,8 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Literal
@@ -179,7 +180,8 @@ class MoodleEnrolment:
     """A user enrolled in a course (from ``core_enrol_get_enrolled_users``).
 
     ``data`` is the row as Moodle sent it (user fields, ``roles``, ``groups``,
-    ``lastcourseaccess``); Moodle does not expose the enrolment's dates, status or method.
+    ``lastcourseaccess``); Moodle does not expose the enrolment's dates, status or method,
+    but a crawl with ``enrolment_status`` learns which enrolments are suspended.
     """
 
     kind: ClassVar[str] = "enrolment"
@@ -187,6 +189,7 @@ class MoodleEnrolment:
     user_id: int
     roles: tuple[str, ...]
     data: dict[str, Any]
+    suspended: bool | None = None  # known only when the crawl asks (``enrolment_status``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -775,8 +778,10 @@ class MoodleClient:
         *,
         grades: bool = True,
         users: bool = True,
+        enrolment_status: bool = False,
         completions: CompletionMode = "none",
         skip_missing_courses: bool = True,
+        concurrency: int = 1,
     ) -> Iterator[SnapshotRecord]:
         """Walk the site and stream every record, routed by ``record.kind``.
 
@@ -785,12 +790,15 @@ class MoodleClient:
         1. ``core_course_get_courses`` once -> ``course`` records (1 request);
         2. per course, ``core_enrol_get_enrolled_users`` paged -> ``enrolment`` records
            (``ceil((n+1)/P)`` requests; 1 when the course has fewer than P users);
-        3. each distinct user is fetched **once** with ``core_user_get_users_by_field`` in
+        3. with ``enrolment_status``, per course once more with ``onlysuspended`` (+C requests):
+           the answer has no enrolment status, so each enrolment's ``suspended`` is then set
+           from the suspended ones (otherwise it is None, unknown);
+        4. each distinct user is fetched **once** with ``core_user_get_users_by_field`` in
            batches of ``user_batch_size`` as soon as a batch fills -> ``user`` records
            (``ceil(U/100)`` requests);
-        4. per course with at least one enrolment, ``gradereport_user_get_grade_items`` with
+        5. per course with at least one enrolment, ``gradereport_user_get_grade_items`` with
            ``userid=0`` -> ``grade`` records (1 request per course);
-        5. completions, by ``completions``:
+        6. completions, by ``completions``:
 
            - ``"none"`` (default): no completion records. The crawl costs
              ``1 + C·pages + C + ceil(U/100) <= 3·C + U/100`` requests.
@@ -806,41 +814,67 @@ class MoodleClient:
            so the snapshot leaves them out unless asked. ``per_user`` is the cheapest
            faithful source (U, not U·C).
 
-        Memory stays bounded by one page (or one course's grade report) plus the set of
-        user ids seen so far; nothing holds a whole module.
+        ``concurrency`` courses are read at once (their enrolments, status and grade report),
+        so the crawl waits on the site's answers and on its own work at the same time. Records
+        still arrive in course order. Memory stays bounded by that many courses' answers plus
+        the set of user ids seen so far; nothing holds a whole module.
         """
         if completions not in ("none", "per_user", "per_enrolment"):
             raise ValueError(f"completions must be none, per_user or per_enrolment, not {completions!r}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         seen_users: set[int] = set()
         pending: list[int] = []
         crawled_courses: set[int] = set()
 
-        courses = self.iter_courses(ids=course_ids)
-        for course in courses:
-            yield course
-            crawled_courses.add(course.id)
-            enrolled: list[int] = []
+        def read_course(course: MoodleCourse) -> tuple[list[MoodleEnrolment], list[MoodleGrade]] | None:
+            """A course's enrolments and grades; None when it vanished (and the crawl skips it)."""
             try:
-                for enrolment in self.iter_enrolled_users(course.id):
-                    yield enrolment
-                    enrolled.append(enrolment.user_id)
-                    if users and enrolment.user_id not in seen_users:
-                        seen_users.add(enrolment.user_id)
-                        pending.append(enrolment.user_id)
-                        if len(pending) >= self.user_batch_size:
-                            yield from self._users_batch(pending)
-                            pending = []
-                if grades and enrolled:
-                    yield from self.iter_course_grades(course.id)
+                enrolments = list(self.iter_enrolled_users(course.id))
+                if enrolment_status and enrolments:
+                    suspended = {e.user_id for e in self.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
+                    enrolments = [replace(e, suspended=e.user_id in suspended) for e in enrolments]
+                course_grades = list(self.iter_course_grades(course.id)) if grades and enrolments else []
             except MoodleNotFound as exc:
                 if not skip_missing_courses:
                     raise
                 logger.warning("Moodle course %s vanished during the crawl: %s", course.id, exc)
-                continue
-            if completions == "per_enrolment" and enrolled and course.data.get("enablecompletion", 1):
-                yield from self._course_status_completions(course.id, enrolled)
-            if completions == "per_user" and not users:
-                seen_users.update(enrolled)
+                return None
+            return enrolments, course_grades
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="moodle-crawl") as pool:
+            courses = iter(self.iter_courses(ids=course_ids))
+            reading: deque[tuple[MoodleCourse, Future]] = deque()
+            try:
+                while True:
+                    while len(reading) < concurrency and (course := next(courses, None)) is not None:
+                        reading.append((course, pool.submit(read_course, course)))
+                    if not reading:
+                        break
+                    course, answer = reading.popleft()
+                    yield course
+                    crawled_courses.add(course.id)
+                    read = answer.result()
+                    if read is None:
+                        continue
+                    enrolments, course_grades = read
+                    for enrolment in enrolments:
+                        yield enrolment
+                        if users and enrolment.user_id not in seen_users:
+                            seen_users.add(enrolment.user_id)
+                            pending.append(enrolment.user_id)
+                            if len(pending) >= self.user_batch_size:
+                                yield from self._users_batch(pending)
+                                pending = []
+                    yield from course_grades
+                    enrolled = [e.user_id for e in enrolments]
+                    if completions == "per_enrolment" and enrolled and course.data.get("enablecompletion", 1):
+                        yield from self._course_status_completions(course.id, enrolled)
+                    if completions == "per_user" and not users:
+                        seen_users.update(enrolled)
+            finally:
+                for _, answer in reading:
+                    answer.cancel()
 
         if users and pending:
             yield from self._users_batch(pending)

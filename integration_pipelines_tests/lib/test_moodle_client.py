@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,8 @@ class FakeSite:
         }
         for cid in self.enrol:
             self.enrol[cid] = sorted(set(self.enrol[cid]))
+        # Every fifth enrolment is suspended (Moodle's enrolment status, not the account's).
+        self.suspended = {(cid, u) for cid, us in self.enrol.items() for u in us[::5]}
         self.calls: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -472,7 +475,8 @@ class FakeSite:
             cid = int(body["courseid"])
             opts = {body[k]: body[k.replace("[name]", "[value]")] for k in body if k.endswith("[name]")}
             start, limit = int(opts["limitfrom"]), int(opts["limitnumber"])
-            rows = self.enrol[cid][start : start + limit]
+            rows = [u for u in self.enrol[cid] if opts.get("onlysuspended") != "1" or (cid, u) in self.suspended]
+            rows = rows[start : start + limit]
             return httpx.Response(200, json=[{"id": u, "roles": [{"shortname": "student"}]} for u in rows])
         if fn == "core_user_get_users_by_field":
             ids = [int(v) for k, v in body.items() if k.startswith("values[")]
@@ -524,6 +528,28 @@ def test_snapshot_crawl_streams_every_kind_within_the_request_budget() -> None:
     assert client.counter.total == len(site.calls)
     pages = sum(len(v) // 25 + 1 for v in site.enrol.values())
     assert client.counter.total == 1 + pages + n_courses + math.ceil(n_users / 100)
+
+
+def test_a_concurrent_crawl_yields_what_a_sequential_one_does_in_the_same_order() -> None:
+    sequential_site, concurrent_site = (FakeSite(n_courses=12, n_users=330, per_course=45) for _ in range(2))
+    sequential, _ = make_client(sequential_site, page_size=20)
+    concurrent, _ = make_client(concurrent_site, page_size=20)
+    expected = list(sequential.crawl_snapshot(enrolment_status=True))
+    assert list(concurrent.crawl_snapshot(enrolment_status=True, concurrency=4)) == expected
+    assert Counter(concurrent_site.calls) == Counter(sequential_site.calls)
+    assert concurrent.counter.total == sequential.counter.total
+
+
+def test_enrolment_status_marks_suspended_enrolments_for_one_request_per_course() -> None:
+    site = FakeSite(n_courses=4, n_users=50, per_course=12)
+    client, _ = make_client(site)
+    without = [r for r in client.crawl_snapshot(grades=False) if r.kind == "enrolment"]
+    assert {e.suspended for e in without} == {None}
+    before = site.calls.count("core_enrol_get_enrolled_users")
+    enrolments = [r for r in client.crawl_snapshot(grades=False, enrolment_status=True) if r.kind == "enrolment"]
+    assert {(e.course_id, e.user_id) for e in enrolments if e.suspended} == site.suspended
+    assert all(e.suspended is False for e in enrolments if (e.course_id, e.user_id) not in site.suspended)
+    assert site.calls.count("core_enrol_get_enrolled_users") - before == 2 * len(site.courses)
 
 
 def test_snapshot_crawl_meets_the_budget_with_default_page_size() -> None:
