@@ -12,11 +12,6 @@ from integration_pipelines.lib.warehouse.raw import raw_row
 from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, SyncCounts, upsert_rows
 
 
-def deleted_entity_name(entity: str) -> str:
-    """The raw entity holding a source's own list of deleted records of `entity` (Zoho `/deleted`)."""
-    return f"{entity}.deleted"
-
-
 class RawLander:
     """Buffers records per entity and writes them in batches; for a full snapshot, it also
     soft-deletes the records of each entity that the read no longer returned."""
@@ -39,15 +34,15 @@ class RawLander:
         buffer = self._buffers[entity]
         buffer.append(row)
         self.counts[entity].read += 1
-        if entity in self._snapshots:
-            self._snapshots[entity].saw(row["record_id"])
         if len(buffer) >= BATCH_SIZE:
             self._flush(entity)
 
     def _flush(self, entity: str) -> None:
         buffer = self._buffers[entity]
         if buffer:
-            self.counts[entity].written += upsert_rows(self._conn, "raw_records", buffer)
+            self.counts[entity].written += upsert_rows(
+                self._conn, "raw_records", buffer, snapshot=self._snapshots.get(entity)
+            )
             buffer.clear()
 
     def finish(self) -> dict[str, SyncCounts]:

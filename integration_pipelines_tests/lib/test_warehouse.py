@@ -145,8 +145,9 @@ def test_snapshot_soft_deletes_what_it_did_not_see_within_its_scope(warehouse):
         upsert_rows(conn, "students", [*rows, other_tenant])
     with warehouse.begin() as conn:
         snapshot = Snapshot(conn, "students", {"tenant_id": "default"})
-        for key in ("zoho:0", "zoho:2", "zoho:4"):
-            snapshot.saw(key)
+        # Seen means staged: unchanged rows, which cost no write, were seen all the same.
+        counts = upsert_rows(conn, "students", [rows[0], rows[2], rows[4]], snapshot=snapshot)
+        assert (counts.unchanged, snapshot.seen) == (3, 3)
         assert snapshot.delete_missing(now=T0 + timedelta(days=1)) == 2
     assert stored(warehouse, "zoho:1")["deleted_at"] == T0 + timedelta(days=1)
     assert stored(warehouse, "zoho:2")["deleted_at"] is None
@@ -155,9 +156,22 @@ def test_snapshot_soft_deletes_what_it_did_not_see_within_its_scope(warehouse):
     # Deleting is idempotent: the second snapshot finds nothing new to delete.
     with warehouse.begin() as conn:
         snapshot = Snapshot(conn, "students", {"tenant_id": "default"})
-        for key in ("zoho:0", "zoho:2", "zoho:4"):
-            snapshot.saw(key)
+        upsert_rows(conn, "students", [rows[0], rows[2], rows[4]], snapshot=snapshot)
         assert snapshot.delete_missing() == 0
+
+
+def test_a_snapshot_sees_every_batch_of_a_large_read(warehouse):
+    from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE
+
+    many = [student(f"zoho:{i}", email=f"s{i}@example.ac.uk") for i in range(BATCH_SIZE * 2 + 7)]
+    with warehouse.begin() as conn:
+        upsert_rows(conn, "students", many)
+    with warehouse.begin() as conn:
+        snapshot = Snapshot(conn, "students", {"tenant_id": "default"})
+        upsert_rows(conn, "students", many[1:], snapshot=snapshot)
+        assert snapshot.seen == len(many) - 1
+        assert snapshot.delete_missing() == 1
+    assert stored(warehouse, "zoho:0")["deleted_at"] is not None
 
 
 def test_snapshot_scope_must_leave_exactly_one_key_column(warehouse):

@@ -27,7 +27,7 @@ from integration_pipelines.lib.canonical import (
     zoho_key,
     zoho_rows,
 )
-from integration_pipelines.lib.raw_sync import deleted_entity_name
+from integration_pipelines.lib.source_reads import deleted_entity_name
 from integration_pipelines.lib.students import holds_student_role, link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
@@ -176,7 +176,7 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
             deleted_zoho=_deleted_students(conn, tenant, mapping),
         )
         snapshot = Snapshot(conn, "students", {"tenant_id": tenant})
-        counts = upsert_rows(conn, "students", snapshot.track(rows, "student_key"))
+        counts = upsert_rows(conn, "students", rows, snapshot=snapshot)
         deleted = snapshot.delete_missing()
         warehouse.record_sync(conn, "canonical.students", snapshot.seen)
     unmatched_share = identity.unmatched / snapshot.seen if snapshot.seen else 0.0
@@ -248,7 +248,7 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
             observed_at=datetime.now(UTC),
         )
         snapshot = Snapshot(conn, "enrollments", {"tenant_id": tenant})
-        counts = upsert_rows(conn, "enrollments", snapshot.track(rows, "enrollment_key"))
+        counts = upsert_rows(conn, "enrollments", rows, snapshot=snapshot)
         deleted = snapshot.delete_missing()
         warehouse.record_sync(conn, "canonical.enrollments", snapshot.seen)
     return MaterializeResult(

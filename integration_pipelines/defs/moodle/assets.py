@@ -8,7 +8,6 @@ snapshots, assignment grades come from `mod_assign_get_grades` with `since`, and
 webhook events.
 """
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, MaterializeResult, asset, multi_asset
@@ -18,23 +17,10 @@ from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.read_ahead import read_ahead
+from integration_pipelines.lib.read_ahead import ReadAhead
+from integration_pipelines.lib.source_reads import read_moodle_snapshot
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
-# Enrolment payloads keep what is specific to the course; the user's profile lands once, as a user.
-ENROLMENT_KEYS = ("roles", "groups", "lastcourseaccess")
-GRADE_ITEM_KEYS = (
-    "id",
-    "itemname",
-    "itemtype",
-    "itemmodule",
-    "iteminstance",
-    "idnumber",
-    "grademin",
-    "grademax",
-    "scaleid",
-    "cmid",
-)
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
 MOODLE_KINDS = {"moodle"}
 
@@ -75,11 +61,16 @@ MOODLE_KINDS = {"moodle"}
     pool="moodle_api",
 )
 def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, warehouse: WarehouseResource):
-    """A full crawl of the Moodle site, landed raw; what it no longer finds is soft-deleted."""
+    """A full crawl of the Moodle site, landed raw; what it no longer finds is soft-deleted.
+
+    The crawl runs in a process of its own, reading several courses at once, while this one
+    lands what it read.
+    """
     observed_at = datetime.now(UTC)
-    with moodle.client() as client, warehouse.begin() as conn:
+    reader = ReadAhead(read_moodle_snapshot, moodle.client_factory(), observed_at, moodle.concurrency, process=True)
+    with reader, warehouse.begin() as conn:
         lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
-        for entity, record_id, payload, modified_at in read_ahead(_snapshot_records(client, observed_at)):
+        for entity, record_id, payload, modified_at in reader:
             lander.land(entity, record_id, payload, modified_at)
         results = lander.finish()
         for entity, counts in results.items():
@@ -87,50 +78,13 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
     for entity, counts in results.items():
         yield MaterializeResult(
             asset_key=f"raw_moodle_{entity}",
-            metadata={**counts.as_metadata(), "requests": client.counter.total, "mode": "snapshot"},
+            metadata={
+                **counts.as_metadata(),
+                "requests": reader.result,
+                "reader_peak_rss_mb": round(reader.reader_peak_rss_mb or 0),
+                "mode": "snapshot",
+            },
         )
-
-
-def _snapshot_records(client, observed_at: datetime) -> Iterator[tuple[str, object, dict, datetime]]:
-    """The crawl as raw records: (entity, record id, payload, source modification time)."""
-    suspended: set[int] = set()
-    items_seen: set[int] = set()
-    for record in client.crawl_snapshot(grades=True):
-        if record.kind == "course":
-            yield "courses", record.id, record.data, observed_at
-            # The enrolled-users answer has no enrolment status: ask for the suspended ones apart.
-            suspended = {e.user_id for e in client.iter_enrolled_users(record.id, options={"onlysuspended": 1})}
-        elif record.kind == "enrolment":
-            payload = {
-                "courseid": record.course_id,
-                "userid": record.user_id,
-                "suspended": record.user_id in suspended,
-                **{k: record.data[k] for k in ENROLMENT_KEYS if k in record.data},
-            }
-            yield "enrolments", f"{record.course_id}:{record.user_id}", payload, observed_at
-        elif record.kind == "user":
-            yield "users", record.id, record.data, observed_at
-        elif record.kind == "grade" and record.data.get("itemmodule") == "assign":
-            if record.item_id not in items_seen:
-                items_seen.add(record.item_id)
-                item = {k: record.data.get(k) for k in GRADE_ITEM_KEYS} | {"courseid": record.course_id}
-                yield "grade_items", record.item_id, item, observed_at
-            if record.data.get("graderaw") is not None:
-                # The item's own fields land once, as a grade item; a grade keeps what is its own.
-                payload = {
-                    "itemid": record.item_id,
-                    "iteminstance": record.data.get("iteminstance"),
-                    "courseid": record.course_id,
-                    "userid": record.user_id,
-                    "graderaw": record.data["graderaw"],
-                    "gradedategraded": record.data.get("gradedategraded"),
-                }
-                yield (
-                    "grades",
-                    f"{record.item_id}:{record.user_id}",
-                    payload,
-                    epoch(record.data.get("gradedategraded")) or observed_at,
-                )
 
 
 @asset(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from integration_pipelines.lib.moodle import MoodleClient
 from integration_pipelines.settings import get_settings
@@ -16,7 +19,14 @@ class MoodleResource(ConfigurableResource):
     token: str = Field(description="Web service token; set MOODLE_TOKEN in the environment.")
     timeout_seconds: float = Field(60.0, description="Per-request timeout.")
     max_attempts: int = Field(5, description="Attempts per call for transport errors and 5xx.")
+    concurrency: int = Field(4, description="Courses a snapshot reads at once (each a few requests).")
+
+    def client_factory(self) -> Callable[[], MoodleClient]:
+        """Builds a client wherever it is called, another process included (it pickles)."""
+        url = self.url or get_settings().moodle_url
+        return partial(
+            MoodleClient, url, SecretStr(self.token), timeout=self.timeout_seconds, max_attempts=self.max_attempts
+        )
 
     def client(self) -> MoodleClient:
-        url = self.url or get_settings().moodle_url
-        return MoodleClient(url, self.token, timeout=self.timeout_seconds, max_attempts=self.max_attempts)
+        return self.client_factory()()

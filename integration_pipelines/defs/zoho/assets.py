@@ -1,15 +1,17 @@
 """Zoho CRM records, landed raw: nightly snapshots of each module, and daily change windows."""
 
+from collections.abc import Iterator
+
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, MaterializeResult, multi_asset
 
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
-from integration_pipelines.lib.raw_sync import RawLander, deleted_entity_name
-from integration_pipelines.lib.read_ahead import read_ahead
-from integration_pipelines.lib.warehouse.upsert import soft_delete_keys
-from integration_pipelines.lib.zoho import parse_zoho_datetime
+from integration_pipelines.lib.raw_sync import RawLander
+from integration_pipelines.lib.read_ahead import ReadAhead
+from integration_pipelines.lib.source_reads import ModuleRead, deleted_entity_name, read_zoho_modules
+from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_keys
 
 ZOHO_ENTITIES = tuple(FIELD_MAPPING.zoho.entities)
 
@@ -41,22 +43,15 @@ def _selected(context: AssetExecutionContext, key_of) -> list[str]:
     pool="zoho_api",
 )
 def zoho_snapshot(context: AssetExecutionContext, zoho: ZohoResource, warehouse: WarehouseResource):
-    """A full read of each Zoho module: records no longer returned are soft-deleted (nightly reconciliation)."""
-    with zoho.client() as client:
-        for entity in _selected(context, raw_zoho_key):
-            mapping = FIELD_MAPPING.zoho.entities[entity]
-            before = client.counter.total
-            with warehouse.begin() as conn:
-                counts = _land_module(client, conn, warehouse.tenant, mapping, snapshot=True)
-                warehouse.record_sync(conn, f"zoho.{mapping.module}", counts.read)
-            yield MaterializeResult(
-                asset_key=raw_zoho_key(entity),
-                metadata={
-                    **counts.as_metadata(),
-                    "requests": client.counter.total - before,
-                    "mode": "snapshot",
-                },
-            )
+    """A full read of each Zoho module: records no longer returned are soft-deleted (nightly reconciliation).
+
+    The modules are read in a process of their own while this one lands what it read.
+    """
+    entities = _selected(context, raw_zoho_key)
+    for entity, counts, requests in _land_modules(zoho, warehouse, entities, snapshot=True):
+        yield MaterializeResult(
+            asset_key=raw_zoho_key(entity), metadata={**counts.as_metadata(), "requests": requests, "mode": "snapshot"}
+        )
 
 
 @multi_asset(
@@ -79,44 +74,51 @@ def zoho_changes(context: AssetExecutionContext, zoho: ZohoResource, warehouse: 
     """What changed in Zoho within the window (or range of windows, for a backfill), read with
     If-Modified-Since and sorted by modification time, so a run costs in proportion to the changes."""
     window = context.partition_time_window
-    with zoho.client() as client:
-        for entity in _selected(context, zoho_changes_key):
-            mapping = FIELD_MAPPING.zoho.entities[entity]
-            before = client.counter.total
+    entities = _selected(context, zoho_changes_key)
+    for entity, counts, requests in _land_modules(zoho, warehouse, entities, window=window):
+        yield MaterializeResult(
+            asset_key=zoho_changes_key(entity),
+            metadata={
+                **counts.as_metadata(),
+                "requests": requests,
+                "window_start": window.start.isoformat(),
+                "window_end": window.end.isoformat(),
+            },
+        )
+
+
+def _land_modules(
+    zoho: ZohoResource, warehouse: WarehouseResource, entities: list[str], *, snapshot: bool = False, window=None
+) -> Iterator[tuple[str, SyncCounts, int]]:
+    """Land each entity's module (all its records for a snapshot, else those modified in the
+    window) and its deleted list, one transaction per module; yield what each landed and cost.
+
+    A snapshot reads in a process of its own (it reads everything); a window, which reads a day's
+    changes, in a thread.
+    """
+    mappings = [FIELD_MAPPING.zoho.entities[e] for e in entities]
+    since, until = (window.start, window.end) if window else (None, None)
+    modules = [(m.module, m.source_fields) for m in mappings]
+    reader = ReadAhead(read_zoho_modules, zoho.client_factory(), modules, since, until, process=snapshot)
+    with reader:
+        records = iter(reader)
+        for entity, mapping in zip(entities, mappings, strict=True):
+            module, deleted_entity = mapping.module, deleted_entity_name(mapping.module)
             with warehouse.begin() as conn:
-                counts = _land_module(
-                    client, conn, warehouse.tenant, mapping, snapshot=False, since=window.start, until=window.end
-                )
-            yield MaterializeResult(
-                asset_key=zoho_changes_key(entity),
-                metadata={
-                    **counts.as_metadata(),
-                    "requests": client.counter.total - before,
-                    "window_start": window.start.isoformat(),
-                    "window_end": window.end.isoformat(),
-                },
-            )
-
-
-def _land_module(client, conn, tenant: str, mapping, *, snapshot: bool, since=None, until=None):
-    """Land one module's records (all, or those modified in [since, until)) and its deleted list."""
-    module, deleted_entity = mapping.module, deleted_entity_name(mapping.module)
-    lander = RawLander(conn, tenant, "zoho", (module, deleted_entity), snapshot=snapshot)
-    for record in read_ahead(client.iter_records(module, mapping.source_fields, modified_since=since)):
-        modified = parse_zoho_datetime(record["Modified_Time"])
-        if until is not None and modified >= until:
-            break  # sorted by Modified_Time: the rest belongs to later windows
-        lander.land(module, record["id"], record, modified)
-    gone = []
-    for record in client.iter_deleted(module, since=since):
-        deleted_time = parse_zoho_datetime(record["deleted_time"])
-        if until is not None and deleted_time >= until:
-            continue
-        lander.land(deleted_entity, record["id"], record, deleted_time)
-        gone.append(str(record["id"]))
-    counts = lander.finish()
-    if not snapshot:
-        # A window sees deletions as entries in Zoho's deleted list; the snapshot sees them as absences.
-        scope = {"tenant_id": tenant, "source": "zoho", "entity": module}
-        counts[module].deleted += soft_delete_keys(conn, "raw_records", scope, gone)
-    return counts[module]
+                lander = RawLander(conn, warehouse.tenant, "zoho", (module, deleted_entity), snapshot=snapshot)
+                gone = []
+                for record in records:
+                    if isinstance(record, ModuleRead):
+                        break
+                    lander.land(*record)
+                    if record[0] == deleted_entity:
+                        gone.append(record[1])
+                counts = lander.finish()
+                if not snapshot:
+                    # A window sees deletions as entries in Zoho's deleted list; the snapshot sees
+                    # them as absences.
+                    scope = {"tenant_id": warehouse.tenant, "source": "zoho", "entity": module}
+                    counts[module].deleted += soft_delete_keys(conn, "raw_records", scope, gone)
+                else:
+                    warehouse.record_sync(conn, f"zoho.{module}", counts[module].read)
+            yield entity, counts[module], record.requests

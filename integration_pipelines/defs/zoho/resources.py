@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from integration_pipelines.lib.zoho import ZohoClient
 from integration_pipelines.settings import get_settings
@@ -19,13 +22,18 @@ class ZohoResource(ConfigurableResource):
     refresh_token: str = Field(description="OAuth refresh token; set ZOHO_REFRESH_TOKEN.")
     max_concurrency: int = Field(10, description="Concurrent requests; the org edition's limit at most.")
 
-    def client(self) -> ZohoClient:
+    def client_factory(self) -> Callable[[], ZohoClient]:
+        """Builds a client wherever it is called, another process included (it pickles)."""
         settings = get_settings()
-        return ZohoClient(
+        return partial(
+            ZohoClient,
             self.api_domain or settings.zoho_api_domain,
             self.accounts_url or settings.zoho_accounts_url,
             self.client_id,
-            self.client_secret,
-            self.refresh_token,
+            SecretStr(self.client_secret),
+            SecretStr(self.refresh_token),
             max_concurrency=self.max_concurrency,
         )
+
+    def client(self) -> ZohoClient:
+        return self.client_factory()()

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, cast, select
 
 from integration_pipelines.lib.warehouse.schema import raw_records
-from integration_pipelines.lib.warehouse.upsert import encode_json
+from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 
 # Rows fetched per round trip when reading raw records back; keeps memory flat on large entities.
 READ_CHUNK = 5_000
@@ -21,17 +21,18 @@ def raw_row(
     source: str,
     entity: str,
     record_id: Any,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | EncodedJSON,
     source_modified_at: datetime,
 ) -> dict[str, Any]:
     """A `raw_records` row, ready for `upsert_rows(conn, "raw_records", ...)`: the payload is
-    encoded once, here, and that text is both what is stored and what is fingerprinted."""
+    encoded once (here, unless its reader did), and that text is both what is stored and what is
+    fingerprinted."""
     return {
         "tenant_id": tenant_id,
         "source": source,
         "entity": entity,
         "record_id": str(record_id),
-        "payload": encode_json(payload),
+        "payload": payload if isinstance(payload, EncodedJSON) else encode_json(payload),
         "source_modified_at": source_modified_at,
     }
 

@@ -16,9 +16,10 @@ second query.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,19 +31,32 @@ from sqlalchemy.dialects import postgresql, sqlite
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
 from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
 
+# Timestamps repeat (every record of a snapshot shares its observation time): convert each once.
+_sqlite_timestamp_text = functools.lru_cache(maxsize=1 << 16)(sqlite_timestamp_text)
+
 # Rows staged per set-based upsert: large enough to amortise each statement, small enough that a
 # batch of the widest rows stays a few megabytes.
 BATCH_SIZE = 5_000
 
 
 class EncodedJSON(str):
-    """JSON text its producer encoded once (`encode_json`): stored as it is, fingerprinted as text,
-    and read back decoded like any JSON column."""
+    """JSON text its producer encoded once (`encode_json`): stored as it is, and read back decoded
+    like any JSON column. It carries the digest of its text, taken where it was encoded (a
+    snapshot's reader process), which fingerprints a row whose business content it is."""
+
+    digest: str
 
 
 def encode_json(value: Any) -> EncodedJSON:
     """Compact JSON with sorted keys, so the same record always encodes, and so fingerprints, the same."""
-    return EncodedJSON(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    text = EncodedJSON(data.decode())
+    text.digest = _digest(data)
+    return text
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 @dataclass
@@ -90,8 +104,11 @@ def fingerprint(business_values: tuple) -> str:
 
     The content is hashed as the `repr` of its values, which is exact and stable for every type
     a row holds (text, numbers, Decimal, dates, `EncodedJSON`) and far cheaper than encoding it.
+    A row whose one business value is encoded JSON (a raw record) is its text's digest.
     """
-    return hashlib.blake2b(repr(business_values).encode(), digest_size=16).hexdigest()
+    if len(business_values) == 1 and isinstance(business_values[0], EncodedJSON):
+        return business_values[0].digest
+    return _digest(repr(business_values).encode())
 
 
 def upsert_rows(
@@ -100,12 +117,14 @@ def upsert_rows(
     rows: Iterable[Mapping[str, Any]],
     *,
     now: datetime | None = None,
+    snapshot: Snapshot | None = None,
 ) -> UpsertCounts:
     """Write canonical rows; return how many were inserted, updated and left unchanged.
 
     Each row holds the table's key and business columns and `source_modified_at`
     (timezone-aware); `deleted_at` is optional. Rows may be any iterable: they are written in
-    batches, so a sync can stream millions of rows through in constant memory.
+    batches, so a sync can stream millions of rows through in constant memory. A `snapshot`
+    notes the key of every row written (changed or not) as seen.
     """
     writer = _TableWriter.of(conn, table_name)
     now = now or datetime.now(UTC)
@@ -124,10 +143,10 @@ def upsert_rows(
                 continue
         batch[key] = values
         if len(batch) >= BATCH_SIZE:
-            counts += writer.write(conn, batch.values(), now)
+            counts += writer.write(conn, batch.values(), now, snapshot)
             batch.clear()
     if batch:
-        counts += writer.write(conn, batch.values(), now)
+        counts += writer.write(conn, batch.values(), now, snapshot)
     return counts
 
 
@@ -173,6 +192,7 @@ class _TableWriter:
         merge = _upsert(insert.from_select(list(stage.c.keys()), staged), spec, list(stage.c.keys()))
         # A statement without parameters: compiled once, run on the driver's cursor like the staging.
         self._merge = str(merge.compile(dialect=dialect))
+        self.stage_name = stage.name
         names = ", ".join(f'"{c}"' for c in stage.c.keys())
         if self._postgres:
             self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}")'
@@ -200,7 +220,7 @@ class _TableWriter:
         # SQLite: what SQLAlchemy's binds would store. Timestamps are text in a fixed format (which
         # the upsert's comparisons rely on), produced directly: they are the commonest value here.
         if isinstance(column_type, UTCDateTime):
-            return sqlite_timestamp_text
+            return _sqlite_timestamp_text
         return column_type.dialect_impl(dialect).bind_processor(dialect)
 
     def values(self, row: Mapping[str, Any]) -> tuple:
@@ -222,7 +242,7 @@ class _TableWriter:
                 values[i] = convert(values[i])
         return tuple(values)
 
-    def write(self, conn: Connection, batch: Iterable[tuple], now: datetime) -> UpsertCounts:
+    def write(self, conn: Connection, batch: Iterable[tuple], now: datetime, snapshot: Snapshot | None) -> UpsertCounts:
         batch = list(batch)
         stamp = self._stamp(now)
         cursor = conn.connection.driver_connection.cursor()
@@ -236,6 +256,8 @@ class _TableWriter:
             cursor.executemany(self._load_stage, [(*values, stamp, stamp) for values in batch])
         cursor.execute(self._merge)
         written = cursor.fetchall()
+        if snapshot is not None:
+            snapshot.saw_staged(cursor, self.stage_name)
         cursor.close()
         inserted = sum(1 for (is_new,) in written if is_new)
         rows_written(conn)[self.spec.table.name] += len(written)
@@ -284,11 +306,11 @@ def soft_delete_keys(
 class Snapshot:
     """The keys a full snapshot saw, so that what it did not see can be soft-deleted.
 
-    A snapshot covers a *scope* of a table (for example the Moodle users of one tenant). The
-    keys seen go into a temporary table on the sync's own connection as the crawl streams, so
-    memory stays flat however large the source; `delete_missing` then marks every live row of
-    the scope that the snapshot never saw. Use it only for complete reads: a partial read would
-    delete what it skipped.
+    A snapshot covers a *scope* of a table (for example the Moodle users of one tenant). Pass it
+    to `upsert_rows`, which copies the keys of each batch it stages into a temporary table on
+    the sync's own connection, in SQL, so memory stays flat however large the source;
+    `delete_missing` then marks every live row of the scope that the snapshot never saw. Use it
+    only for complete reads: a partial read would delete what it skipped.
     """
 
     def __init__(self, conn: Connection, table_name: str, scope: Mapping[str, Any]):
@@ -299,8 +321,8 @@ class Snapshot:
         self._conn, self._table, self._scope = conn, spec.table, dict(scope)
         self._key: Column = spec.table.c[free[0]]
         self._postgres = conn.dialect.name == "postgresql"
-        # On PostgreSQL keys arrive by COPY, which cannot skip duplicates; a repeated key is
-        # harmless to the anti-join, so the table there needs no key at all.
+        # On PostgreSQL the table has no key, so copying keys in costs no index upkeep; a
+        # repeated key is harmless to the anti-join.
         self._seen = Table(
             f"snapshot_seen_{id(self):x}",
             _SNAPSHOT_METADATA,
@@ -308,41 +330,20 @@ class Snapshot:
             prefixes=["TEMPORARY"],
         )
         self._seen.create(conn)
-        self._pending: set = set()
+        self._copy_staged = (
+            f'INSERT INTO "{self._seen.name}" (k) SELECT "{self._key.name}" FROM "{{stage}}"'
+            if self._postgres
+            else f'INSERT OR IGNORE INTO "{self._seen.name}" (k) SELECT "{self._key.name}" FROM "{{stage}}"'
+        )
         self.seen = 0
 
-    def saw(self, key: Any) -> None:
-        self._pending.add(key)
-        if len(self._pending) >= BATCH_SIZE:
-            self._flush()
-
-    def track(self, rows: Iterable[Mapping[str, Any]], key: str) -> Iterator[Mapping[str, Any]]:
-        """Pass `rows` through, noting each one's `key` as seen: for a snapshot written as it streams."""
-        for row in rows:
-            self.saw(row[key])
-            yield row
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        if self._postgres:
-            with self._conn.connection.driver_connection.cursor().copy(
-                f'COPY "{self._seen.name}" (k) FROM STDIN'
-            ) as copy:
-                for key in self._pending:
-                    copy.write_row((key,))
-        else:
-            cursor = self._conn.connection.driver_connection.cursor()
-            cursor.executemany(
-                f'INSERT OR IGNORE INTO "{self._seen.name}" (k) VALUES (?)', [(k,) for k in self._pending]
-            )
-            cursor.close()
-        self.seen += len(self._pending)
-        self._pending.clear()
+    def saw_staged(self, cursor, stage_name: str) -> None:
+        """Note as seen the keys of the batch staged in `stage_name` (called by `upsert_rows`)."""
+        cursor.execute(self._copy_staged.format(stage=stage_name))
+        self.seen += cursor.rowcount
 
     def delete_missing(self, now: datetime | None = None) -> int:
         """Soft-delete the live rows of the scope that the snapshot did not see; return how many."""
-        self._flush()
         if self._postgres:
             # Index the keys once they are all in: a table loaded in this same transaction has no
             # statistics yet, the planner may well choose a nested loop, and it must not be one
