@@ -279,3 +279,18 @@ def test_writers_that_read_first_take_turns_instead_of_failing(warehouse_url):
         second.dispose()
     assert errors == []
     assert {stored(first, key)["student_key"] for key in ("zoho:1", "zoho:2")} == {"zoho:1", "zoho:2"}
+
+
+def test_raw_changes_give_their_write_times_as_sqlalchemy_reads_them(warehouse):
+    from integration_pipelines.lib.warehouse.raw import iter_raw_changes, raw_row
+    from integration_pipelines.lib.warehouse.schema import raw_records
+
+    written_at = [T0 + timedelta(microseconds=1), T0 + timedelta(days=400, seconds=7)]
+    with warehouse.begin() as conn:
+        for i, now in enumerate(written_at):
+            upsert_rows(conn, "raw_records", [raw_row("default", "zoho", "Programs", i, {"id": i}, T0)], now=now)
+    with warehouse.connect() as conn:
+        changes = list(iter_raw_changes(conn, "default", "zoho", "Programs", None))
+        stored_times = conn.execute(select(raw_records.c.updated_at).order_by(raw_records.c.updated_at)).scalars()
+        assert [c.updated_at for c in changes] == list(stored_times) == written_at
+    assert [c.deleted for c in changes] == [False, False]

@@ -57,12 +57,20 @@ def enrollments_references(warehouse: WarehouseResource) -> AssetCheckResult:
     return _result(_run(warehouse, checks.enrollment_references))
 
 
-@asset_check(asset="registrations", description="Every registration belongs to an existing student.")
+# Registrations and payments are mapped from Zoho without reading the students table, so they
+# may materialize before it; checking their references waits for it.
+@asset_check(
+    asset="registrations",
+    additional_deps=["students"],
+    description="Every registration belongs to an existing student.",
+)
 def registrations_references(warehouse: WarehouseResource) -> AssetCheckResult:
     return _result(_run(warehouse, checks.student_references, registrations_table))
 
 
-@asset_check(asset="payments", description="Every payment belongs to an existing student.")
+@asset_check(
+    asset="payments", additional_deps=["students"], description="Every payment belongs to an existing student."
+)
 def payments_references(warehouse: WarehouseResource) -> AssetCheckResult:
     return _result(_run(warehouse, checks.student_references, payments_table))
 

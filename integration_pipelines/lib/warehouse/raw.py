@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, cast, select
+from sqlalchemy import BigInteger, Connection, cast, select, type_coerce
+from sqlalchemy.types import NullType
 
 from integration_pipelines.lib.warehouse.schema import raw_records
+from integration_pipelines.lib.warehouse.types import utc_from_stored
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 
 # Rows fetched per round trip when reading raw records back; keeps memory flat on large entities.
@@ -58,14 +59,22 @@ def iter_raw_payloads(
         yield payload
 
 
-@dataclass(frozen=True)
 class RawChange:
-    """One raw record written (inserted, updated or soft-deleted) after a watermark."""
+    """One raw record written (inserted, updated or soft-deleted) after a watermark.
 
-    record_id: str
-    payload: dict[str, Any]
-    deleted: bool
-    updated_at: datetime
+    Its write time is kept as the database returned it and converted only when asked: a canonical
+    step needs it for the last change it applied (its new watermark) and for deletions, not for
+    each of the millions of records a full sync reads.
+    """
+
+    __slots__ = ("record_id", "payload", "deleted", "_updated_at")
+
+    def __init__(self, record_id: str, payload: dict[str, Any], deleted: bool, updated_at: Any):
+        self.record_id, self.payload, self.deleted, self._updated_at = record_id, payload, bool(deleted), updated_at
+
+    @property
+    def updated_at(self) -> datetime:
+        return utc_from_stored(self._updated_at)
 
 
 def iter_raw_changes(
@@ -76,12 +85,17 @@ def iter_raw_changes(
     Our own `updated_at` changes on every insert, update and soft delete, so it is a complete
     change feed of the raw layer, whichever asset wrote the record.
     """
-    stmt = select(raw_records.c.record_id, raw_records.c.payload, raw_records.c.deleted_at, raw_records.c.updated_at)
+    stmt = select(
+        raw_records.c.record_id,
+        raw_records.c.payload,
+        raw_records.c.deleted_at.is_not(None),
+        type_coerce(raw_records.c.updated_at, NullType),  # as stored: converted on demand
+    )
     stmt = stmt.where(
         raw_records.c.tenant_id == tenant_id, raw_records.c.source == source, raw_records.c.entity == entity
     )
     if since is not None:
         stmt = stmt.where(raw_records.c.updated_at > since)
     stmt = stmt.order_by(raw_records.c.updated_at).execution_options(yield_per=READ_CHUNK)
-    for record_id, payload, deleted_at, updated_at in conn.execute(stmt):
-        yield RawChange(record_id, payload, deleted_at is not None, updated_at)
+    for record_id, payload, deleted, updated_at in conn.execute(stmt):
+        yield RawChange(record_id, payload, deleted, updated_at)

@@ -31,6 +31,14 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def utc_from_stored(value: datetime | str) -> datetime:
+    """A UTCDateTime as the driver returns it when read without SQLAlchemy's processing (SQLite:
+    naive UTC text; PostgreSQL: an aware datetime), as the aware UTC datetime it stands for."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: warehouse timestamps must be timezone-aware")
