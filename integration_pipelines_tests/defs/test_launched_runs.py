@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -22,9 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 def launch(job: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    dagster = Path(sys.executable).parent / "dagster"
+    # `python -m dagster`, as the run workers the UI and the daemon start are: the main module
+    # then matters to anything that starts processes of its own (a snapshot's reader).
     return subprocess.run(
-        [str(dagster), "job", "execute", "-m", "integration_pipelines.definitions", "-j", job],
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "integration_pipelines.definitions", "-j", job],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
