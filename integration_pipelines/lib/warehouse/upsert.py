@@ -124,7 +124,7 @@ def upsert_rows(
     Each row holds the table's key and business columns and `source_modified_at`
     (timezone-aware); `deleted_at` is optional. Rows may be any iterable: they are written in
     batches, so a sync can stream millions of rows through in constant memory. A `snapshot`
-    notes the key of every row written (changed or not) as seen.
+    notes the key of every row written (changed or not) as seen; the rows must lie in its scope.
     """
     writer = _TableWriter.of(conn, table_name)
     now = now or datetime.now(UTC)
