@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -140,25 +138,18 @@ def run_job(job: str, env: dict[str, str], dagster_home: str, partition: str | N
 
 def run_metadata(dagster_home: str) -> dict:
     """The numeric metadata of each materialization of the instance's latest run, by asset key."""
-    code = (
-        "import json\n"
-        "from dagster import DagsterInstance, DagsterEventType\n"
-        "instance = DagsterInstance.get()\n"
-        "run = instance.get_runs(limit=1)[0]\n"
-        "out = {}\n"
-        "materialized = DagsterEventType.ASSET_MATERIALIZATION\n"
-        "for record in instance.get_records_for_run(run.run_id, of_type=materialized).records:\n"
-        "    m = record.event_log_entry.dagster_event.event_specific_data.materialization\n"
-        "    out[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items() "
-        "if isinstance(v.value, int | float)}\n"
-        "print(json.dumps(out))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "DAGSTER_HOME": dagster_home}, capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from dagster import DagsterEventType, DagsterInstance
+
+    out = {}
+    with DagsterInstance.from_config(dagster_home) as instance:
+        run = instance.get_runs(limit=1)[0]
+        records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        for record in records:
+            m = record.event_log_entry.dagster_event.event_specific_data.materialization
+            out[m.asset_key.to_user_string()] = {
+                k: v.value for k, v in m.metadata.items() if isinstance(v.value, int | float)
+            }
+    return out
 
 
 def sandbox_state(base: str) -> dict:
