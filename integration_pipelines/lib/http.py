@@ -329,7 +329,24 @@ def call_with_retries(
     counter: RequestCounter | None = None,
     what: str = "request",
 ) -> T:
-    """Run ``fn`` with tenacity; re-raise the last (typed, redacted) error when attempts run out."""
+    """Run ``fn`` with tenacity; re-raise the last (typed, redacted) error when attempts run out.
+
+    The first attempt runs before tenacity is set up: nearly every call succeeds at once, and
+    tenacity's per-call state costs ~0.1 ms, a fifth of a local request's own client work on a
+    crawl of tens of thousands of calls. A first failure is handed to tenacity as its first
+    attempt, so waits, logging and the attempt count are exactly as if tenacity had run it.
+    """
+    try:
+        return fn()
+    except BaseException as error:  # noqa: BLE001 - tenacity decides what is retried, as before
+        first_failure: BaseException | None = error
+
+    def attempt() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            error, first_failure = first_failure, None
+            raise error
+        return fn()
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if counter is not None:
@@ -354,7 +371,7 @@ def call_with_retries(
         reraise=True,
         before_sleep=before_sleep,
     )
-    return retrying(fn)
+    return retrying(attempt)
 
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
