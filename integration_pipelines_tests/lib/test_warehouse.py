@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import func, select, text
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema, upsert_rows
 from integration_pipelines.lib.warehouse.engine import schema_head, schema_revision
 from integration_pipelines.lib.warehouse.schema import students
-from integration_pipelines.lib.warehouse.upsert import Snapshot
+from integration_pipelines.lib.warehouse.upsert import EncodedJSON, Snapshot, encode_json, fingerprint
 
 T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 
@@ -294,3 +295,11 @@ def test_raw_changes_give_their_write_times_as_sqlalchemy_reads_them(warehouse):
         stored_times = conn.execute(select(raw_records.c.updated_at).order_by(raw_records.c.updated_at)).scalars()
         assert [c.updated_at for c in changes] == list(stored_times) == written_at
     assert [c.deleted for c in changes] == [False, False]
+
+
+def test_encoded_json_keeps_its_digest_across_a_process_boundary():
+    payload = encode_json({"b": 1, "a": [1, "é"]})
+    arrived = pickle.loads(pickle.dumps(payload))
+    assert isinstance(arrived, EncodedJSON)
+    assert (arrived, arrived.digest) == ('{"a":[1,"é"],"b":1}', payload.digest)
+    assert fingerprint((arrived,)) == payload.digest

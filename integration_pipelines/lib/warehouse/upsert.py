@@ -44,15 +44,26 @@ class EncodedJSON(str):
     like any JSON column. It carries the digest of its text, taken where it was encoded (a
     snapshot's reader process), which fingerprints a row whose business content it is."""
 
+    __slots__ = ("digest",)
     digest: str
+
+    def __reduce__(self):
+        # Pickled as its text and digest: a snapshot's reader sends millions of these to the
+        # landing process, and a str subclass's default pickling (its class, then its state)
+        # costs three times as much each way.
+        return _encoded_json, (str(self), self.digest)
+
+
+def _encoded_json(text: str, digest: str) -> EncodedJSON:
+    encoded = EncodedJSON(text)
+    encoded.digest = digest
+    return encoded
 
 
 def encode_json(value: Any) -> EncodedJSON:
     """Compact JSON with sorted keys, so the same record always encodes, and so fingerprints, the same."""
     data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    text = EncodedJSON(data.decode())
-    text.digest = _digest(data)
-    return text
+    return _encoded_json(data.decode(), _digest(data))
 
 
 def _digest(data: bytes) -> str:
