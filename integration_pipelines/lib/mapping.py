@@ -570,6 +570,11 @@ class RecordTransformError(ValueError):
         self.entity = entity
         self.field = field
         self.record_id = record_id
+        self.reason = reason
+
+    def __reduce__(self):
+        # Whole across a process boundary: canonical reads may run in a reader process.
+        return type(self), (self.entity, self.field, self.record_id, self.reason)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, cast, select, type_coerce
+from sqlalchemy import BigInteger, Connection, cast, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from integration_pipelines.lib.warehouse.schema import raw_records
@@ -91,11 +91,19 @@ def iter_raw_changes(
         raw_records.c.deleted_at.is_not(None),
         type_coerce(raw_records.c.updated_at, NullType),  # as stored: converted on demand
     )
-    stmt = stmt.where(
-        raw_records.c.tenant_id == tenant_id, raw_records.c.source == source, raw_records.c.entity == entity
-    )
-    if since is not None:
-        stmt = stmt.where(raw_records.c.updated_at > since)
+    stmt = stmt.where(*_changes(tenant_id, source, entity, since))
     stmt = stmt.order_by(raw_records.c.updated_at).execution_options(yield_per=READ_CHUNK)
     for record_id, payload, deleted, updated_at in conn.execute(stmt):
         yield RawChange(record_id, payload, deleted, updated_at)
+
+
+def count_raw_changes(conn: Connection, tenant_id: str, source: str, entity: str, since: datetime | None) -> int:
+    """How many records `iter_raw_changes` would give (an index count: cheap beside reading them)."""
+    return conn.execute(select(func.count()).where(*_changes(tenant_id, source, entity, since))).scalar_one()
+
+
+def _changes(tenant_id: str, source: str, entity: str, since: datetime | None) -> list:
+    where = [raw_records.c.tenant_id == tenant_id, raw_records.c.source == source, raw_records.c.entity == entity]
+    if since is not None:
+        where.append(raw_records.c.updated_at > since)
+    return where

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
 from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
@@ -137,13 +138,39 @@ def upsert_rows(
     batches, so a sync can stream millions of rows through in constant memory. A `snapshot`
     notes the key of every row written (changed or not) as seen; the rows must lie in its scope.
     """
-    writer = _TableWriter.of(conn, table_name)
+    prepared = prepare_rows(conn.dialect, table_name, rows)
+    return upsert_prepared(conn, table_name, prepared, now=now, snapshot=snapshot)
+
+
+def prepare_rows(dialect: Dialect, table_name: str, rows: Iterable[Mapping[str, Any]]) -> Generator[tuple, None, Any]:
+    """Rows as `upsert_prepared` writes them to `table_name` on `dialect`'s backend: validated,
+    fingerprinted and converted. Needs no connection, so it can run where the rows are made (a
+    reader process, say); returns what `rows` returns, if it is a generator."""
+    values = _TableWriter.of(dialect, table_name).values
+    rows = iter(rows)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration as end:
+            return end.value
+        yield values(row)
+
+
+def upsert_prepared(
+    conn: Connection,
+    table_name: str,
+    prepared: Iterable[tuple],
+    *,
+    now: datetime | None = None,
+    snapshot: Snapshot | None = None,
+) -> UpsertCounts:
+    """`upsert_rows` for rows `prepare_rows` already prepared for this connection's backend."""
+    writer = _TableWriter.of(conn.dialect, table_name)
     now = now or datetime.now(UTC)
     counts = UpsertCounts()
     batch: dict[tuple, tuple] = {}
     width = len(writer.spec.key_columns)
-    for row in rows:
-        values = writer.values(row)
+    for values in prepared:
         key = values[:width]
         # Within one batch a key may appear once only (ON CONFLICT cannot touch a row twice):
         # keep the newest version, as the warehouse would.
@@ -174,10 +201,10 @@ class _TableWriter:
     _cache: dict[tuple[str, str], _TableWriter] = {}
 
     @classmethod
-    def of(cls, conn: Connection, table_name: str) -> _TableWriter:
-        key = (conn.dialect.name, table_name)
+    def of(cls, dialect: Dialect, table_name: str) -> _TableWriter:
+        key = (dialect.name, table_name)
         if key not in cls._cache:
-            cls._cache[key] = cls(conn.dialect, KEYED_TABLES[table_name])
+            cls._cache[key] = cls(dialect, KEYED_TABLES[table_name])
         return cls._cache[key]
 
     def __init__(self, dialect, spec: KeyedTable):
