@@ -7,8 +7,9 @@ because linking identities needs both sources side by side; the fingerprints kee
 down to what actually changed.
 """
 
-from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
+from functools import partial
 
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition, Config, MaterializeResult, asset
 from pydantic import Field
@@ -17,23 +18,30 @@ from sqlalchemy import Connection, select
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.assets import raw_zoho_key, zoho_changes_key
-from integration_pipelines.lib import btec
-from integration_pipelines.lib.canonical import (
-    GradeItem,
-    StudentLink,
-    enrollment_rows,
-    epoch,
-    moodle_grade_row,
-    zoho_key,
-    zoho_rows,
+from integration_pipelines.lib.canonical import GradeItem, StudentLink
+from integration_pipelines.lib.canonical_reads import (
+    ChangesRead,
+    MoodleGrades,
+    Reading,
+    read_changes,
+    read_enrollments,
+    read_prepared,
+    read_students,
+    zoho_change_key,
+    zoho_grade_rows,
+    zoho_table_rows,
 )
-from integration_pipelines.lib.source_reads import deleted_entity_name
-from integration_pipelines.lib.students import holds_student_role, link_students, slim_moodle_user
-from integration_pipelines.lib.warehouse.raw import iter_raw_changes, iter_raw_payloads
+from integration_pipelines.lib.read_ahead import ReadAhead
+from integration_pipelines.lib.warehouse.raw import count_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.sync_state import watermark
-from integration_pipelines.lib.warehouse.upsert import Snapshot, SyncCounts, soft_delete_keys, upsert_rows
-from integration_pipelines.lib.zoho import parse_zoho_datetime
+from integration_pipelines.lib.warehouse.upsert import (
+    Snapshot,
+    SyncCounts,
+    prepare_rows,
+    soft_delete_keys,
+    upsert_prepared,
+)
 
 CANONICAL_KINDS = {"python"}
 # When the automation sensor is on, a canonical table follows its raw inputs wherever they were
@@ -53,6 +61,28 @@ def _zoho_deps(entity: str) -> list[AssetKey]:
     return [raw_zoho_key(entity), zoho_changes_key(entity)]
 
 
+# Below this many raw records a reader process's start (about a second: a new interpreter and
+# its imports) costs more than moving the work off the writing process saves.
+READER_PROCESS_MIN_RECORDS = 50_000
+
+
+def _reading(
+    conn: Connection, warehouse: WarehouseResource, table: str, records: int, read, *args
+) -> AbstractContextManager[Reading | ReadAhead]:
+    """The rows `read(conn, *args)` makes of `records` raw records for `table`, prepared for its
+    upsert, with what `read` returns as `.result` once they are written.
+
+    A large read on SQLite runs in a process of its own, on its own connection: a run's steps
+    take turns in one process there, and a reader process puts the raw decoding and the
+    transforms on the second core while this one writes. Otherwise (a change window of a few
+    rows, or PostgreSQL, whose steps already run side by side in processes of their own) it runs
+    here, on the step's connection.
+    """
+    if records >= READER_PROCESS_MIN_RECORDS and warehouse.backend == "sqlite":
+        return ReadAhead(read_prepared, warehouse.resolved_url, table, read, *args, process=True)
+    return nullcontext(Reading(prepare_rows(conn.dialect, table, read(conn, *args))))
+
+
 def _apply_changes(
     conn: Connection,
     warehouse: WarehouseResource,
@@ -66,29 +96,20 @@ def _apply_changes(
 ) -> SyncCounts:
     """Apply one raw entity's changes to a canonical table and move the stream's watermark.
 
-    `to_rows(payloads)` turns live raw payloads into canonical rows; `key_of(change)` gives the
-    canonical key of a raw record that was deleted.
+    `to_rows(payloads)` turns live raw payloads into rows and `key_of(change)` gives the
+    canonical key of a raw record that was deleted (`read_changes`); both must pickle, since a
+    full read may run in a reader process.
     """
     tenant = warehouse.tenant
-    counts = SyncCounts()
     since = None if full else watermark(conn, tenant, stream)
-    newest = since
-    gone: list[str] = []
-
-    def live_payloads() -> Iterator[dict]:
-        nonlocal newest
-        for change in iter_raw_changes(conn, tenant, source, entity, since):
-            counts.read += 1
-            newest = change.updated_at
-            if change.deleted:
-                gone.append(key_of(change))
-            else:
-                yield change.payload
-
-    counts.written = upsert_rows(conn, table, to_rows(live_payloads()))
-    counts.deleted = soft_delete_keys(conn, table, {"tenant_id": tenant}, [k for k in gone if k])
-    warehouse.record_sync(conn, stream, counts.read, watermark=newest)
-    return counts
+    records = count_raw_changes(conn, tenant, source, entity, since)
+    changes = (read_changes, tenant, source, entity, since, to_rows, key_of)
+    with _reading(conn, warehouse, table, records, *changes) as rows:
+        written = upsert_prepared(conn, table, rows)
+    found: ChangesRead = rows.result
+    deleted = soft_delete_keys(conn, table, {"tenant_id": tenant}, found.gone)
+    warehouse.record_sync(conn, stream, found.read, watermark=found.newest)
+    return SyncCounts(read=found.read, written=written, deleted=deleted)
 
 
 def _zoho_table_asset(table: str, entity: str, description: str):
@@ -113,8 +134,8 @@ def _zoho_table_asset(table: str, entity: str, description: str):
                 "zoho",
                 mapping.module,
                 config.full,
-                to_rows=lambda payloads: zoho_rows(table, mapping, payloads, warehouse.tenant),
-                key_of=lambda change: zoho_key(change.record_id),
+                to_rows=partial(zoho_table_rows, table, mapping, warehouse.tenant),
+                key_of=zoho_change_key,
             )
         return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0, "full": config.full})
 
@@ -152,27 +173,19 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
     Students known to only one system are kept and counted as unmatched; students no source
     holds any more are soft-deleted.
     """
-    tenant = warehouse.tenant
     mapping = FIELD_MAPPING.zoho.entities["students"]
     with warehouse.begin() as conn:
-        moodle_student_ids = {
-            int(enrolment["userid"])
-            for enrolment in iter_raw_payloads(conn, tenant, "moodle", "enrolments")
-            if holds_student_role(enrolment)
-        }
-        rows, identity = link_students(
-            lambda: (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant, "zoho", mapping.module)),
-            (
-                slim_moodle_user(u, FIELD_MAPPING.identity.moodle_crm_field)
-                for u in iter_raw_payloads(conn, tenant, "moodle", "users", in_id_order=True)
-            ),
-            moodle_student_ids,
-            tenant_id=tenant,
-            observed_at=datetime.now(UTC),
-            rules=FIELD_MAPPING.identity,
-            deleted_zoho=_deleted_students(conn, tenant, mapping),
+        counts, identity = _write_whole_table(
+            conn,
+            warehouse,
+            "students",
+            [("zoho", mapping.module), ("moodle", "users")],
+            read_students,
+            warehouse.tenant,
+            mapping,
+            FIELD_MAPPING.identity,
+            datetime.now(UTC),
         )
-        counts = _write_whole_table(conn, warehouse, "students", rows)
     unmatched_share = identity.unmatched / counts.read if counts.read else 0.0
     return MaterializeResult(
         metadata={
@@ -184,34 +197,20 @@ def students(context: AssetExecutionContext, warehouse: WarehouseResource) -> Ma
     )
 
 
-def _write_whole_table(conn: Connection, warehouse: WarehouseResource, table: str, rows) -> SyncCounts:
-    """Write a table recomputed whole: its rows, then the soft deletion of the rows it no longer has."""
-    snapshot = Snapshot(conn, table, {"tenant_id": warehouse.tenant})
-    counts = SyncCounts(written=upsert_rows(conn, table, rows, snapshot=snapshot))
+def _write_whole_table(
+    conn: Connection, warehouse: WarehouseResource, table: str, sources: list[tuple[str, str]], read, *args
+):
+    """Write a table recomputed whole, every run, from what `read(conn, *args)` makes of the raw
+    `sources` ((source, entity) pairs), then soft-delete the rows it no longer has. Returns the
+    counts and what `read` returned."""
+    tenant = warehouse.tenant
+    records = sum(count_raw_changes(conn, tenant, source, entity, None) for source, entity in sources)
+    snapshot = Snapshot(conn, table, {"tenant_id": tenant})
+    with _reading(conn, warehouse, table, records, read, *args) as rows:
+        counts = SyncCounts(written=upsert_prepared(conn, table, rows, snapshot=snapshot))
     counts.read, counts.deleted = snapshot.seen, snapshot.delete_missing()
     warehouse.record_sync(conn, f"canonical.{table}", counts.read)
-    return counts
-
-
-def _deleted_students(conn: Connection, tenant: str, mapping) -> dict[str, dict]:
-    """Students Zoho lists as deleted: when, and what the warehouse last saw of them, if anything."""
-    deleted = {
-        str(r["id"]): {"deleted_at": parse_zoho_datetime(r["deleted_time"])}
-        for r in iter_raw_payloads(conn, tenant, "zoho", deleted_entity_name(mapping.module))
-    }
-    for change in iter_raw_changes(conn, tenant, "zoho", mapping.module, None):
-        if change.deleted and change.record_id in deleted:
-            deleted[change.record_id] = {**mapping.to_row(change.payload), **deleted[change.record_id]}
-    return deleted
-
-
-def _zoho_rows_with_deletions(conn: Connection, tenant: str, mapping) -> Iterator[dict]:
-    """Every record of a Zoho module the warehouse has seen, mapped; deleted ones carry `deleted_at`."""
-    for change in iter_raw_changes(conn, tenant, "zoho", mapping.module, None):
-        row = mapping.to_row(change.payload)
-        if change.deleted:
-            row["deleted_at"] = change.updated_at
-        yield row
+    return counts, rows.result
 
 
 def _student_links(conn: Connection) -> dict[int, StudentLink]:
@@ -233,22 +232,20 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
     A withdrawal in Zoho wins; a suspension on either side shows as suspended. Moodle enrolments
     without a Zoho enrollment are kept as Moodle-only rows.
     """
-    tenant = warehouse.tenant
     mapping = FIELD_MAPPING.zoho.entities["enrollments"]
     with warehouse.begin() as conn:
-        course_of_class = dict(_live(conn, "classes", "zoho_id", "moodle_course_id"))
-        links = _student_links(conn)
-        rows = enrollment_rows(
-            _zoho_rows_with_deletions(conn, tenant, mapping),
-            iter_raw_payloads(conn, tenant, "moodle", "enrolments"),
-            tenant_id=tenant,
-            course_of_class=course_of_class,
-            class_of_course={course: zid for zid, course in course_of_class.items() if course is not None},
-            moodle_user_of_student={link.zoho_id: uid for uid, link in links.items() if link.zoho_id},
-            student_of_moodle_user=links,
-            observed_at=datetime.now(UTC),
+        counts, _ = _write_whole_table(
+            conn,
+            warehouse,
+            "enrollments",
+            [("zoho", mapping.module), ("moodle", "enrolments")],
+            read_enrollments,
+            warehouse.tenant,
+            mapping,
+            dict(_live(conn, "classes", "zoho_id", "moodle_course_id")),
+            _student_links(conn),
+            datetime.now(UTC),
         )
-        counts = _write_whole_table(conn, warehouse, "enrollments", rows)
     return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0})
 
 
@@ -275,91 +272,36 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
     newer grade wins.
     """
     tenant = warehouse.tenant
-    thresholds = FIELD_MAPPING.btec.thresholds
     mapping = FIELD_MAPPING.zoho.entities["btec_grades"]
-
-    def convert(raw: float, grade_max: float, scale: bool) -> str | None:
-        return btec.grade_from_scale(raw) if scale else btec.grade_from_numeric(raw, grade_max, thresholds)
-
     with warehouse.begin() as conn:
         links = _student_links(conn)
-        moodle_user_of_student = {link.zoho_id: uid for uid, link in links.items() if link.zoho_id}
-        unit_of_code = {code: zid for zid, code in _live(conn, "units", "zoho_id", "code") if code}
         items = {}
         for item in iter_raw_payloads(conn, tenant, "moodle", "grade_items"):
             grade_item = GradeItem.from_report(item, item["courseid"])
             items[grade_item.assignment_id] = grade_item
+        moodle = MoodleGrades(
+            tenant_id=tenant,
+            items=items,
+            links=links,
+            unit_of_code={code: zid for zid, code in _live(conn, "units", "zoho_id", "code") if code},
+            thresholds=FIELD_MAPPING.btec.thresholds,
+        )
+        moodle_user_of_student = {link.zoho_id: uid for uid, link in links.items() if link.zoho_id}
 
-        def moodle_row(item: GradeItem | None, user_id: int, raw, graded_at):
-            if item is None or user_id not in links or raw is None:
-                return None  # unknown assignment, not a student, or not graded
-            return moodle_grade_row(
-                tenant_id=tenant,
-                item=item,
-                user_id=user_id,
-                raw_grade=raw,
-                graded_at=graded_at,
-                student=links[user_id],
-                unit_of_code=unit_of_code,
-                convert=convert,
-            )
-
-        def from_report(payloads):
-            for p in payloads:
-                item = items.get(int(p["iteminstance"]))
-                row = moodle_row(item, int(p["userid"]), p.get("graderaw"), epoch(p.get("gradedategraded")))
-                if row:
-                    yield row
-
-        def from_assign(payloads):
-            for p in payloads:
-                grade = float(p["grade"]) if p.get("grade") is not None else None
-                row = moodle_row(
-                    items.get(int(p["assignmentid"])),
-                    int(p["userid"]),
-                    None if grade is None or grade < 0 else grade,
-                    epoch(p.get("timemodified")),
-                )
-                if row:
-                    yield row
+        def apply(feed: str, source: str, entity: str, to_rows, key_of) -> SyncCounts:
+            stream = f"canonical.grades.{feed}"
+            return _apply_changes(conn, warehouse, "grades", stream, source, entity, config.full, to_rows, key_of)
 
         feeds = {
-            "zoho": _apply_changes(
-                conn,
-                warehouse,
-                "grades",
-                "canonical.grades.zoho",
+            "zoho": apply(
+                "zoho",
                 "zoho",
                 mapping.module,
-                config.full,
-                to_rows=lambda payloads: (
-                    row | {"moodle_user_id": moodle_user_of_student.get(row["student_zoho_id"])}
-                    for row in zoho_rows("grades", mapping, payloads, tenant)
-                ),
-                key_of=lambda change: zoho_key(change.record_id),
+                partial(zoho_grade_rows, mapping, tenant, moodle_user_of_student),
+                zoho_change_key,
             ),
-            "moodle_report": _apply_changes(
-                conn,
-                warehouse,
-                "grades",
-                "canonical.grades.moodle_report",
-                "moodle",
-                "grades",
-                config.full,
-                to_rows=from_report,
-                key_of=lambda c: f"moodle:{c.payload['iteminstance']}:{c.payload['userid']}",
-            ),
-            "moodle_assign": _apply_changes(
-                conn,
-                warehouse,
-                "grades",
-                "canonical.grades.moodle_assign",
-                "moodle",
-                "assign_grades",
-                config.full,
-                to_rows=from_assign,
-                key_of=lambda c: f"moodle:{c.payload['assignmentid']}:{c.payload['userid']}",
-            ),
+            "moodle_report": apply("moodle_report", "moodle", "grades", moodle.from_report, moodle.report_key),
+            "moodle_assign": apply("moodle_assign", "moodle", "assign_grades", moodle.from_assign, moodle.assign_key),
         }
     totals = {
         k: sum(f.as_metadata()[k] for f in feeds.values())

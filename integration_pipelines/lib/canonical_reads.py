@@ -1,0 +1,250 @@
+"""The reading side of the canonical steps: what each reads from the warehouse, and the rows it
+makes of that, prepared for the one upsert path.
+
+Everything here needs only a connection, so it runs wherever the reading runs: on the step's
+own connection, or in a reader process of its own (`read_prepared` under
+`ReadAhead(..., process=True)`), where it gets the warehouse URL and plain or picklable
+arguments. Each reader returns what it found besides its rows (how many raw changes it read and
+the newest of them, the keys of deleted records, the identity statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from integration_pipelines.lib import btec
+from integration_pipelines.lib.canonical import (
+    GradeItem,
+    StudentLink,
+    enrollment_rows,
+    epoch,
+    moodle_grade_row,
+    zoho_key,
+    zoho_rows,
+)
+from integration_pipelines.lib.mapping import BtecThresholds, EntityMapping
+from integration_pipelines.lib.source_reads import deleted_entity_name
+from integration_pipelines.lib.students import IdentityRules, holds_student_role, link_students, slim_moodle_user
+from integration_pipelines.lib.warehouse.engine import create_warehouse_engine
+from integration_pipelines.lib.warehouse.raw import RawChange, iter_raw_changes, iter_raw_payloads
+from integration_pipelines.lib.warehouse.upsert import prepare_rows
+from integration_pipelines.lib.zoho import parse_zoho_datetime
+
+Rows = Generator[dict[str, Any], None, Any]
+
+
+def read_prepared(warehouse_url: str, table: str, read: Callable[..., Rows], *args: Any) -> Generator[tuple, None, Any]:
+    """`read(conn, *args)` on a read-only connection of its own to the warehouse, each row it
+    makes prepared for `table`'s upsert; returns what `read` returns. For a reader process."""
+    engine = create_warehouse_engine(warehouse_url)
+    try:
+        with engine.connect() as conn:
+            return (yield from prepare_rows(conn.dialect, table, read(conn, *args)))
+    finally:
+        engine.dispose()
+
+
+class Reading:
+    """Iterates a generator and keeps what it returns as `result`, as `ReadAhead` does for a
+    reader that runs elsewhere."""
+
+    def __init__(self, generator: Generator):
+        self._generator, self.result = generator, None
+
+    def __iter__(self) -> Iterator:
+        self.result = yield from self._generator
+
+
+# -- raw changes applied since a watermark ------------------------------------------------
+
+
+@dataclass
+class ChangesRead:
+    """What reading one raw entity's changes found besides the rows made of them."""
+
+    read: int = 0
+    newest: datetime | None = None
+    gone: list[str] = field(default_factory=list)
+
+
+def read_changes(
+    conn: Connection,
+    tenant_id: str,
+    source: str,
+    entity: str,
+    since: datetime | None,
+    to_rows: Callable[[Iterable[dict]], Iterable[dict]],
+    key_of: Callable[[RawChange], str | None],
+) -> Rows:
+    """Canonical rows for one raw entity's changes written after `since` (all when None).
+
+    `to_rows(payloads)` turns the live payloads into rows and must consume them all; `key_of`
+    gives the canonical key of a record the source deleted (collected in `gone`). Returns a
+    `ChangesRead`, whose `newest` is the watermark to apply from next time.
+    """
+    found = ChangesRead(newest=since)
+    last: RawChange | None = None
+
+    def live_payloads() -> Iterator[dict]:
+        nonlocal last
+        for change in iter_raw_changes(conn, tenant_id, source, entity, since):
+            found.read += 1
+            last = change
+            if change.deleted:
+                if key := key_of(change):
+                    found.gone.append(key)
+            else:
+                yield change.payload
+
+    yield from to_rows(live_payloads())
+    if last is not None:
+        found.newest = last.updated_at  # converted once, not for each change read
+    return found
+
+
+def zoho_change_key(change: RawChange) -> str | None:
+    return zoho_key(change.record_id)
+
+
+def zoho_table_rows(table: str, mapping: EntityMapping, tenant_id: str, payloads: Iterable[dict]) -> Iterator[dict]:
+    """A canonical table's rows from its Zoho module's payloads."""
+    return zoho_rows(table, mapping, payloads, tenant_id)
+
+
+def zoho_grade_rows(
+    mapping: EntityMapping, tenant_id: str, moodle_user_of_student: Mapping[str, int], payloads: Iterable[dict]
+) -> Iterator[dict]:
+    """BTEC grades recorded in Zoho, with the student's Moodle account where it is linked."""
+    for row in zoho_rows("grades", mapping, payloads, tenant_id):
+        row["moodle_user_id"] = moodle_user_of_student.get(row["student_zoho_id"])
+        yield row
+
+
+@dataclass(frozen=True)
+class MoodleGrades:
+    """What turns Moodle assignment grades into canonical grades: the assignments' grade items,
+    the students' links, the units by code, and the BTEC thresholds for numeric grades."""
+
+    tenant_id: str
+    items: Mapping[int, GradeItem]
+    links: Mapping[int, StudentLink]
+    unit_of_code: Mapping[str, str]
+    thresholds: BtecThresholds
+
+    def from_report(self, payloads: Iterable[dict]) -> Iterator[dict]:
+        """Grades from the snapshot's grade reports."""
+        for p in payloads:
+            row = self._row(int(p["iteminstance"]), int(p["userid"]), p.get("graderaw"), p.get("gradedategraded"))
+            if row:
+                yield row
+
+    def from_assign(self, payloads: Iterable[dict]) -> Iterator[dict]:
+        """Grades from the incremental `mod_assign_get_grades` windows (a negative grade is none)."""
+        for p in payloads:
+            grade = float(p["grade"]) if p.get("grade") is not None else None
+            raw = None if grade is None or grade < 0 else grade
+            row = self._row(int(p["assignmentid"]), int(p["userid"]), raw, p.get("timemodified"))
+            if row:
+                yield row
+
+    @staticmethod
+    def report_key(change: RawChange) -> str:
+        return f"moodle:{change.payload['iteminstance']}:{change.payload['userid']}"
+
+    @staticmethod
+    def assign_key(change: RawChange) -> str:
+        return f"moodle:{change.payload['assignmentid']}:{change.payload['userid']}"
+
+    def _row(self, assignment_id: int, user_id: int, raw: Any, graded: Any) -> dict | None:
+        item = self.items.get(assignment_id)
+        if item is None or user_id not in self.links or raw is None:
+            return None  # unknown assignment, not a student, or not graded
+        return moodle_grade_row(
+            tenant_id=self.tenant_id,
+            item=item,
+            user_id=user_id,
+            raw_grade=raw,
+            graded_at=epoch(graded),
+            student=self.links[user_id],
+            unit_of_code=self.unit_of_code,
+            convert=self._convert,
+        )
+
+    def _convert(self, raw: float, grade_max: float, scale: bool) -> str | None:
+        return btec.grade_from_scale(raw) if scale else btec.grade_from_numeric(raw, grade_max, self.thresholds)
+
+
+# -- tables recomputed whole ---------------------------------------------------------------
+
+
+def read_students(
+    conn: Connection, tenant_id: str, mapping: EntityMapping, rules: IdentityRules, observed_at: datetime
+) -> Rows:
+    """Every student, its Zoho record and Moodle account linked by the identity rules; returns
+    the link statistics."""
+    moodle_student_ids = {
+        int(enrolment["userid"])
+        for enrolment in iter_raw_payloads(conn, tenant_id, "moodle", "enrolments")
+        if holds_student_role(enrolment)
+    }
+    rows, identity = link_students(
+        lambda: (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant_id, "zoho", mapping.module)),
+        (
+            slim_moodle_user(u, rules.moodle_crm_field)
+            for u in iter_raw_payloads(conn, tenant_id, "moodle", "users", in_id_order=True)
+        ),
+        moodle_student_ids,
+        tenant_id=tenant_id,
+        observed_at=observed_at,
+        rules=rules,
+        deleted_zoho=_deleted_students(conn, tenant_id, mapping),
+    )
+    yield from rows
+    return identity
+
+
+def _deleted_students(conn: Connection, tenant_id: str, mapping: EntityMapping) -> dict[str, dict]:
+    """Students Zoho lists as deleted: when, and what the warehouse last saw of them, if anything."""
+    deleted = {
+        str(r["id"]): {"deleted_at": parse_zoho_datetime(r["deleted_time"])}
+        for r in iter_raw_payloads(conn, tenant_id, "zoho", deleted_entity_name(mapping.module))
+    }
+    for change in iter_raw_changes(conn, tenant_id, "zoho", mapping.module, None):
+        if change.deleted and change.record_id in deleted:
+            deleted[change.record_id] = {**mapping.to_row(change.payload), **deleted[change.record_id]}
+    return deleted
+
+
+def read_enrollments(
+    conn: Connection,
+    tenant_id: str,
+    mapping: EntityMapping,
+    course_of_class: Mapping[str, int | None],
+    links: Mapping[int, StudentLink],
+    observed_at: datetime,
+) -> Rows:
+    """Every enrollment: Zoho's, merged with the Moodle enrolments of the same students and classes."""
+    yield from enrollment_rows(
+        _zoho_rows_with_deletions(conn, tenant_id, mapping),
+        iter_raw_payloads(conn, tenant_id, "moodle", "enrolments"),
+        tenant_id=tenant_id,
+        course_of_class=course_of_class,
+        class_of_course={course: zid for zid, course in course_of_class.items() if course is not None},
+        moodle_user_of_student={link.zoho_id: uid for uid, link in links.items() if link.zoho_id},
+        student_of_moodle_user=links,
+        observed_at=observed_at,
+    )
+
+
+def _zoho_rows_with_deletions(conn: Connection, tenant_id: str, mapping: EntityMapping) -> Iterator[dict]:
+    """Every record of a Zoho module the warehouse has seen, mapped; deleted ones carry `deleted_at`."""
+    for change in iter_raw_changes(conn, tenant_id, "zoho", mapping.module, None):
+        row = mapping.to_row(change.payload)
+        if change.deleted:
+            row["deleted_at"] = change.updated_at
+        yield row
