@@ -28,10 +28,9 @@ from integration_pipelines.lib.canonical import (
     zoho_rows,
 )
 from integration_pipelines.lib.mapping import BtecThresholds, EntityMapping
-from integration_pipelines.lib.source_reads import deleted_entity_name
 from integration_pipelines.lib.students import IdentityRules, holds_student_role, link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.engine import create_warehouse_engine
-from integration_pipelines.lib.warehouse.raw import RawChange, iter_raw_changes, iter_raw_payloads
+from integration_pipelines.lib.warehouse.raw import RawChange, deleted_entity_name, iter_raw_changes, iter_raw_payloads
 from integration_pipelines.lib.warehouse.upsert import prepare_rows
 from integration_pipelines.lib.zoho import parse_zoho_datetime
 

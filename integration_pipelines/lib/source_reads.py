@@ -15,6 +15,7 @@ from datetime import datetime
 
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.moodle import MoodleClient
+from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 from integration_pipelines.lib.zoho import ZohoClient, parse_zoho_datetime
 
@@ -34,11 +35,6 @@ GRADE_ITEM_KEYS = (
     "scaleid",
     "cmid",
 )
-
-
-def deleted_entity_name(entity: str) -> str:
-    """The raw entity holding a source's own list of deleted records of `entity` (Zoho `/deleted`)."""
-    return f"{entity}.deleted"
 
 
 def read_moodle_snapshot(

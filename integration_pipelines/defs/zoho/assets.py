@@ -10,7 +10,8 @@ from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.raw_sync import RawLander
 from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.source_reads import ModuleRead, deleted_entity_name, read_zoho_modules
+from integration_pipelines.lib.source_reads import ModuleRead, read_zoho_modules
+from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_keys
 
 ZOHO_ENTITIES = tuple(FIELD_MAPPING.zoho.entities)

@@ -9,10 +9,6 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import orjson
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -104,7 +100,13 @@ def refresh_statistics(engine: Engine, rows_written: Mapping[str, int]) -> None:
             conn.execute(text("ANALYZE " + ", ".join(f'"{t}"' for t in tables)))
 
 
-def _alembic_config() -> Config:
+# Alembic is imported where the schema is checked, not with this module: reader processes open
+# the warehouse without checking it, and importing alembic would add ~0.1 s to each one's start.
+
+
+def _alembic_config():
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -112,10 +114,14 @@ def _alembic_config() -> Config:
 
 def schema_head() -> str:
     """The newest schema revision this code knows."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def schema_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -133,6 +139,8 @@ def ensure_schema(engine: Engine) -> None:
         if schema_revision(engine) == head:
             return
         log.info("Upgrading the warehouse schema to %s", head)
+        from alembic import command
+
         with begin_write(engine) as conn:
             config = _alembic_config()
             config.attributes["connection"] = conn

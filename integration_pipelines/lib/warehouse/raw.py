@@ -17,6 +17,11 @@ from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 READ_CHUNK = 5_000
 
 
+def deleted_entity_name(entity: str) -> str:
+    """The raw entity holding a source's own list of deleted records of `entity` (Zoho `/deleted`)."""
+    return f"{entity}.deleted"
+
+
 def raw_row(
     tenant_id: str,
     source: str,
