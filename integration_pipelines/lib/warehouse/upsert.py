@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, or_, select, text, true, update
+from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, bindparam, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -210,7 +210,8 @@ class _TableWriter:
     def __init__(self, dialect, spec: KeyedTable):
         self.spec, self._postgres = spec, dialect.name == "postgresql"
         self._business = spec.business_columns
-        # Column order of a staged row: key, business, bookkeeping; created_at and updated_at last.
+        # Column order of a staged row: key, business, bookkeeping. created_at and updated_at are
+        # the call's `now` for every row, so the merge supplies them rather than each staged row.
         self.columns = (*spec.key_columns, *self._business, "fingerprint", "source_modified_at", "deleted_at")
         self.modified_at = self.columns.index("source_modified_at")
         table = spec.table
@@ -219,21 +220,24 @@ class _TableWriter:
             for i, name in enumerate(self.columns)
             if (converter := self._converter(table.c[name].type, dialect)) is not None
         ]
-        self._stamp = self._converter(table.c.created_at.type, dialect)  # created_at/updated_at: the call's `now`
-        stage = Table(
-            f"stage_{table.name}",
-            MetaData(),
-            *(Column(c, table.c[c].type) for c in (*self.columns, "created_at", "updated_at")),
-        )
-        staged = select(*stage.c).where(true())  # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE
+        self._stamp = self._converter(table.c.created_at.type, dialect)
+        stage = Table(f"stage_{table.name}", MetaData(), *(Column(c, table.c[c].type) for c in self.columns))
+        now = bindparam("now")
+        # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE.
+        staged = select(*stage.c, now.label("created_at"), now.label("updated_at")).where(true())
+        into = [*self.columns, "created_at", "updated_at"]
         insert = (postgresql.insert if self._postgres else sqlite.insert)(table)
-        merge = _upsert(insert.from_select(list(stage.c.keys()), staged), spec, list(stage.c.keys()))
-        # A statement without parameters: compiled once, run on the driver's cursor like the staging.
-        self._merge = str(merge.compile(dialect=dialect))
+        merge = _upsert(insert.from_select(into, staged), spec, into).compile(dialect=dialect)
+        # Compiled once and run on the driver's cursor, like the staging; its one parameter is `now`
+        # (named on PostgreSQL, repeated by position on SQLite).
+        self._merge = str(merge)
+        self._merge_positions = merge.positiontup
         self.stage_name = stage.name
-        names = ", ".join(f'"{c}"' for c in stage.c.keys())
+        names = ", ".join(f'"{c}"' for c in self.columns)
         if self._postgres:
-            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}")'
+            # The target's column types without its constraints (created_at is not staged).
+            like_target = f'SELECT {names} FROM "{table.name}" WITH NO DATA'
+            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" AS {like_target}'
             self._clear_stage = f'TRUNCATE "{stage.name}"'
             self._load_stage = f'COPY "{stage.name}" ({names}) FROM STDIN'
         else:
@@ -241,7 +245,7 @@ class _TableWriter:
             # affinities apply when they are copied across.
             self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" ({names})'
             self._clear_stage = f'DELETE FROM "{stage.name}"'
-            placeholders = ", ".join("?" for _ in stage.c)
+            placeholders = ", ".join("?" for _ in self.columns)
             self._load_stage = f'INSERT INTO "{stage.name}" ({names}) VALUES ({placeholders})'
 
     def _converter(self, column_type, dialect):
@@ -289,10 +293,11 @@ class _TableWriter:
         if self._postgres:
             with cursor.copy(self._load_stage) as copy:
                 for values in batch:
-                    copy.write_row((*values, stamp, stamp))
+                    copy.write_row(values)
         else:
-            cursor.executemany(self._load_stage, [(*values, stamp, stamp) for values in batch])
-        cursor.execute(self._merge)
+            cursor.executemany(self._load_stage, batch)
+        positions = self._merge_positions
+        cursor.execute(self._merge, {"now": stamp} if positions is None else [stamp for _ in positions])
         written = cursor.fetchall()
         if snapshot is not None:
             snapshot.saw_staged(cursor, self.stage_name)
