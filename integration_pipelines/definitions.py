@@ -21,6 +21,7 @@ from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.schedules import full_sync_nightly, incremental_sync_hourly
 from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 from integration_pipelines.defs.zoho.resources import ZohoResource
+from integration_pipelines.lib.warehouse.engine import SCHEMA_CHECK_MODULES
 from integration_pipelines.settings import get_settings
 
 
@@ -38,8 +39,10 @@ def run_executor(warehouse_backend: str) -> ExecutorDefinition:
         return in_process_executor
     return multiprocess_executor.configured(
         {
-            # Dagster preloads the job's module only for some launch paths; name it for all of them.
-            "start_method": {"forkserver": {"preload_modules": [__name__]}},
+            # Dagster preloads the job's module only for some launch paths; name it for all of them,
+            # with what each step's warehouse resource imports to check the schema (alembic, which
+            # the warehouse modules import lazily so that reader processes start light).
+            "start_method": {"forkserver": {"preload_modules": [__name__, *SCHEMA_CHECK_MODULES]}},
             "step_dependency_config": {"require_upstream_step_success": False},
         }
     )

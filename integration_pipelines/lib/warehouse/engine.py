@@ -102,6 +102,8 @@ def refresh_statistics(engine: Engine, rows_written: Mapping[str, int]) -> None:
 
 # Alembic is imported where the schema is checked, not with this module: reader processes open
 # the warehouse without checking it, and importing alembic would add ~0.1 s to each one's start.
+# A process that will check it can import these ahead (a forkserver's preload, say).
+SCHEMA_CHECK_MODULES = ("alembic.command", "alembic.config", "alembic.runtime.migration", "alembic.script")
 
 
 def _alembic_config():
