@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, not_, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from integration_pipelines.lib.warehouse.schema import (
     classes,
@@ -76,21 +76,25 @@ def references_exist(conn: Connection, tenant_id: str, child, column: str, paren
 
     A soft-deleted parent still exists: a source that deletes a student but keeps its enrollments
     leaves a tombstone that explains them. Such references are counted (`to_deleted`), not failed.
+    Both counts come from one pass over the children, each looking its parent up once by key.
     """
-
-    def parent_row(*conditions):
-        return (
-            select(parent.c[parent_key])
-            .where(parent.c.tenant_id == tenant_id, parent.c[parent_key] == child.c[column], *conditions)
-            .exists()
-        )
-
+    with_parent = child.outerjoin(
+        parent, and_(parent.c.tenant_id == tenant_id, parent.c[parent_key] == child.c[column])
+    )
     live_children = (_tenant(child, tenant_id), child.c[column].is_not(None))
-    outcome = _violations(conn, select(child.c[column]).where(*live_children, not_(parent_row())), child.c[column])
-    outcome.metadata["to_deleted"] = conn.execute(
-        select(func.count()).where(*live_children, parent_row(parent.c.deleted_at.is_not(None)))
-    ).scalar_one()
-    return outcome
+    no_parent = parent.c[parent_key].is_(None)
+    missing, to_deleted = conn.execute(
+        select(func.count().filter(no_parent), func.count().filter(parent.c.deleted_at.is_not(None)))
+        .select_from(with_parent)
+        .where(*live_children)
+    ).one()
+    sample = []
+    if missing:
+        stmt = select(child.c[column]).select_from(with_parent).where(*live_children, no_parent).limit(SAMPLE_SIZE)
+        sample = [str(key) for key in conn.execute(stmt).scalars()]
+    return CheckOutcome(
+        passed=missing == 0, metadata={"violations": missing, "sample": sample, "to_deleted": to_deleted}
+    )
 
 
 def enrollment_references(conn: Connection, tenant_id: str) -> CheckOutcome:

@@ -195,3 +195,13 @@ def test_a_reference_to_a_deleted_parent_is_counted_not_failed(college):
         outcome = checks.enrollment_references(conn, T)
     assert outcome.passed
     assert (outcome.metadata["missing_classes"], outcome.metadata["deleted_classes"]) == (0, 2)
+
+
+def test_a_missing_parent_is_counted_and_sampled(college):
+    with college.begin() as conn:
+        _set(conn, "enrollments", "zoho:e2", class_key="zoho:nowhere")
+        _set(conn, "classes", "zoho:c1", deleted_at=NOW)
+        outcome = checks.enrollment_references(conn, T)
+    assert not outcome.passed
+    figures = ("missing_classes", "missing_classes_sample", "deleted_classes", "missing_students")
+    assert tuple(outcome.metadata[f] for f in figures) == (1, ["zoho:nowhere"], 1, 0)
