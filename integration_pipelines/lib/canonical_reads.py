@@ -38,8 +38,8 @@ Rows = Generator[dict[str, Any], None, Any]
 
 
 def read_prepared(warehouse_url: str, table: str, read: Callable[..., Rows], *args: Any) -> Generator[tuple, None, Any]:
-    """`read(conn, *args)` on a read-only connection of its own to the warehouse, each row it
-    makes prepared for `table`'s upsert; returns what `read` returns. For a reader process."""
+    """`read(conn, *args)` on a connection of its own to the warehouse (it only reads), each row
+    it makes prepared for `table`'s upsert; returns what `read` returns. For a reader process."""
     engine = create_warehouse_engine(warehouse_url)
     try:
         with engine.connect() as conn:
@@ -108,11 +108,6 @@ def read_changes(
 
 def zoho_change_key(change: RawChange) -> str | None:
     return zoho_key(change.record_id)
-
-
-def zoho_table_rows(table: str, mapping: EntityMapping, tenant_id: str, payloads: Iterable[dict]) -> Iterator[dict]:
-    """A canonical table's rows from its Zoho module's payloads."""
-    return zoho_rows(table, mapping, payloads, tenant_id)
 
 
 def zoho_grade_rows(

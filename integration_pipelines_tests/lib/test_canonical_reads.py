@@ -8,13 +8,13 @@ from functools import partial
 
 import pytest
 
+from integration_pipelines.lib.canonical import zoho_rows
 from integration_pipelines.lib.canonical_reads import (
     ChangesRead,
     Reading,
     read_changes,
     read_prepared,
     zoho_change_key,
-    zoho_table_rows,
 )
 from integration_pipelines.lib.mapping import RecordTransformError, load_mapping
 from integration_pipelines.lib.read_ahead import ReadAhead
@@ -39,7 +39,7 @@ def _land(engine, payloads) -> None:
 
 
 def _changes_args():
-    to_rows = partial(zoho_table_rows, "programs", PROGRAMS, "default")
+    to_rows = partial(zoho_rows, "programs", PROGRAMS, tenant_id="default")
     return (read_changes, "default", "zoho", "Programs", None, to_rows, zoho_change_key)
 
 

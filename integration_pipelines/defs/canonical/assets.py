@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.assets import raw_zoho_key, zoho_changes_key
-from integration_pipelines.lib.canonical import GradeItem, StudentLink
+from integration_pipelines.lib.canonical import GradeItem, StudentLink, zoho_rows
 from integration_pipelines.lib.canonical_reads import (
     ChangesRead,
     MoodleGrades,
@@ -29,7 +29,6 @@ from integration_pipelines.lib.canonical_reads import (
     read_students,
     zoho_change_key,
     zoho_grade_rows,
-    zoho_table_rows,
 )
 from integration_pipelines.lib.read_ahead import ReadAhead
 from integration_pipelines.lib.warehouse.raw import count_raw_changes, iter_raw_payloads
@@ -134,7 +133,7 @@ def _zoho_table_asset(table: str, entity: str, description: str):
                 "zoho",
                 mapping.module,
                 config.full,
-                to_rows=partial(zoho_table_rows, table, mapping, warehouse.tenant),
+                to_rows=partial(zoho_rows, table, mapping, tenant_id=warehouse.tenant),
                 key_of=zoho_change_key,
             )
         return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0, "full": config.full})
