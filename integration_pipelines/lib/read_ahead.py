@@ -104,7 +104,10 @@ class ReadAhead(Generic[T]):
                 return self._queue.get(timeout=_ALIVE_CHECK_SECONDS)
             except queue.Empty:
                 exit_code = getattr(self._worker, "exitcode", None)
-                raise RuntimeError(f"{self._worker.name} ended without finishing (exit code {exit_code})") from None
+                raise RuntimeError(
+                    f"{self._worker.name} ended without finishing (exit code {exit_code}); a process that "
+                    "failed before it could report (while starting, say) wrote its error to stderr"
+                ) from None
 
 
 def _produce_into(produce: Callable[..., Iterator[Any]], args: tuple, out, stop, chunk: int, process: bool) -> None:
