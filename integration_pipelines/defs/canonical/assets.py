@@ -66,10 +66,11 @@ READER_PROCESS_MIN_RECORDS = 50_000
 
 
 def _reading(
-    conn: Connection, warehouse: WarehouseResource, table: str, records: int, read, *args
+    conn: Connection, warehouse: WarehouseResource, table: str, sources: list[tuple], read, *args
 ) -> AbstractContextManager[Reading | ReadAhead]:
-    """The rows `read(conn, *args)` makes of `records` raw records for `table`, prepared for its
-    upsert, with what `read` returns as `.result` once they are written.
+    """The rows `read(conn, *args)` makes for `table` of the raw `sources` ((source, entity,
+    since) reads), prepared for its upsert, with what `read` returns as `.result` once they are
+    written.
 
     A large read on SQLite runs in a process of its own, on its own connection: a run's steps
     take turns in one process there, and a reader process puts the raw decoding and the
@@ -77,8 +78,11 @@ def _reading(
     rows, or PostgreSQL, whose steps already run side by side in processes of their own) it runs
     here, on the step's connection.
     """
-    if records >= READER_PROCESS_MIN_RECORDS and warehouse.backend == "sqlite":
-        return ReadAhead(read_prepared, warehouse.resolved_url, table, read, *args, process=True)
+    if warehouse.backend == "sqlite":
+        tenant = warehouse.tenant
+        records = sum(count_raw_changes(conn, tenant, source, entity, since) for source, entity, since in sources)
+        if records >= READER_PROCESS_MIN_RECORDS:
+            return ReadAhead(read_prepared, warehouse.resolved_url, table, read, *args, process=True)
     return nullcontext(Reading(prepare_rows(conn.dialect, table, read(conn, *args))))
 
 
@@ -101,9 +105,8 @@ def _apply_changes(
     """
     tenant = warehouse.tenant
     since = None if full else watermark(conn, tenant, stream)
-    records = count_raw_changes(conn, tenant, source, entity, since)
     changes = (read_changes, tenant, source, entity, since, to_rows, key_of)
-    with _reading(conn, warehouse, table, records, *changes) as rows:
+    with _reading(conn, warehouse, table, [(source, entity, since)], *changes) as rows:
         written = upsert_prepared(conn, table, rows)
     found: ChangesRead = rows.result
     deleted = soft_delete_keys(conn, table, {"tenant_id": tenant}, found.gone)
@@ -202,10 +205,9 @@ def _write_whole_table(
     """Write a table recomputed whole, every run, from what `read(conn, *args)` makes of the raw
     `sources` ((source, entity) pairs), then soft-delete the rows it no longer has. Returns the
     counts and what `read` returned."""
-    tenant = warehouse.tenant
-    records = sum(count_raw_changes(conn, tenant, source, entity, None) for source, entity in sources)
-    snapshot = Snapshot(conn, table, {"tenant_id": tenant})
-    with _reading(conn, warehouse, table, records, read, *args) as rows:
+    snapshot = Snapshot(conn, table, {"tenant_id": warehouse.tenant})
+    whole_sources = [(source, entity, None) for source, entity in sources]
+    with _reading(conn, warehouse, table, whole_sources, read, *args) as rows:
         counts = SyncCounts(written=upsert_prepared(conn, table, rows, snapshot=snapshot))
     counts.read, counts.deleted = snapshot.seen, snapshot.delete_missing()
     warehouse.record_sync(conn, f"canonical.{table}", counts.read)
