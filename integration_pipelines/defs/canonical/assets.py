@@ -157,9 +157,10 @@ payments = _zoho_table_asset(
 )
 
 
-def _live(conn: Connection, table: str, *columns: str):
+def _live(conn: Connection, tenant: str, table: str, *columns: str):
+    """The live rows of one tenant's `table`, as tuples of `columns`."""
     spec = KEYED_TABLES[table].table
-    stmt = select(*(spec.c[c] for c in columns)).where(spec.c.deleted_at.is_(None))
+    stmt = select(*(spec.c[c] for c in columns)).where(spec.c.tenant_id == tenant, spec.c.deleted_at.is_(None))
     return conn.execute(stmt).all()
 
 
@@ -214,11 +215,17 @@ def _write_whole_table(
     return counts, rows.result
 
 
-def _student_links(conn: Connection) -> dict[int, StudentLink]:
-    """Moodle user -> student, deleted students included: their enrollments and grades still point at them."""
+def _student_links(conn: Connection, tenant: str) -> dict[int, StudentLink]:
+    """Moodle user -> student of one tenant, deleted students included: their enrollments and
+    grades still point at them. Where a Moodle user has a live row and a tombstone (a Moodle-only
+    student since linked to Zoho, say), the live row wins."""
     table = KEYED_TABLES["students"].table
-    rows = conn.execute(select(table.c.student_key, table.c.moodle_user_id, table.c.zoho_id)).all()
-    return {int(uid): StudentLink(key, zid) for key, uid, zid in rows if uid is not None}
+    stmt = (
+        select(table.c.student_key, table.c.moodle_user_id, table.c.zoho_id)
+        .where(table.c.tenant_id == tenant, table.c.moodle_user_id.is_not(None))
+        .order_by(table.c.deleted_at.is_(None))  # tombstones first, so live rows overwrite them
+    )
+    return {int(uid): StudentLink(key, zid) for key, uid, zid in conn.execute(stmt)}
 
 
 @asset(
@@ -243,8 +250,8 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
             read_enrollments,
             warehouse.tenant,
             mapping,
-            dict(_live(conn, "classes", "zoho_id", "moodle_course_id")),
-            _student_links(conn),
+            dict(_live(conn, warehouse.tenant, "classes", "zoho_id", "moodle_course_id")),
+            _student_links(conn, warehouse.tenant),
             datetime.now(UTC),
         )
     return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0})
@@ -275,7 +282,7 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
     tenant = warehouse.tenant
     mapping = FIELD_MAPPING.zoho.entities["btec_grades"]
     with warehouse.begin() as conn:
-        links = _student_links(conn)
+        links = _student_links(conn, tenant)
         items = {}
         for item in iter_raw_payloads(conn, tenant, "moodle", "grade_items"):
             grade_item = GradeItem.from_report(item, item["courseid"])
@@ -284,7 +291,7 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
             tenant_id=tenant,
             items=items,
             links=links,
-            unit_of_code={code: zid for zid, code in _live(conn, "units", "zoho_id", "code") if code},
+            unit_of_code={code: zid for zid, code in _live(conn, tenant, "units", "zoho_id", "code") if code},
             thresholds=FIELD_MAPPING.btec.thresholds,
         )
         moodle_user_of_student = {link.zoho_id: uid for uid, link in links.items() if link.zoho_id}
