@@ -11,8 +11,9 @@ from integration_pipelines_tests.lib.test_warehouse import T0, student
 def test_lookups_read_one_tenant_and_a_live_student_wins_over_its_tombstone(warehouse):
     rows = [
         # Moodle user 42 was a Moodle-only student, since linked to Zoho student 1: both rows stay.
-        student("moodle:42", zoho_id=None, deleted_at=T0),
+        # The tombstone is written last, so that a lookup in write order would pick it.
         student("zoho:1"),
+        student("moodle:42", zoho_id=None, deleted_at=T0),
         student("zoho:2", moodle_user_id=7, deleted_at=T0),  # deleted in Zoho: still resolvable
         student("zoho:3", moodle_user_id=8, tenant_id="other"),
     ]
