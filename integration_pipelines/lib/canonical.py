@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from more_itertools import chunked
+
 from integration_pipelines.lib.students import holds_student_role
 
 # Canonical table -> the key column and the mapping entity its Zoho records come from.
@@ -64,15 +66,31 @@ class StudentLink:
     zoho_id: str | None
 
 
+# Finds what it can for a set of keys: the students of some Moodle users, say. Rows are matched
+# against it a batch at a time, so that a step holds one batch's worth of a lookup, never the
+# whole college's.
+Lookup = Callable[[set], Mapping]
+LOOKUP_BATCH = 2_000
+
+
+def with_lookup(items: Iterable, key_of: Callable, lookup: Lookup) -> Iterator[tuple[Any, Any]]:
+    """Each item with what `lookup` found for its key (None for none), looked up a batch of
+    `LOOKUP_BATCH` items at a time."""
+    for batch in chunked(items, LOOKUP_BATCH):
+        keys = [key_of(item) for item in batch]
+        found = lookup({key for key in keys if key is not None})
+        for item, key in zip(batch, keys, strict=True):
+            yield item, found.get(key)
+
+
 def enrollment_rows(
     zoho_enrollments: Iterable[dict[str, Any]],
     moodle_enrolments: Iterable[Mapping[str, Any]],
     *,
     tenant_id: str,
     course_of_class: Mapping[str, int | None],
-    class_of_course: Mapping[int, str],
-    moodle_user_of_student: Mapping[str, int],
-    student_of_moodle_user: Mapping[int, StudentLink],
+    moodle_users_of_students: Lookup,
+    students_of_moodle_users: Lookup,
     observed_at: datetime,
 ) -> Iterator[dict[str, Any]]:
     """One row per student in a class, merging what admissions recorded with what Moodle has.
@@ -82,6 +100,8 @@ def enrollment_rows(
     enrolment of the same student in the class's course, even when Zoho has deleted it (its row
     carries `deleted_at`): the Moodle enrolment stood for it and must not reappear on its own.
     Moodle enrolments of students with no Zoho enrollment are kept as Moodle-only rows.
+    `moodle_users_of_students` finds the Moodle accounts of Zoho students (by Zoho id), and
+    `students_of_moodle_users` the `StudentLink`s of Moodle users.
 
     Status: a withdrawal in Zoho wins; then a suspended enrolment on either side; else active.
     (A suspended Moodle *account* is the student's state, not the enrollment's.)
@@ -93,9 +113,8 @@ def enrollment_rows(
         for e in moodle_enrolments
         if holds_student_role(e)
     }
-    for row in zoho_enrollments:
+    for row, user_id in with_lookup(zoho_enrollments, lambda r: r["student_zoho_id"], moodle_users_of_students):
         course_id = course_of_class.get(row["class_zoho_id"])
-        user_id = moodle_user_of_student.get(row["student_zoho_id"])
         moodle_suspended = moodle.pop(_pair(course_id, user_id), False) if course_id and user_id else False
         zoho_status = row.get("status")
         if zoho_status == "withdrawn":
@@ -114,9 +133,9 @@ def enrollment_rows(
             "moodle_course_id": course_id,
             "status": status,
         }
-    for pair, suspended in moodle.items():
-        course_id, user_id = divmod(pair, _PAIR_BASE)
-        link = student_of_moodle_user.get(user_id)
+    class_of_course = {course: zid for zid, course in course_of_class.items() if course is not None}
+    moodle_only = (divmod(pair, _PAIR_BASE) + (suspended,) for pair, suspended in moodle.items())
+    for (course_id, user_id, suspended), link in with_lookup(moodle_only, lambda e: e[1], students_of_moodle_users):
         class_zoho_id = class_of_course.get(course_id)
         yield {
             "tenant_id": tenant_id,

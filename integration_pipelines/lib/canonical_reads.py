@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from integration_pipelines.lib import btec
 from integration_pipelines.lib.canonical import (
@@ -24,6 +24,7 @@ from integration_pipelines.lib.canonical import (
     enrollment_rows,
     epoch,
     moodle_grade_row,
+    with_lookup,
     zoho_key,
     zoho_rows,
 )
@@ -31,6 +32,7 @@ from integration_pipelines.lib.mapping import BtecThresholds, EntityMapping
 from integration_pipelines.lib.students import IdentityRules, holds_student_role, link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.engine import create_warehouse_engine
 from integration_pipelines.lib.warehouse.raw import RawChange, deleted_entity_name, iter_raw_changes, iter_raw_payloads
+from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.upsert import prepare_rows
 from integration_pipelines.lib.zoho import parse_zoho_datetime
 
@@ -57,6 +59,51 @@ class Reading:
 
     def __iter__(self) -> Iterator:
         self.result = yield from self._generator
+
+
+# -- what the readers look up in the canonical tables ----------------------------------------
+
+
+def live_rows(conn: Connection, tenant_id: str, table: str, *columns: str) -> list[tuple]:
+    """The live rows of one tenant's `table`, as tuples of `columns`. For the small tables only
+    (classes, units): what grows with the college is looked up a batch at a time."""
+    spec = KEYED_TABLES[table].table
+    stmt = select(*(spec.c[c] for c in columns)).where(spec.c.tenant_id == tenant_id, spec.c.deleted_at.is_(None))
+    return [tuple(row) for row in conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class StudentLookup:
+    """One tenant's canonical students, found a batch at a time (`with_lookup`) on the students
+    table's indexes, deleted students included: their enrollments and grades still point at them."""
+
+    conn: Connection
+    tenant_id: str
+
+    def of_moodle_users(self, user_ids: set[int]) -> dict[int, StudentLink]:
+        """Moodle user -> its student. Where a Moodle user has a live row and a tombstone (a
+        Moodle-only student since linked to Zoho, say), the live row wins."""
+        if not user_ids:
+            return {}
+        table = KEYED_TABLES["students"].table
+        stmt = (
+            select(table.c.student_key, table.c.moodle_user_id, table.c.zoho_id)
+            .where(table.c.tenant_id == self.tenant_id, table.c.moodle_user_id.in_(user_ids))
+            .order_by(table.c.deleted_at.is_(None))  # tombstones first, so live rows overwrite them
+        )
+        return {int(uid): StudentLink(key, zid) for key, uid, zid in self.conn.execute(stmt)}
+
+    def moodle_users_of(self, zoho_ids: set[str]) -> dict[str, int]:
+        """Zoho student -> its Moodle account, where it has one."""
+        if not zoho_ids:
+            return {}
+        table = KEYED_TABLES["students"].table
+        stmt = select(table.c.zoho_id, table.c.moodle_user_id).where(
+            table.c.tenant_id == self.tenant_id,
+            table.c.zoho_id.in_(zoho_ids),
+            table.c.moodle_user_id.is_not(None),
+        )
+        return {zid: int(uid) for zid, uid in self.conn.execute(stmt)}
 
 
 # -- raw changes applied since a watermark ------------------------------------------------
@@ -110,41 +157,75 @@ def zoho_change_key(change: RawChange) -> str | None:
     return zoho_key(change.record_id)
 
 
-def zoho_grade_rows(
-    mapping: EntityMapping, tenant_id: str, moodle_user_of_student: Mapping[str, int], payloads: Iterable[dict]
-) -> Iterator[dict]:
-    """BTEC grades recorded in Zoho, with the student's Moodle account where it is linked."""
-    for row in zoho_rows("grades", mapping, payloads, tenant_id):
-        row["moodle_user_id"] = moodle_user_of_student.get(row["student_zoho_id"])
-        yield row
+def read_zoho_grades(
+    conn: Connection, tenant_id: str, source: str, entity: str, since: datetime | None, mapping: EntityMapping
+) -> Rows:
+    """BTEC grades recorded in Zoho (`read_changes`), with the student's Moodle account where it
+    is linked."""
+    students = StudentLookup(conn, tenant_id)
+
+    def to_rows(payloads: Iterable[dict]) -> Iterator[dict]:
+        rows = zoho_rows("grades", mapping, payloads, tenant_id)
+        for row, user_id in with_lookup(rows, lambda r: r["student_zoho_id"], students.moodle_users_of):
+            row["moodle_user_id"] = user_id
+            yield row
+
+    return (yield from read_changes(conn, tenant_id, source, entity, since, to_rows, zoho_change_key))
+
+
+def read_moodle_grades(
+    conn: Connection, tenant_id: str, source: str, entity: str, since: datetime | None, thresholds: BtecThresholds
+) -> Rows:
+    """Moodle assignment grades (`read_changes`) from the snapshot's grade reports (entity
+    `grades`) or the incremental `mod_assign_get_grades` windows (`assign_grades`)."""
+    items = {}
+    for payload in iter_raw_payloads(conn, tenant_id, "moodle", "grade_items"):
+        item = GradeItem.from_report(payload, payload["courseid"])
+        items[item.assignment_id] = item
+    grades = MoodleGrades(
+        tenant_id=tenant_id,
+        items=items,
+        students=StudentLookup(conn, tenant_id),
+        unit_of_code={code: zid for zid, code in live_rows(conn, tenant_id, "units", "zoho_id", "code") if code},
+        thresholds=thresholds,
+    )
+    if entity == "grades":
+        to_rows, key_of = grades.from_report, grades.report_key
+    else:
+        to_rows, key_of = grades.from_assign, grades.assign_key
+    return (yield from read_changes(conn, tenant_id, source, entity, since, to_rows, key_of))
+
+
+# (assignment, Moodle user, raw grade or None, when graded): a Moodle grade, whichever API gave it.
+_MoodleGrade = tuple[int, int, Any, Any]
 
 
 @dataclass(frozen=True)
 class MoodleGrades:
     """What turns Moodle assignment grades into canonical grades: the assignments' grade items,
-    the students' links, the units by code, and the BTEC thresholds for numeric grades."""
+    the students, the units by code, and the BTEC thresholds for numeric grades."""
 
     tenant_id: str
     items: Mapping[int, GradeItem]
-    links: Mapping[int, StudentLink]
+    students: StudentLookup
     unit_of_code: Mapping[str, str]
     thresholds: BtecThresholds
 
     def from_report(self, payloads: Iterable[dict]) -> Iterator[dict]:
         """Grades from the snapshot's grade reports."""
-        for p in payloads:
-            row = self._row(int(p["iteminstance"]), int(p["userid"]), p.get("graderaw"), p.get("gradedategraded"))
-            if row:
-                yield row
+        return self._rows(
+            (int(p["iteminstance"]), int(p["userid"]), p.get("graderaw"), p.get("gradedategraded")) for p in payloads
+        )
 
     def from_assign(self, payloads: Iterable[dict]) -> Iterator[dict]:
         """Grades from the incremental `mod_assign_get_grades` windows (a negative grade is none)."""
-        for p in payloads:
+
+        def as_grade(p: dict) -> _MoodleGrade:
             grade = float(p["grade"]) if p.get("grade") is not None else None
             raw = None if grade is None or grade < 0 else grade
-            row = self._row(int(p["assignmentid"]), int(p["userid"]), raw, p.get("timemodified"))
-            if row:
-                yield row
+            return int(p["assignmentid"]), int(p["userid"]), raw, p.get("timemodified")
+
+        return self._rows(map(as_grade, payloads))
 
     @staticmethod
     def report_key(change: RawChange) -> str:
@@ -154,20 +235,23 @@ class MoodleGrades:
     def assign_key(change: RawChange) -> str:
         return f"moodle:{change.payload['assignmentid']}:{change.payload['userid']}"
 
-    def _row(self, assignment_id: int, user_id: int, raw: Any, graded: Any) -> dict | None:
-        item = self.items.get(assignment_id)
-        if item is None or user_id not in self.links or raw is None:
-            return None  # unknown assignment, not a student, or not graded
-        return moodle_grade_row(
-            tenant_id=self.tenant_id,
-            item=item,
-            user_id=user_id,
-            raw_grade=raw,
-            graded_at=epoch(graded),
-            student=self.links[user_id],
-            unit_of_code=self.unit_of_code,
-            convert=self._convert,
-        )
+    def _rows(self, grades: Iterable[_MoodleGrade]) -> Iterator[dict]:
+        for (assignment_id, user_id, raw, graded), student in with_lookup(
+            grades, lambda g: g[1], self.students.of_moodle_users
+        ):
+            item = self.items.get(assignment_id)
+            if item is None or student is None or raw is None:
+                continue  # unknown assignment, not a student, or not graded
+            yield moodle_grade_row(
+                tenant_id=self.tenant_id,
+                item=item,
+                user_id=user_id,
+                raw_grade=raw,
+                graded_at=epoch(graded),
+                student=student,
+                unit_of_code=self.unit_of_code,
+                convert=self._convert,
+            )
 
     def _convert(self, raw: float, grade_max: float, scale: bool) -> str | None:
         return btec.grade_from_scale(raw) if scale else btec.grade_from_numeric(raw, grade_max, self.thresholds)
@@ -214,23 +298,16 @@ def _deleted_students(conn: Connection, tenant_id: str, mapping: EntityMapping) 
     return deleted
 
 
-def read_enrollments(
-    conn: Connection,
-    tenant_id: str,
-    mapping: EntityMapping,
-    course_of_class: Mapping[str, int | None],
-    links: Mapping[int, StudentLink],
-    observed_at: datetime,
-) -> Rows:
+def read_enrollments(conn: Connection, tenant_id: str, mapping: EntityMapping, observed_at: datetime) -> Rows:
     """Every enrollment: Zoho's, merged with the Moodle enrolments of the same students and classes."""
+    students = StudentLookup(conn, tenant_id)
     yield from enrollment_rows(
         _zoho_rows_with_deletions(conn, tenant_id, mapping),
         iter_raw_payloads(conn, tenant_id, "moodle", "enrolments"),
         tenant_id=tenant_id,
-        course_of_class=course_of_class,
-        class_of_course={course: zid for zid, course in course_of_class.items() if course is not None},
-        moodle_user_of_student={link.zoho_id: uid for uid, link in links.items() if link.zoho_id},
-        student_of_moodle_user=links,
+        course_of_class=dict(live_rows(conn, tenant_id, "classes", "zoho_id", "moodle_course_id")),
+        moodle_users_of_students=students.moodle_users_of,
+        students_of_moodle_users=students.of_moodle_users,
         observed_at=observed_at,
     )
 

@@ -34,9 +34,8 @@ def merge(zoho, moodle):
         moodle,
         tenant_id="t",
         course_of_class={"c1": 7},
-        class_of_course={7: "c1"},
-        moodle_user_of_student={"s1": 41},
-        student_of_moodle_user={41: StudentLink("zoho:s1", "s1")},
+        moodle_users_of_students=lambda zoho_ids: {"s1": 41},
+        students_of_moodle_users=lambda user_ids: {41: StudentLink("zoho:s1", "s1")},
         observed_at=NOW,
     )
     return {r["enrollment_key"]: r for r in rows}

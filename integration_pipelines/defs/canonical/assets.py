@@ -13,26 +13,25 @@ from functools import partial
 
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition, Config, MaterializeResult, asset
 from pydantic import Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.assets import raw_zoho_key, zoho_changes_key
-from integration_pipelines.lib.canonical import GradeItem, StudentLink, zoho_rows
+from integration_pipelines.lib.canonical import zoho_rows
 from integration_pipelines.lib.canonical_reads import (
     ChangesRead,
-    MoodleGrades,
     Reading,
     read_changes,
     read_enrollments,
+    read_moodle_grades,
     read_prepared,
     read_students,
+    read_zoho_grades,
     zoho_change_key,
-    zoho_grade_rows,
 )
 from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.warehouse.raw import count_raw_changes, iter_raw_payloads
-from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
+from integration_pipelines.lib.warehouse.raw import count_raw_changes
 from integration_pipelines.lib.warehouse.sync_state import watermark
 from integration_pipelines.lib.warehouse.upsert import (
     Snapshot,
@@ -94,18 +93,18 @@ def _apply_changes(
     source: str,
     entity: str,
     full: bool,
-    to_rows,
-    key_of,
+    read=read_changes,
+    *args,
 ) -> SyncCounts:
     """Apply one raw entity's changes to a canonical table and move the stream's watermark.
 
-    `to_rows(payloads)` turns live raw payloads into rows and `key_of(change)` gives the
-    canonical key of a raw record that was deleted (`read_changes`); both must pickle, since a
-    full read may run in a reader process.
+    `read(conn, tenant, source, entity, since, *args)` makes the rows of the raw changes written
+    after `since` and returns a `ChangesRead` (`read_changes`, or a reader built on it); it and
+    `args` must pickle, since a full read may run in a reader process.
     """
     tenant = warehouse.tenant
     since = None if full else watermark(conn, tenant, stream)
-    changes = (read_changes, tenant, source, entity, since, to_rows, key_of)
+    changes = (read, tenant, source, entity, since, *args)
     with _reading(conn, warehouse, table, [(source, entity, since)], *changes) as rows:
         written = upsert_prepared(conn, table, rows)
     found: ChangesRead = rows.result
@@ -136,8 +135,9 @@ def _zoho_table_asset(table: str, entity: str, description: str):
                 "zoho",
                 mapping.module,
                 config.full,
-                to_rows=partial(zoho_rows, table, mapping, tenant_id=warehouse.tenant),
-                key_of=zoho_change_key,
+                read_changes,
+                partial(zoho_rows, table, mapping, tenant_id=warehouse.tenant),
+                zoho_change_key,
             )
         return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0, "full": config.full})
 
@@ -155,13 +155,6 @@ registrations = _zoho_table_asset(
 payments = _zoho_table_asset(
     "payments", "payments", "Fees and instalments each student owes or paid, with method and status (Zoho)."
 )
-
-
-def _live(conn: Connection, tenant: str, table: str, *columns: str):
-    """The live rows of one tenant's `table`, as tuples of `columns`."""
-    spec = KEYED_TABLES[table].table
-    stmt = select(*(spec.c[c] for c in columns)).where(spec.c.tenant_id == tenant, spec.c.deleted_at.is_(None))
-    return conn.execute(stmt).all()
 
 
 @asset(
@@ -215,19 +208,6 @@ def _write_whole_table(
     return counts, rows.result
 
 
-def _student_links(conn: Connection, tenant: str) -> dict[int, StudentLink]:
-    """Moodle user -> student of one tenant, deleted students included: their enrollments and
-    grades still point at them. Where a Moodle user has a live row and a tombstone (a Moodle-only
-    student since linked to Zoho, say), the live row wins."""
-    table = KEYED_TABLES["students"].table
-    stmt = (
-        select(table.c.student_key, table.c.moodle_user_id, table.c.zoho_id)
-        .where(table.c.tenant_id == tenant, table.c.moodle_user_id.is_not(None))
-        .order_by(table.c.deleted_at.is_(None))  # tombstones first, so live rows overwrite them
-    )
-    return {int(uid): StudentLink(key, zid) for key, uid, zid in conn.execute(stmt)}
-
-
 @asset(
     group_name="canonical",
     kinds=CANONICAL_KINDS,
@@ -250,8 +230,6 @@ def enrollments(context: AssetExecutionContext, warehouse: WarehouseResource) ->
             read_enrollments,
             warehouse.tenant,
             mapping,
-            dict(_live(conn, warehouse.tenant, "classes", "zoho_id", "moodle_course_id")),
-            _student_links(conn, warehouse.tenant),
             datetime.now(UTC),
         )
     return MaterializeResult(metadata={**counts.as_metadata(), "requests": 0})
@@ -279,37 +257,18 @@ def grades(context: AssetExecutionContext, config: CanonicalConfig, warehouse: W
     `mod_assign_get_grades` windows; both land under one key per assignment and student, and the
     newer grade wins.
     """
-    tenant = warehouse.tenant
     mapping = FIELD_MAPPING.zoho.entities["btec_grades"]
+    thresholds = FIELD_MAPPING.btec.thresholds
     with warehouse.begin() as conn:
-        links = _student_links(conn, tenant)
-        items = {}
-        for item in iter_raw_payloads(conn, tenant, "moodle", "grade_items"):
-            grade_item = GradeItem.from_report(item, item["courseid"])
-            items[grade_item.assignment_id] = grade_item
-        moodle = MoodleGrades(
-            tenant_id=tenant,
-            items=items,
-            links=links,
-            unit_of_code={code: zid for zid, code in _live(conn, tenant, "units", "zoho_id", "code") if code},
-            thresholds=FIELD_MAPPING.btec.thresholds,
-        )
-        moodle_user_of_student = {link.zoho_id: uid for uid, link in links.items() if link.zoho_id}
 
-        def apply(feed: str, source: str, entity: str, to_rows, key_of) -> SyncCounts:
+        def apply(feed: str, source: str, entity: str, read, *args) -> SyncCounts:
             stream = f"canonical.grades.{feed}"
-            return _apply_changes(conn, warehouse, "grades", stream, source, entity, config.full, to_rows, key_of)
+            return _apply_changes(conn, warehouse, "grades", stream, source, entity, config.full, read, *args)
 
         feeds = {
-            "zoho": apply(
-                "zoho",
-                "zoho",
-                mapping.module,
-                partial(zoho_grade_rows, mapping, tenant, moodle_user_of_student),
-                zoho_change_key,
-            ),
-            "moodle_report": apply("moodle_report", "moodle", "grades", moodle.from_report, moodle.report_key),
-            "moodle_assign": apply("moodle_assign", "moodle", "assign_grades", moodle.from_assign, moodle.assign_key),
+            "zoho": apply("zoho", "zoho", mapping.module, read_zoho_grades, mapping),
+            "moodle_report": apply("moodle_report", "moodle", "grades", read_moodle_grades, thresholds),
+            "moodle_assign": apply("moodle_assign", "moodle", "assign_grades", read_moodle_grades, thresholds),
         }
     totals = {
         k: sum(f.as_metadata()[k] for f in feeds.values())
