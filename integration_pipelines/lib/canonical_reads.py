@@ -99,11 +99,11 @@ class StudentLookup:
             return {}
         table = KEYED_TABLES["students"].table
         stmt = select(table.c.zoho_id, table.c.moodle_user_id).where(
-            table.c.tenant_id == self.tenant_id,
-            table.c.zoho_id.in_(zoho_ids),
-            table.c.moodle_user_id.is_not(None),
+            table.c.tenant_id == self.tenant_id, table.c.zoho_id.in_(zoho_ids)
         )
-        return {zid: int(uid) for zid, uid in self.conn.execute(stmt)}
+        # Unlinked students are left out here, not in SQL: a `moodle_user_id IS NOT NULL` there
+        # leads SQLite's planner to scan the whole Moodle user index instead of probing zoho_id's.
+        return {zid: int(uid) for zid, uid in self.conn.execute(stmt) if uid is not None}
 
 
 # -- raw changes applied since a watermark ------------------------------------------------
