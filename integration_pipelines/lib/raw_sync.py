@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from integration_pipelines.lib.warehouse.raw import raw_row
-from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, SyncCounts, upsert_rows
+from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, SyncCounts, row_preparer, upsert_prepared
 
 
 class RawLander:
@@ -18,7 +18,8 @@ class RawLander:
 
     def __init__(self, conn: Connection, tenant_id: str, source: str, entities: Iterable[str], *, snapshot: bool):
         self._conn, self._tenant, self._source = conn, tenant_id, source
-        self._buffers: dict[str, list[dict[str, Any]]] = {e: [] for e in entities}
+        self._prepare = row_preparer(conn.dialect, "raw_records")
+        self._buffers: dict[str, list[tuple]] = {e: [] for e in entities}
         self.counts = {e: SyncCounts() for e in self._buffers}
         self._snapshots = (
             {
@@ -31,8 +32,13 @@ class RawLander:
 
     def land(self, entity: str, record_id: Any, payload: Mapping[str, Any], modified_at: datetime) -> None:
         row = raw_row(self._tenant, self._source, entity, record_id, payload, modified_at)
+        self.land_prepared(entity, self._prepare(row))
+
+    def land_prepared(self, entity: str, prepared: tuple) -> None:
+        """Land a record its reader already prepared for this warehouse, tenant and source
+        (`prepared_raw_records`), so that this process only writes it."""
         buffer = self._buffers[entity]
-        buffer.append(row)
+        buffer.append(prepared)
         self.counts[entity].read += 1
         if len(buffer) >= BATCH_SIZE:
             self._flush(entity)
@@ -40,7 +46,7 @@ class RawLander:
     def _flush(self, entity: str) -> None:
         buffer = self._buffers[entity]
         if buffer:
-            self.counts[entity].written += upsert_rows(
+            self.counts[entity].written += upsert_prepared(
                 self._conn, "raw_records", buffer, snapshot=self._snapshots.get(entity)
             )
             buffer.clear()

@@ -18,7 +18,7 @@ from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.raw_sync import RawLander
 from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.source_reads import read_moodle_snapshot
+from integration_pipelines.lib.source_reads import prepared_raw_records, read_moodle_snapshot
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
@@ -67,11 +67,12 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
     lands what it read.
     """
     observed_at = datetime.now(UTC)
-    reader = ReadAhead(read_moodle_snapshot, moodle.client_factory(), observed_at, moodle.concurrency, process=True)
+    read = (read_moodle_snapshot, moodle.client_factory(), observed_at, moodle.concurrency)
+    reader = ReadAhead(prepared_raw_records, warehouse.resolved_url, warehouse.tenant, "moodle", *read, process=True)
     with reader, warehouse.begin() as conn:
         lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
-        for entity, record_id, payload, modified_at in reader:
-            lander.land(entity, record_id, payload, modified_at)
+        for entity, _, prepared in reader:
+            lander.land_prepared(entity, prepared)
         results = lander.finish()
         for entity, counts in results.items():
             warehouse.record_sync(conn, f"moodle.{entity}", counts.read)

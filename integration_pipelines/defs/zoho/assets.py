@@ -10,7 +10,7 @@ from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.raw_sync import RawLander
 from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.source_reads import ModuleRead, read_zoho_modules
+from integration_pipelines.lib.source_reads import ModuleRead, prepared_raw_records, read_zoho_modules
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_keys
 
@@ -100,7 +100,8 @@ def _land_modules(
     mappings = [FIELD_MAPPING.zoho.entities[e] for e in entities]
     since, until = (window.start, window.end) if window else (None, None)
     modules = [(m.module, m.source_fields) for m in mappings]
-    reader = ReadAhead(read_zoho_modules, zoho.client_factory(), modules, since, until, process=snapshot)
+    read = (read_zoho_modules, zoho.client_factory(), modules, since, until)
+    reader = ReadAhead(prepared_raw_records, warehouse.resolved_url, warehouse.tenant, "zoho", *read, process=snapshot)
     with reader:
         records = iter(reader)
         for entity, mapping in zip(entities, mappings, strict=True):
@@ -111,9 +112,10 @@ def _land_modules(
                 for record in records:
                     if isinstance(record, ModuleRead):
                         break
-                    lander.land(*record)
-                    if record[0] == deleted_entity:
-                        gone.append(record[1])
+                    landed_entity, record_id, prepared = record
+                    lander.land_prepared(landed_entity, prepared)
+                    if landed_entity == deleted_entity:
+                        gone.append(record_id)
                 counts = lander.finish()
                 if not snapshot:
                     # A window sees deletions as entries in Zoho's deleted list; the snapshot sees

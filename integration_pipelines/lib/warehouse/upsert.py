@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -146,7 +146,7 @@ def prepare_rows(dialect: Dialect, table_name: str, rows: Iterable[Mapping[str, 
     """Rows as `upsert_prepared` writes them to `table_name` on `dialect`'s backend: validated,
     fingerprinted and converted. Needs no connection, so it can run where the rows are made (a
     reader process, say); returns what `rows` returns, if it is a generator."""
-    values = _TableWriter.of(dialect, table_name).values
+    values = row_preparer(dialect, table_name)
     rows = iter(rows)
     while True:
         try:
@@ -154,6 +154,11 @@ def prepare_rows(dialect: Dialect, table_name: str, rows: Iterable[Mapping[str, 
         except StopIteration as end:
             return end.value
         yield values(row)
+
+
+def row_preparer(dialect: Dialect, table_name: str) -> Callable[[Mapping[str, Any]], tuple]:
+    """What prepares one row of `table_name` for `upsert_prepared` on `dialect`'s backend."""
+    return _TableWriter.of(dialect, table_name).values
 
 
 def upsert_prepared(
