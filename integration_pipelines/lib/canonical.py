@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from more_itertools import chunked
 
-from integration_pipelines.lib.students import holds_student_role
+from integration_pipelines.lib.lookups import LOOKUP_BATCH, Lookup, with_lookup
 
 # Canonical table -> the key column and the mapping entity its Zoho records come from.
 ZOHO_ENTITY_OF_TABLE = {
@@ -66,26 +66,20 @@ class StudentLink:
     zoho_id: str | None
 
 
-# Finds what it can for a set of keys: the students of some Moodle users, say. Rows are matched
-# against it a batch at a time, so that a step holds one batch's worth of a lookup, never the
-# whole college's.
-Lookup = Callable[[set], Mapping]
-LOOKUP_BATCH = 2_000
+class EnrolmentClaims(Protocol):
+    """The Moodle enrolments of students, for the enrollment merge to claim (`MoodleEnrolments`)."""
 
+    def claim(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bool]:
+        """Claim the enrolments among `pairs` ((course, user)) that nothing claimed before; for
+        each claimed, whether it is suspended."""
 
-def with_lookup(items: Iterable, key_of: Callable, lookup: Lookup) -> Iterator[tuple[Any, Any]]:
-    """Each item with what `lookup` found for its key (None for none), looked up a batch of
-    `LOOKUP_BATCH` items at a time."""
-    for batch in chunked(items, LOOKUP_BATCH):
-        keys = [key_of(item) for item in batch]
-        found = lookup({key for key in keys if key is not None})
-        for item, key in zip(batch, keys, strict=True):
-            yield item, found.get(key)
+    def unclaimed(self) -> Iterable[tuple[int, int, bool]]:
+        """(course, user, suspended) of each enrolment nothing claimed."""
 
 
 def enrollment_rows(
     zoho_enrollments: Iterable[dict[str, Any]],
-    moodle_enrolments: Iterable[Mapping[str, Any]],
+    moodle_enrolments: EnrolmentClaims,
     *,
     tenant_id: str,
     course_of_class: Mapping[str, int | None],
@@ -95,8 +89,8 @@ def enrollment_rows(
 ) -> Iterator[dict[str, Any]]:
     """One row per student in a class, merging what admissions recorded with what Moodle has.
 
-    `zoho_enrollments` are mapped Zoho Enrollments rows; `moodle_enrolments` are raw Moodle
-    enrolments (`courseid`, `userid`, `roles`, `suspended`). A Zoho enrollment absorbs the Moodle
+    `zoho_enrollments` are mapped Zoho Enrollments rows; `moodle_enrolments` holds the Moodle
+    enrolments of students, to be claimed a batch at a time. A Zoho enrollment absorbs the Moodle
     enrolment of the same student in the class's course, even when Zoho has deleted it (its row
     carries `deleted_at`): the Moodle enrolment stood for it and must not reappear on its own.
     Moodle enrolments of students with no Zoho enrollment are kept as Moodle-only rows.
@@ -106,35 +100,32 @@ def enrollment_rows(
     Status: a withdrawal in Zoho wins; then a suspended enrolment on either side; else active.
     (A suspended Moodle *account* is the student's state, not the enrollment's.)
     """
-    # (course, user) -> suspended: all the merge needs, one int per key so that the hundreds of
-    # thousands of enrolments of a large college stay a few tens of megabytes.
-    moodle = {
-        _pair(int(e["courseid"]), int(e["userid"])): bool(e.get("suspended"))
-        for e in moodle_enrolments
-        if holds_student_role(e)
-    }
-    for row, user_id in with_lookup(zoho_enrollments, lambda r: r["student_zoho_id"], moodle_users_of_students):
-        course_id = course_of_class.get(row["class_zoho_id"])
-        moodle_suspended = moodle.pop(_pair(course_id, user_id), False) if course_id and user_id else False
-        zoho_status = row.get("status")
-        if zoho_status == "withdrawn":
-            status = "withdrawn"
-        elif zoho_status == "suspended" or moodle_suspended:
-            status = "suspended"
-        else:
-            status = "active"
-        yield {
-            **row,
-            "tenant_id": tenant_id,
-            "enrollment_key": zoho_key(row["zoho_id"]),
-            "student_key": zoho_key(row["student_zoho_id"]),
-            "class_key": zoho_key(row["class_zoho_id"]),
-            "moodle_user_id": user_id,
-            "moodle_course_id": course_id,
-            "status": status,
-        }
+    for batch in chunked(zoho_enrollments, LOOKUP_BATCH):
+        users = moodle_users_of_students({r["student_zoho_id"] for r in batch if r["student_zoho_id"] is not None})
+        placed = [(row, course_of_class.get(row["class_zoho_id"]), users.get(row["student_zoho_id"])) for row in batch]
+        claimed = moodle_enrolments.claim({(course, user) for _, course, user in placed if course and user})
+        for row, course_id, user_id in placed:
+            # The first enrollment of a student in a class's course takes its Moodle enrolment.
+            moodle_suspended = claimed.pop((course_id, user_id), False)
+            zoho_status = row.get("status")
+            if zoho_status == "withdrawn":
+                status = "withdrawn"
+            elif zoho_status == "suspended" or moodle_suspended:
+                status = "suspended"
+            else:
+                status = "active"
+            yield {
+                **row,
+                "tenant_id": tenant_id,
+                "enrollment_key": zoho_key(row["zoho_id"]),
+                "student_key": zoho_key(row["student_zoho_id"]),
+                "class_key": zoho_key(row["class_zoho_id"]),
+                "moodle_user_id": user_id,
+                "moodle_course_id": course_id,
+                "status": status,
+            }
     class_of_course = {course: zid for zid, course in course_of_class.items() if course is not None}
-    moodle_only = (divmod(pair, _PAIR_BASE) + (suspended,) for pair, suspended in moodle.items())
+    moodle_only = moodle_enrolments.unclaimed()
     for (course_id, user_id, suspended), link in with_lookup(moodle_only, lambda e: e[1], students_of_moodle_users):
         class_zoho_id = class_of_course.get(course_id)
         yield {
@@ -152,13 +143,6 @@ def enrollment_rows(
             # Moodle does not say when an enrolment changed: the snapshot that saw it stands in.
             "source_modified_at": observed_at,
         }
-
-
-_PAIR_BASE = 1 << 40  # above any Moodle id
-
-
-def _pair(course_id: int, user_id: int) -> int:
-    return course_id * _PAIR_BASE + user_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import BigInteger, Boolean, Column, Connection, select, tuple_, update
 
 from integration_pipelines.lib import btec
 from integration_pipelines.lib.canonical import (
@@ -24,14 +24,20 @@ from integration_pipelines.lib.canonical import (
     enrollment_rows,
     epoch,
     moodle_grade_row,
-    with_lookup,
     zoho_key,
     zoho_rows,
 )
+from integration_pipelines.lib.lookups import ScratchTable, with_lookup
 from integration_pipelines.lib.mapping import BtecThresholds, EntityMapping
 from integration_pipelines.lib.students import IdentityRules, holds_student_role, link_students, slim_moodle_user
 from integration_pipelines.lib.warehouse.engine import create_warehouse_engine
-from integration_pipelines.lib.warehouse.raw import RawChange, deleted_entity_name, iter_raw_changes, iter_raw_payloads
+from integration_pipelines.lib.warehouse.raw import (
+    READ_CHUNK,
+    RawChange,
+    deleted_entity_name,
+    iter_raw_changes,
+    iter_raw_payloads,
+)
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.upsert import prepare_rows
 from integration_pipelines.lib.zoho import parse_zoho_datetime
@@ -265,12 +271,13 @@ def read_students(
 ) -> Rows:
     """Every student, its Zoho record and Moodle account linked by the identity rules; returns
     the link statistics."""
-    moodle_student_ids = {
+    moodle_student_ids = (
         int(enrolment["userid"])
         for enrolment in iter_raw_payloads(conn, tenant_id, "moodle", "enrolments")
         if holds_student_role(enrolment)
-    }
+    )
     rows, identity = link_students(
+        conn,
         lambda: (mapping.to_row(r) for r in iter_raw_payloads(conn, tenant_id, "zoho", mapping.module)),
         (
             slim_moodle_user(u, rules.moodle_crm_field)
@@ -298,12 +305,56 @@ def _deleted_students(conn: Connection, tenant_id: str, mapping: EntityMapping) 
     return deleted
 
 
+class MoodleEnrolments:
+    """The Moodle enrolments of students, in a scratch table, for the enrollment merge to claim
+    (`enrollment_rows`): Zoho enrollments claim theirs a batch at a time, and those left
+    unclaimed become Moodle-only enrollments."""
+
+    def __init__(self, conn: Connection, enrolments: Iterable[Mapping[str, Any]]):
+        self._scratch = ScratchTable(
+            conn,
+            "moodle_enrolments",
+            Column("course_id", BigInteger, primary_key=True),
+            Column("user_id", BigInteger, primary_key=True),
+            Column("suspended", Boolean, nullable=False),
+            Column("claimed", Boolean, nullable=False),
+        ).load(
+            {
+                "course_id": int(e["courseid"]),
+                "user_id": int(e["userid"]),
+                "suspended": bool(e.get("suspended")),
+                "claimed": False,
+            }
+            for e in enrolments
+            if holds_student_role(e)
+        )
+
+    def claim(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bool]:
+        if not pairs:
+            return {}
+        c = self._scratch.c
+        stmt = (
+            update(self._scratch.table)
+            .where(~c.claimed, tuple_(c.course_id, c.user_id).in_(pairs))
+            .values(claimed=True)
+            .returning(c.course_id, c.user_id, c.suspended)
+        )
+        return {(course, user): bool(suspended) for course, user, suspended in self._scratch.conn.execute(stmt)}
+
+    def unclaimed(self) -> Iterator[tuple[int, int, bool]]:
+        c = self._scratch.c
+        stmt = select(c.course_id, c.user_id, c.suspended).where(~c.claimed).order_by(c.course_id, c.user_id)
+        for course, user, suspended in self._scratch.conn.execute(stmt.execution_options(yield_per=READ_CHUNK)):
+            yield course, user, bool(suspended)
+        self._scratch.drop()
+
+
 def read_enrollments(conn: Connection, tenant_id: str, mapping: EntityMapping, observed_at: datetime) -> Rows:
     """Every enrollment: Zoho's, merged with the Moodle enrolments of the same students and classes."""
     students = StudentLookup(conn, tenant_id)
     yield from enrollment_rows(
         _zoho_rows_with_deletions(conn, tenant_id, mapping),
-        iter_raw_payloads(conn, tenant_id, "moodle", "enrolments"),
+        MoodleEnrolments(conn, iter_raw_payloads(conn, tenant_id, "moodle", "enrolments")),
         tenant_id=tenant_id,
         course_of_class=dict(live_rows(conn, tenant_id, "classes", "zoho_id", "moodle_course_id")),
         moodle_users_of_students=students.moodle_users_of,

@@ -3,8 +3,9 @@ a time, live rows first."""
 
 from __future__ import annotations
 
-from integration_pipelines.lib.canonical import LOOKUP_BATCH, StudentLink, with_lookup
+from integration_pipelines.lib.canonical import StudentLink
 from integration_pipelines.lib.canonical_reads import StudentLookup, live_rows
+from integration_pipelines.lib.lookups import LOOKUP_BATCH, with_lookup
 from integration_pipelines.lib.warehouse import upsert_rows
 from integration_pipelines_tests.lib.test_warehouse import T0, student
 

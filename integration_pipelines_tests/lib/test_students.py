@@ -1,4 +1,4 @@
-"""Identity rules for canonical students (pure functions, no I/O)."""
+"""Identity rules for canonical students, linked on a real warehouse connection (both backends)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from integration_pipelines.lib.lookups import LOOKUP_BATCH
 from integration_pipelines.lib.mapping import IdentityConfig, load_mapping
 from integration_pipelines.lib.students import link_students, normalise_email
 
@@ -51,20 +52,29 @@ STUDENT = {"student"}
 DEFAULT_RULES = IdentityConfig()
 
 
-def link(zoho_records, moodle_users, roles, rules=DEFAULT_RULES, **kwargs):
-    rows, stats = link_students(
-        lambda: iter(zoho_records),
-        sorted(moodle_users, key=lambda u: u["id"]),
-        {uid for uid, held in roles.items() if "student" in held},
-        tenant_id="t",
-        observed_at=NOW,
-        rules=rules,
-        **kwargs,
-    )
-    return {r["student_key"]: r for r in rows}, stats
+@pytest.fixture
+def link(warehouse):
+    """Link students on a connection of a real warehouse, whose scratch tables hold the index."""
+
+    def link(zoho_records, moodle_users, roles, rules=DEFAULT_RULES, **kwargs):
+        with warehouse.connect() as conn:
+            rows, stats = link_students(
+                conn,
+                lambda: iter(zoho_records),
+                sorted(moodle_users, key=lambda u: u["id"]),
+                [uid for uid, held in roles.items() if "student" in held],
+                tenant_id="t",
+                observed_at=NOW,
+                rules=rules,
+                **kwargs,
+            )
+            keyed = {r["student_key"]: r for r in rows}
+        return keyed, stats
+
+    return link
 
 
-def test_each_rule_links_in_order_of_trust():
+def test_each_rule_links_in_order_of_trust(link):
     records = [zoho("1", "S1", "one@x.ac.uk"), zoho("2", "S2", "two@x.ac.uk"), zoho("3", "S3", "three@x.ac.uk")]
     users = [
         moodle(10, email="other@x.ac.uk", crmid="1"),  # configured key
@@ -81,7 +91,7 @@ def test_each_rule_links_in_order_of_trust():
     assert stats.unmatched == 0
 
 
-def test_zoho_wins_for_profile_fields_and_moodle_supplies_its_id():
+def test_zoho_wins_for_profile_fields_and_moodle_supplies_its_id(link):
     rows, _ = link([zoho("1", "S1", " Amina.Khan@X.ac.uk")], [moodle(10, email="x@y", crmid="1")], {10: STUDENT})
     row = rows["zoho:1"]
     assert (row["first_name"], row["email"], row["program_zoho_id"], row["status"]) == (
@@ -93,7 +103,7 @@ def test_zoho_wins_for_profile_fields_and_moodle_supplies_its_id():
     assert row["source_modified_at"] == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
 
-def test_unmatched_students_are_kept_and_staff_are_not_students():
+def test_unmatched_students_are_kept_and_staff_are_not_students(link):
     rows, stats = link(
         [zoho("1", "S1", "one@x.ac.uk")],
         [moodle(20, email="lonely@x.ac.uk", suspended=True), moodle(30, email="teacher@x.ac.uk")],
@@ -105,7 +115,7 @@ def test_unmatched_students_are_kept_and_staff_are_not_students():
     assert (stats.zoho_only, stats.moodle_only) == (1, 1)
 
 
-def test_an_email_shared_by_two_zoho_students_links_nobody():
+def test_an_email_shared_by_two_zoho_students_links_nobody(link):
     rows, stats = link(
         [zoho("1", "S1", "same@x.ac.uk"), zoho("2", "S2", "same@x.ac.uk")],
         [moodle(10, email="SAME@x.ac.uk")],
@@ -116,7 +126,7 @@ def test_an_email_shared_by_two_zoho_students_links_nobody():
     assert stats.ambiguous_emails == 1
 
 
-def test_a_second_account_claiming_a_linked_student_stays_separate():
+def test_a_second_account_claiming_a_linked_student_stays_separate(link):
     rows, stats = link(
         [zoho("1", "S1", "one@x.ac.uk")],
         [moodle(10, email="a@x", crmid="1"), moodle(11, email="b@x", crmid="1")],
@@ -127,7 +137,23 @@ def test_a_second_account_claiming_a_linked_student_stays_separate():
     assert stats.conflicts == 1
 
 
-def test_a_student_zoho_deleted_is_a_tombstone_that_keeps_its_moodle_account():
+def test_an_older_account_keeps_its_student_whichever_batch_the_newer_one_is_read_in(link):
+    # Accounts are matched a batch at a time: the link the first batch made must still stand
+    # against an account read batches later, and the unmatched must still be counted.
+    staff = [moodle(uid, email=f"staff{uid}@x.ac.uk") for uid in range(2, LOOKUP_BATCH + 2)]
+    users = [moodle(1, email="one@x.ac.uk"), *staff, moodle(LOOKUP_BATCH + 10, email="One@X.ac.uk ")]
+    rows, stats = link(
+        [zoho("1", "S1", "one@x.ac.uk"), zoho("2", "S2", "two@x.ac.uk")],
+        users,
+        {1: STUDENT, LOOKUP_BATCH + 10: STUDENT},
+    )
+    assert rows["zoho:1"]["moodle_user_id"] == 1
+    assert f"moodle:{LOOKUP_BATCH + 10}" in rows, "the newer account stays a student of its own"
+    assert (stats.conflicts, stats.matched["email"], stats.zoho_only, stats.moodle_only) == (1, 1, 1, 1)
+    assert len(rows) == 3, "staff who match nobody are not students"
+
+
+def test_a_student_zoho_deleted_is_a_tombstone_that_keeps_its_moodle_account(link):
     gone_at = datetime(2026, 10, 5, tzinfo=UTC)
     seen_alive = {**zoho("8", "S8", "eight@x.ac.uk"), "deleted_at": gone_at}
     rows, stats = link(
@@ -144,7 +170,7 @@ def test_a_student_zoho_deleted_is_a_tombstone_that_keeps_its_moodle_account():
     assert stats.linked_to_deleted == 2
 
 
-def test_the_configured_key_and_idnumber_rule_can_be_changed():
+def test_the_configured_key_and_idnumber_rule_can_be_changed(link):
     rules = IdentityConfig(moodle_crm_field="zohoid", match_on_idnumber=False)
     rows, _ = link(
         [zoho("1", "S1", "one@x.ac.uk")],
@@ -160,12 +186,13 @@ def test_normalise_email(raw, expected):
     assert normalise_email(raw) == expected
 
 
-def test_moodle_users_must_come_oldest_first_so_the_older_account_keeps_a_contested_student():
-    with pytest.raises(ValueError, match="ascending id order: 10 after 11"):
+def test_moodle_users_must_come_oldest_first_so_the_older_account_keeps_a_contested_student(warehouse):
+    with warehouse.connect() as conn, pytest.raises(ValueError, match="ascending id order: 10 after 11"):
         link_students(
+            conn,
             lambda: iter([zoho("1", "S1", "one@x.ac.uk")]),
             [moodle(11, email="one@x.ac.uk"), moodle(10, email="one@x.ac.uk")],
-            {10, 11},
+            [10, 11],
             tenant_id="t",
             observed_at=NOW,
             rules=DEFAULT_RULES,
