@@ -319,12 +319,7 @@ class MoodleEnrolments:
             Column("suspended", Boolean, nullable=False),
             Column("claimed", Boolean, nullable=False),
         ).load(
-            {
-                "course_id": int(e["courseid"]),
-                "user_id": int(e["userid"]),
-                "suspended": bool(e.get("suspended")),
-                "claimed": False,
-            }
+            (int(e["courseid"]), int(e["userid"]), bool(e.get("suspended")), False)
             for e in enrolments
             if holds_student_role(e)
         )

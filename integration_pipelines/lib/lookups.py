@@ -18,6 +18,8 @@ from typing import Any
 from more_itertools import chunked
 from sqlalchemy import Column, Connection, Index, MetaData, Table, text
 
+from integration_pipelines.lib.warehouse.upsert import load_rows
+
 # Finds what it can for a set of keys: the students of some Moodle users, say.
 Lookup = Callable[[set], Mapping]
 LOOKUP_BATCH = 2_000
@@ -51,20 +53,27 @@ class ScratchTable:
         self.table = Table(f"scratch_{purpose}_{next(_names)}", MetaData(), *columns, prefixes=["TEMPORARY"])
         self.table.create(conn)
         self._indexes = indexes
+        self._columns = [column.name for column in columns]
+        self._postgres = conn.dialect.name == "postgresql"
         self.c = self.table.c
 
-    def insert(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Insert `rows`, a batch at a time."""
-        for batch in chunked(rows, _INSERT_BATCH):
-            self.conn.execute(self.table.insert(), batch)
+    def insert(self, rows: Iterable[tuple]) -> None:
+        """Insert `rows` (tuples in the table's column order) in bulk, a batch at a time: a batch
+        is read whole before it is written, so `rows` may itself read from this connection."""
+        cursor = self.conn.connection.driver_connection.cursor()
+        try:
+            for batch in chunked(rows, _INSERT_BATCH):
+                load_rows(cursor, self._postgres, self.table.name, self._columns, batch)
+        finally:
+            cursor.close()
 
-    def load(self, rows: Iterable[Mapping[str, Any]]) -> ScratchTable:
+    def load(self, rows: Iterable[tuple]) -> ScratchTable:
         """Insert `rows`, then build the indexes: once, over the whole load, which costs less than
         keeping them up row by row."""
         self.insert(rows)
         for i, columns in enumerate(self._indexes):
             Index(f"{self.table.name}_{i}", *(self.table.c[c] for c in columns)).create(self.conn)
-        if self.conn.dialect.name == "postgresql":
+        if self._postgres:
             # A temporary table has no statistics until analysed, and the planner must know it is
             # large before it chooses how to join against it.
             self.conn.execute(text(f'ANALYZE "{self.table.name}"'))

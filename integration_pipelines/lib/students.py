@@ -147,7 +147,7 @@ def link_students(
     # Pass 2: each Moodle account, oldest first, against the index.
     student_ids = ScratchTable(
         conn, "moodle_students", Column("user_id", BigInteger, nullable=False), indexes=[("user_id",)]
-    ).load({"user_id": user_id} for user_id in moodle_student_ids)
+    ).load((user_id,) for user_id in moodle_student_ids)
     links = _Links(conn)
     moodle_only: list[Mapping[str, Any]] = []
     previous_id = None
@@ -169,7 +169,7 @@ def link_students(
                 zoho_id = None
             if zoho_id is not None:
                 taken.add(zoho_id)
-                made.append({"zoho_id": zoho_id, "user_id": user_id, "how": how})
+                made.append((zoho_id, user_id, how))
             if zoho_id in deleted_zoho:
                 stats.linked_to_deleted += 1
                 continue
@@ -262,15 +262,9 @@ class _ZohoIndex:
         )
         self._scratch.load(self._entry(zoho_id, row, False) for zoho_id, row in students)
 
-    def _entry(self, zoho_id: str, row: Mapping[str, Any], deleted: bool) -> dict[str, Any]:
+    def _entry(self, zoho_id: str, row: Mapping[str, Any], deleted: bool) -> tuple:
         number = row.get("student_number")
-        return {
-            "seq": next(self._order),
-            "zoho_id": zoho_id,
-            "number": number.upper() if number else None,
-            "email": row.get("email") or None,
-            "deleted": deleted,
-        }
+        return next(self._order), zoho_id, number.upper() if number else None, row.get("email") or None, deleted
 
     def add_deleted(self, students: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         self._scratch.insert(self._entry(zoho_id, known, True) for zoho_id, known in students)
@@ -320,7 +314,7 @@ class _Links:
         )
         self.c = self._scratch.c
 
-    def add(self, links: list[dict[str, Any]]) -> None:
+    def add(self, links: list[tuple[str, int, str | None]]) -> None:
         self._scratch.insert(links)
 
     def linked(self, zoho_ids: set[str]) -> set[str]:
