@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from more_itertools import chunked
-from sqlalchemy import Column, Connection, Index, MetaData, Table, text
+from sqlalchemy import Column, Connection, Index, MetaData, Table, select, text
 
 from integration_pipelines.lib.warehouse.upsert import load_rows
 
@@ -78,6 +78,13 @@ class ScratchTable:
             # large before it chooses how to join against it.
             self.conn.execute(text(f'ANALYZE "{self.table.name}"'))
         return self
+
+    def among(self, column: str, keys: set) -> set:
+        """Which of `keys` the table holds in `column`."""
+        if not keys:
+            return set()
+        col = self.table.c[column]
+        return set(self.conn.scalars(select(col).where(col.in_(keys)).distinct()))
 
     def drop(self) -> None:
         self.table.drop(self.conn)

@@ -157,7 +157,7 @@ def link_students(
             if previous_id is not None and user_id <= previous_id:
                 raise ValueError(f"moodle_users must come in ascending id order: {user_id} after {previous_id}")
             previous_id = user_id
-        students_here = _among(student_ids, set(user_ids))
+        students_here = student_ids.among("user_id", set(user_ids))
         candidates = index.for_users(batch, rules)
         matches = [_match(user, rules, candidates, stats) for user in batch]
         taken = links.linked({zoho_id for zoho_id, _ in matches if zoho_id is not None})
@@ -274,8 +274,7 @@ class _ZohoIndex:
         return self._scratch.conn.execute(select(func.count(distinct(c.zoho_id))).where(~c.deleted)).scalar_one()
 
     def known(self, zoho_ids: set[str]) -> set[str]:
-        c = self._scratch.c
-        return set(self._scratch.conn.scalars(select(c.zoho_id).where(c.zoho_id.in_(zoho_ids)))) if zoho_ids else set()
+        return self._scratch.among("zoho_id", zoho_ids)
 
     def for_users(self, users: list[Mapping[str, Any]], rules: IdentityRules) -> _Candidates:
         c, conn = self._scratch.c, self._scratch.conn
@@ -318,9 +317,7 @@ class _Links:
         self._scratch.insert(links)
 
     def linked(self, zoho_ids: set[str]) -> set[str]:
-        if not zoho_ids:
-            return set()
-        return set(self._scratch.conn.scalars(select(self.c.zoho_id).where(self.c.zoho_id.in_(zoho_ids))))
+        return self._scratch.among("zoho_id", zoho_ids)
 
     def of(self, zoho_ids: set[str]) -> dict[str, tuple[int, str | None]]:
         if not zoho_ids:
@@ -337,12 +334,6 @@ class _Links:
 
     def drop(self) -> None:
         self._scratch.drop()
-
-
-def _among(user_ids: ScratchTable, wanted: set[int]) -> set[int]:
-    """Which of `wanted` are in a scratch table of user ids."""
-    stmt = select(user_ids.c.user_id).where(user_ids.c.user_id.in_(wanted)).distinct()
-    return {int(user_id) for user_id in user_ids.conn.scalars(stmt)} if wanted else set()
 
 
 def _match(user, rules, candidates: _Candidates, stats) -> tuple[str | None, str | None]:
