@@ -101,7 +101,7 @@ def test_zoho_5000_record_module_through_page_token() -> None:
 def test_zoho_more_than_50_fields_against_the_sandbox() -> None:
     # The sandbox modules have fewer than 50 fields, so force batches by asking for
     # fields repeatedly in small batches through the same merge path.
-    import integration_pipelines.lib.zoho as zoho_mod
+    import integration_pipelines.lib.zoho.client as zoho_mod
 
     with sandbox(students=400, seed=4) as sb, zoho_client(sb) as client:
         fields = [f["api_name"] for f in client.list_fields("Students")]

@@ -1,4 +1,4 @@
-"""Moodle Web Services (REST) client.
+"""The Moodle Web Services (REST) client.
 
 Plain Python (httpx + tenacity), no Dagster. What it does:
 
@@ -14,7 +14,7 @@ Plain Python (httpx + tenacity), no Dagster. What it does:
 - Soft failures (``warnings``) are logged, kept in :attr:`MoodleClient.warnings` and passed
   to an optional ``on_warning`` callback.
 - Typed helpers stream records as generators; :meth:`MoodleClient.crawl_snapshot` walks a
-  whole site without N+1 calls (see its docstring for the request budget).
+  whole site without N+1 calls (``crawl.py`` has the request budget).
 - :attr:`MoodleClient.counter` counts every HTTP request sent, per ``wsfunction``.
 """
 
@@ -25,323 +25,53 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from integration_pipelines.lib.http import (
-    ClientError,
     HttpSession,
     Redactor,
     RequestCounter,
     RetryPolicy,
-    TransportFailure,
     call_with_retries,
     decode_json,
     parse_retry_after,
     secret_value,
 )
+from integration_pipelines.lib.moodle import crawl
+from integration_pipelines.lib.moodle.errors import (
+    _RETRYABLE_ERRORCODES,
+    MoodleAccessError,
+    MoodleAuthError,
+    MoodleHTTPError,
+    MoodleInvalidParameter,
+    MoodleNotFound,
+    MoodlePermissionError,
+    MoodleResponseError,
+    MoodleServerError,
+    MoodleTransportError,
+    MoodleWSError,
+)
+from integration_pipelines.lib.moodle.params import _chunks, _int_or_none, _to_epoch, encode_params, parse_assign_grade
+from integration_pipelines.lib.moodle.records import (
+    CompletionMode,
+    MoodleAssignGrade,
+    MoodleAssignment,
+    MoodleCompletion,
+    MoodleCourse,
+    MoodleEnrolment,
+    MoodleGrade,
+    MoodleUser,
+    MoodleWarning,
+    SnapshotRecord,
+)
 
 logger = logging.getLogger(__name__)
 
 REST_PATH = "/webservice/rest/server.php"
-
-__all__ = [
-    "MoodleAccessError",
-    "MoodleAssignGrade",
-    "MoodleAssignment",
-    "MoodleAuthError",
-    "MoodleClient",
-    "MoodleCompletion",
-    "MoodleCourse",
-    "MoodleEnrolment",
-    "MoodleError",
-    "MoodleGrade",
-    "MoodleHTTPError",
-    "MoodleInvalidParameter",
-    "MoodleNotFound",
-    "MoodlePermissionError",
-    "MoodleResponseError",
-    "MoodleServerError",
-    "MoodleTransportError",
-    "MoodleUser",
-    "MoodleWSError",
-    "MoodleWarning",
-    "encode_params",
-]
-
-
-# --------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------
-
-
-class MoodleError(ClientError):
-    """Base of every Moodle client error."""
-
-
-class MoodleTransportError(MoodleError, TransportFailure):
-    """No HTTP answer (connection error or timeout). Retried."""
-
-
-class MoodleHTTPError(MoodleError):
-    """An HTTP status Moodle itself never sends for a WS call (404, 401, other 4xx)."""
-
-
-class MoodleServerError(MoodleHTTPError):
-    """5xx or 429 from the web server or a proxy in front of Moodle. Retried."""
-
-    retryable = True
-
-
-class MoodleResponseError(MoodleError):
-    """HTTP 200 whose body is not JSON (a PHP notice, a proxy page, a cut-off body). Retried."""
-
-    retryable = True
-
-
-class MoodleWSError(MoodleError):
-    """Moodle answered ``{"exception", "errorcode", "message"}`` (with HTTP 200)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        wsfunction: str,
-        errorcode: str | None,
-        exception: str | None,
-        moodle_message: str | None,
-        debuginfo: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, endpoint=wsfunction, **kwargs)
-        self.wsfunction = wsfunction
-        self.errorcode = errorcode
-        self.exception = exception
-        self.moodle_message = moodle_message
-        self.debuginfo = debuginfo
-
-
-class MoodleAuthError(MoodleWSError):
-    """``invalidtoken``: the token is wrong or missing. Never retried: fix ``MOODLE_TOKEN``."""
-
-
-class MoodleAccessError(MoodleWSError):
-    """``accessexception`` (function not in the token's service, expired token, IP
-    restriction) or HTTP 403 (REST protocol disabled). Never retried."""
-
-
-class MoodlePermissionError(MoodleAccessError):
-    """``nopermissions`` / ``required_capability_exception``: the WS user lacks a capability."""
-
-
-class MoodleInvalidParameter(MoodleWSError):
-    """``invalidparameter``: a bad or missing argument."""
-
-
-class MoodleNotFound(MoodleWSError):
-    """``invalidrecord`` / ``invalidrecordunknown``: unknown function, course or record."""
-
-
-# Transient database errors are worth another try on a read.
-_RETRYABLE_ERRORCODES = frozenset({"dbconnectionfailed", "dmlreadexception"})
-
-
-# --------------------------------------------------------------------------------------
-# Records
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleWarning:
-    """One entry of a response's ``warnings`` list (a soft failure)."""
-
-    wsfunction: str
-    warningcode: str | None
-    message: str
-    item: str | None = None
-    itemid: int | str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleCourse:
-    kind: ClassVar[str] = "course"
-    id: int
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleEnrolment:
-    """A user enrolled in a course (from ``core_enrol_get_enrolled_users``).
-
-    ``data`` is the row as Moodle sent it (user fields, ``roles``, ``groups``,
-    ``lastcourseaccess``); Moodle does not expose the enrolment's dates, status or method,
-    but a crawl with ``enrolment_status`` learns which enrolments are suspended.
-    """
-
-    kind: ClassVar[str] = "enrolment"
-    course_id: int
-    user_id: int
-    roles: tuple[str, ...]
-    data: dict[str, Any]
-    suspended: bool | None = None  # known only when the crawl asks (``enrolment_status``)
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleUser:
-    kind: ClassVar[str] = "user"
-    id: int
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleGrade:
-    """One grade item for one user in one course (``gradereport_user_get_grade_items``).
-
-    The course total is the item with ``itemtype == "course"``.
-    """
-
-    kind: ClassVar[str] = "grade"
-    course_id: int
-    user_id: int
-    item_id: int | None
-    course_idnumber: str | None
-    user_idnumber: str | None
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleCompletion:
-    """Course completion for one user in one course.
-
-    ``progress`` (0-100) is only known from ``core_enrol_get_users_courses``;
-    ``data`` is the raw completion payload of whichever function produced it (``source``).
-    """
-
-    kind: ClassVar[str] = "completion"
-    course_id: int
-    user_id: int
-    completed: bool | None
-    progress: float | None
-    source: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleAssignment:
-    kind: ClassVar[str] = "assignment"
-    id: int
-    course_id: int
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MoodleAssignGrade:
-    """One assignment grade (``mod_assign_get_grades``; latest attempt only).
-
-    ``grade`` is parsed from Moodle's 5-decimal string; ``-1`` ("not graded") becomes None.
-    For scale-graded assignments (BTEC) it is the scale index (1=Refer .. 4=Distinction).
-    """
-
-    kind: ClassVar[str] = "assign_grade"
-    assignment_id: int
-    user_id: int
-    grade: float | None
-    timemodified: int | None
-    data: dict[str, Any]
-
-
-SnapshotRecord = MoodleCourse | MoodleEnrolment | MoodleUser | MoodleGrade | MoodleCompletion
-
-CompletionMode = Literal["none", "per_user", "per_enrolment"]
-
-
-# --------------------------------------------------------------------------------------
-# Encoding
-# --------------------------------------------------------------------------------------
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, Enum):
-        return _scalar(value.value)
-    if isinstance(value, datetime):
-        return str(int(value.timestamp()))
-    return str(value)
-
-
-def encode_params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """PHP bracket encoding, as Moodle's REST server expects.
-
-    ``{"options": {"ids": [7]}}`` -> ``[("options[ids][0]", "7")]``;
-    ``{"options": [{"name": "limitnumber", "value": 100}]}`` ->
-    ``[("options[0][name]", "limitnumber"), ("options[0][value]", "100")]``.
-    Booleans become ``1``/``0``; ``None`` values are left out (Moodle treats a missing
-    optional parameter as its default); datetimes become epoch seconds.
-    """
-
-    out: list[tuple[str, str]] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(f"{prefix}[{k}]", v)
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(f"{prefix}[{i}]", v)
-        elif isinstance(value, (set, frozenset)):
-            for i, v in enumerate(sorted(value)):
-                walk(f"{prefix}[{i}]", v)
-        else:
-            out.append((prefix, _scalar(value)))
-
-    for key, value in params.items():
-        walk(str(key), value)
-    return out
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _to_epoch(value: int | float | datetime | None) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    return int(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_assign_grade(value: Any) -> float | None:
-    """``"3.00000"`` -> 3.0; ``"-1.00000"`` (not graded), ``""`` or None -> None."""
-    if value is None or value == "":
-        return None
-    try:
-        grade = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if grade < 0 else grade
-
-
-# --------------------------------------------------------------------------------------
-# Client
-# --------------------------------------------------------------------------------------
 
 
 class MoodleClient:
@@ -585,10 +315,6 @@ class MoodleClient:
         """``core_webservice_get_site_info`` (also a cheap token check)."""
         return self.call("core_webservice_get_site_info")
 
-    def check(self) -> dict[str, Any]:
-        """Validate the URL and token; returns site info or raises :class:`MoodleAuthError` etc."""
-        return self.site_info()
-
     def iter_courses(self, ids: Iterable[int] | None = None, *, include_site: bool = False) -> Iterator[MoodleCourse]:
         """All courses (``core_course_get_courses``; one request), or those with ``ids``.
 
@@ -681,13 +407,6 @@ class MoodleClient:
         """
         answer = self.call("core_completion_get_course_completion_status", courseid=int(course_id), userid=int(user_id))
         return answer.get("completionstatus") or {}
-
-    def activities_completion_status(self, course_id: int, user_id: int) -> list[dict[str, Any]]:
-        """``core_completion_get_activities_completion_status`` for one user in one course."""
-        answer = self.call(
-            "core_completion_get_activities_completion_status", courseid=int(course_id), userid=int(user_id)
-        )
-        return list(answer.get("statuses") or [])
 
     def iter_user_courses(self, user_id: int) -> Iterator[dict[str, Any]]:
         """``core_enrol_get_users_courses``: a user's courses with ``completed`` and ``progress``."""
@@ -783,121 +502,14 @@ class MoodleClient:
         skip_missing_courses: bool = True,
         concurrency: int = 1,
     ) -> Iterator[SnapshotRecord]:
-        """Walk the site and stream every record, routed by ``record.kind``.
-
-        Order and cost (C courses with enrolments, U distinct users, page size P):
-
-        1. ``core_course_get_courses`` once -> ``course`` records (1 request);
-        2. per course, ``core_enrol_get_enrolled_users`` paged -> ``enrolment`` records
-           (``ceil((n+1)/P)`` requests; 1 when the course has fewer than P users);
-        3. with ``enrolment_status``, per course once more with ``onlysuspended`` (+C requests):
-           the answer has no enrolment status, so each enrolment's ``suspended`` is then set
-           from the suspended ones (otherwise it is None, unknown);
-        4. each distinct user is fetched **once** with ``core_user_get_users_by_field`` in
-           batches of ``user_batch_size`` as soon as a batch fills -> ``user`` records
-           (``ceil(U/100)`` requests);
-        5. per course with at least one enrolment, ``gradereport_user_get_grade_items`` with
-           ``userid=0`` -> ``grade`` records (1 request per course);
-        6. completions, by ``completions``:
-
-           - ``"none"`` (default): no completion records. The crawl costs
-             ``1 + C·pages + C + ceil(U/100) <= 3·C + U/100`` requests.
-           - ``"per_user"``: ``core_enrol_get_users_courses`` once per distinct user gives
-             ``completed`` and ``progress`` for all of that user's courses: **+U** requests.
-           - ``"per_enrolment"``: ``core_completion_get_course_completion_status`` per
-             enrolment in courses with completion enabled, with the criteria detail:
-             **+ one request per enrolment** (a course answering ``nocriteriaset`` is
-             skipped after its first call).
-
-           Moodle core has no per-course completion function, so completions cannot fit the
-           ``3·C + U/100`` budget; the warehouse's canonical model has no completion table,
-           so the snapshot leaves them out unless asked. ``per_user`` is the cheapest
-           faithful source (U, not U·C).
-
-        ``concurrency`` courses are read at once (their enrolments, status and grade report),
-        so the crawl waits on the site's answers and on its own work at the same time. Records
-        still arrive in course order. Memory stays bounded by that many courses' answers plus
-        the set of user ids seen so far; nothing holds a whole module.
-        """
-        if completions not in ("none", "per_user", "per_enrolment"):
-            raise ValueError(f"completions must be none, per_user or per_enrolment, not {completions!r}")
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        seen_users: set[int] = set()
-        pending: list[int] = []
-        crawled_courses: set[int] = set()
-
-        def read_course(course: MoodleCourse) -> tuple[list[MoodleEnrolment], list[MoodleGrade]] | None:
-            """A course's enrolments and grades; None when it vanished (and the crawl skips it)."""
-            try:
-                enrolments = list(self.iter_enrolled_users(course.id))
-                if enrolment_status and enrolments:
-                    suspended = {e.user_id for e in self.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
-                    enrolments = [replace(e, suspended=e.user_id in suspended) for e in enrolments]
-                course_grades = list(self.iter_course_grades(course.id)) if grades and enrolments else []
-            except MoodleNotFound as exc:
-                if not skip_missing_courses:
-                    raise
-                logger.warning("Moodle course %s vanished during the crawl: %s", course.id, exc)
-                return None
-            return enrolments, course_grades
-
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="moodle-crawl") as pool:
-            courses = iter(self.iter_courses(ids=course_ids))
-            reading: deque[tuple[MoodleCourse, Future]] = deque()
-            try:
-                while True:
-                    while len(reading) < concurrency and (course := next(courses, None)) is not None:
-                        reading.append((course, pool.submit(read_course, course)))
-                    if not reading:
-                        break
-                    course, answer = reading.popleft()
-                    yield course
-                    crawled_courses.add(course.id)
-                    read = answer.result()
-                    if read is None:
-                        continue
-                    enrolments, course_grades = read
-                    for enrolment in enrolments:
-                        yield enrolment
-                        if users and enrolment.user_id not in seen_users:
-                            seen_users.add(enrolment.user_id)
-                            pending.append(enrolment.user_id)
-                            if len(pending) >= self.user_batch_size:
-                                yield from self._users_batch(pending)
-                                pending = []
-                    yield from course_grades
-                    enrolled = [e.user_id for e in enrolments]
-                    if completions == "per_enrolment" and enrolled and course.data.get("enablecompletion", 1):
-                        yield from self._course_status_completions(course.id, enrolled)
-                    if completions == "per_user" and not users:
-                        seen_users.update(enrolled)
-            finally:
-                for _, answer in reading:
-                    answer.cancel()
-
-        if users and pending:
-            yield from self._users_batch(pending)
-        if completions == "per_user":
-            for uid in sorted(seen_users):
-                yield from self.iter_user_completions(uid, crawled_courses)
-
-    def _course_status_completions(self, course_id: int, user_ids: Sequence[int]) -> Iterator[MoodleCompletion]:
-        for uid in user_ids:
-            try:
-                status = self.course_completion_status(course_id, uid)
-            except MoodleWSError as exc:
-                if exc.errorcode == "nocriteriaset":
-                    return  # the course tracks no completion: no point asking for the others
-                if exc.errorcode in ("usernotenroled", "cannotviewreport"):
-                    continue
-                raise
-            completed = status.get("completed")
-            yield MoodleCompletion(
-                course_id=int(course_id),
-                user_id=uid,
-                completed=None if completed is None else bool(completed),
-                progress=None,
-                source="core_completion_get_course_completion_status",
-                data=status,
-            )
+        """The whole site, streamed record by record: see :func:`crawl.crawl_snapshot`."""
+        return crawl.crawl_snapshot(
+            self,
+            course_ids,
+            grades=grades,
+            users=users,
+            enrolment_status=enrolment_status,
+            completions=completions,
+            skip_missing_courses=skip_missing_courses,
+            concurrency=concurrency,
+        )

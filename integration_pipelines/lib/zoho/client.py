@@ -1,4 +1,4 @@
-"""Zoho CRM v8 client.
+"""The Zoho CRM v8 client.
 
 Plain Python (httpx + tenacity), no Dagster. What it does:
 
@@ -24,86 +24,55 @@ Plain Python (httpx + tenacity), no Dagster. What it does:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import tempfile
-import threading
 import time
-import urllib.parse
-import zipfile
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import IO, Any
+from datetime import datetime
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from integration_pipelines.lib.http import (
-    ClientError,
     ConcurrencyLimiter,
     HttpSession,
     Redactor,
     RequestCounter,
     RetryPolicy,
-    TransportFailure,
     call_with_retries,
-    decode_json,
     parse_retry_after,
-    secret_value,
 )
+from integration_pipelines.lib.zoho import bulk
+from integration_pipelines.lib.zoho.auth import TokenManager, accounts_url_for
+from integration_pipelines.lib.zoho.errors import (
+    ZohoAPIError,
+    ZohoAuthError,
+    ZohoError,
+    ZohoNotFound,
+    ZohoPaginationLimit,
+    ZohoPermissionError,
+    ZohoRateLimited,
+    ZohoResponseError,
+    ZohoScopeError,
+    ZohoServerError,
+    ZohoTransportError,
+    error_code,
+    error_envelope,
+    json_or_none,
+)
+from integration_pipelines.lib.zoho.times import as_datetime, format_if_modified_since, parse_zoho_datetime
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "ZOHO_ACCOUNTS_BY_DC",
-    "ZOHO_CONCURRENCY_BY_EDITION",
-    "ZohoAPIError",
-    "ZohoAuthError",
-    "ZohoBulkReadError",
-    "ZohoClient",
-    "ZohoClientCredentialsError",
-    "ZohoError",
-    "ZohoNotFound",
-    "ZohoPaginationLimit",
-    "ZohoPermissionError",
-    "ZohoRateLimited",
-    "ZohoRefreshLimitReached",
-    "ZohoRefreshThrottled",
-    "ZohoRefreshTokenError",
-    "ZohoResponseError",
-    "ZohoScopeError",
-    "ZohoServerError",
-    "ZohoTokenRefreshError",
-    "ZohoTransportError",
-    "UpsertResult",
-    "accounts_url_for",
-    "concurrency_for_edition",
-]
 
 MAX_FIELDS_PER_CALL = 50
 MAX_PER_PAGE = 200
 DISCRETE_PAGE_LIMIT = 2000
 UPSERT_BATCH = 100
 
-# Accounts (OAuth) servers per data centre [Zoho SDK dc/*.py]. Canada lives on zohocloud.ca.
-ZOHO_ACCOUNTS_BY_DC: dict[str, str] = {
-    "com": "https://accounts.zoho.com",
-    "us": "https://accounts.zoho.com",
-    "eu": "https://accounts.zoho.eu",
-    "in": "https://accounts.zoho.in",
-    "com.au": "https://accounts.zoho.com.au",
-    "au": "https://accounts.zoho.com.au",
-    "com.cn": "https://accounts.zoho.com.cn",
-    "cn": "https://accounts.zoho.com.cn",
-    "jp": "https://accounts.zoho.jp",
-    "ca": "https://accounts.zohocloud.ca",
-    "sa": "https://accounts.zoho.sa",
-}
 
+# Concurrent calls allowed per org and app, by edition (API_NOTES B5).
 ZOHO_CONCURRENCY_BY_EDITION: dict[str, int] = {
     "free": 5,
     "standard": 10,
@@ -113,170 +82,11 @@ ZOHO_CONCURRENCY_BY_EDITION: dict[str, int] = {
 }
 
 
-# --------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------
-
-
-class ZohoError(ClientError):
-    """Base of every Zoho client error."""
-
-
-class ZohoTransportError(ZohoError, TransportFailure):
-    """No HTTP answer (connection error or timeout). Retried."""
-
-
-class ZohoAPIError(ZohoError):
-    """Zoho answered with an error envelope ``{"code", "details", "message", "status"}``."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: Any = None,
-        zoho_message: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.code = code
-        self.details = details
-        self.zoho_message = zoho_message
-
-
-class ZohoServerError(ZohoAPIError):
-    """HTTP 5xx. Retried."""
-
-    retryable = True
-
-
-class ZohoRateLimited(ZohoAPIError):
-    """HTTP 429 ``TOO_MANY_REQUESTS`` (credits used up or concurrency exceeded). Retried,
-    honouring ``Retry-After``."""
-
-    retryable = True
-
-
-class ZohoResponseError(ZohoError):
-    """A success status whose body is not the JSON expected (cut off, proxy page). Retried."""
-
-    retryable = True
-
-
-class ZohoNotFound(ZohoAPIError):
-    """``INVALID_MODULE``, ``NOT_FOUND``, ``INVALID_URL_PATTERN`` or HTTP 404."""
-
-
-class ZohoPermissionError(ZohoAPIError):
-    """``NO_PERMISSION`` / HTTP 403."""
-
-
-class ZohoPaginationLimit(ZohoAPIError):
-    """``DISCRETE_PAGINATION_LIMIT_EXCEEDED``: ``page`` stops at 2,000 records and no
-    ``next_page_token`` was offered."""
-
-
-class ZohoBulkReadError(ZohoError):
-    """A Bulk Read job failed, or did not finish in time."""
-
-
-class ZohoAuthError(ZohoAPIError):
-    """Authentication or authorisation failed. Never retried."""
-
-
-class ZohoScopeError(ZohoAuthError):
-    """``OAUTH_SCOPE_MISMATCH``: the refresh token was granted without a needed scope."""
-
-
-class ZohoTokenRefreshError(ZohoAuthError):
-    """The access token could not be refreshed."""
-
-
-class ZohoRefreshTokenError(ZohoTokenRefreshError):
-    """``invalid_code``: the refresh token is wrong, revoked or from another data centre."""
-
-
-class ZohoClientCredentialsError(ZohoTokenRefreshError):
-    """``invalid_client``: the client id/secret are unknown to this accounts server."""
-
-
-class ZohoRefreshThrottled(ZohoTokenRefreshError):
-    """Zoho's ``Access Denied`` refresh throttle. Retried with backoff inside the refresh."""
-
-    retryable = True
-
-
-class ZohoRefreshLimitReached(ZohoTokenRefreshError):
-    """The local record shows the refresh limit (10 per 10 minutes) is used up and the wait
-    for a free slot is longer than ``max_refresh_wait``."""
-
-
-# --------------------------------------------------------------------------------------
-# Data centres and editions
-# --------------------------------------------------------------------------------------
-
-
-def accounts_url_for(
-    api_domain: str | None = None,
-    *,
-    data_centre: str | None = None,
-    explicit: str | None = None,
-) -> str:
-    """The accounts (OAuth) server for a Zoho data centre.
-
-    An ``explicit`` URL always wins (the sandbox, or an unusual deployment). Otherwise the
-    data centre name (``com|eu|in|com.au|com.cn|jp|ca|sa``) or the api domain's suffix
-    (``https://www.zohoapis.eu`` -> ``https://accounts.zoho.eu``) picks it.
-    """
-    if explicit:
-        return explicit.rstrip("/")
-    if data_centre:
-        dc = data_centre.lower().lstrip(".")
-        if dc not in ZOHO_ACCOUNTS_BY_DC:
-            raise ValueError(
-                f"unknown Zoho data centre {data_centre!r}; expected one of "
-                f"{', '.join(sorted(ZOHO_ACCOUNTS_BY_DC))} (or set ZOHO_ACCOUNTS_URL)"
-            )
-        return ZOHO_ACCOUNTS_BY_DC[dc]
-    if api_domain:
-        host = urllib.parse.urlsplit(api_domain if "//" in api_domain else "//" + api_domain).hostname or ""
-        marker = "zohoapis."
-        if marker in host:
-            return accounts_url_for(data_centre=host.split(marker, 1)[1])
-    raise ValueError(f"cannot tell the Zoho data centre from api domain {api_domain!r}; set ZOHO_ACCOUNTS_URL")
-
-
 def concurrency_for_edition(edition: str | None, default: int = 5) -> int:
     """Concurrent-call limit per org and app for an edition name (case-insensitive)."""
     if not edition:
         return default
     return ZOHO_CONCURRENCY_BY_EDITION.get(str(edition).strip().lower(), default)
-
-
-def parse_zoho_datetime(value: str) -> datetime:
-    """Zoho datetimes are ISO 8601 with an offset, e.g. 2024-06-01T10:15:22+01:00."""
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"Zoho datetime without an offset: {value!r}")
-    return parsed
-
-
-def _as_datetime(value: datetime | str) -> datetime:
-    return value if isinstance(value, datetime) else parse_zoho_datetime(value)
-
-
-def format_if_modified_since(value: datetime | str) -> str:
-    """ISO 8601 with an offset, as Zoho expects (``2019-07-25T15:26:49+05:30``); naive = UTC."""
-    if isinstance(value, str):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.replace(microsecond=0).isoformat()
-
-
-# --------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,112 +106,6 @@ class UpsertResult:
     message: str | None
     duplicate_field: str | None
     details: dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------
-# Token management
-# --------------------------------------------------------------------------------------
-
-
-class _TokenManager:
-    """Caches the access token and refreshes it under a lock, within the refresh limit."""
-
-    def __init__(self, owner: ZohoClient) -> None:
-        self.owner = owner
-        self.lock = threading.RLock()
-        self.token: SecretStr | None = None
-        self.expires_at = 0.0
-        self.refresh_log: deque[float] = deque()  # monotonic times of refresh requests sent
-        self.refreshes = 0  # refresh requests sent (successful or not)
-
-    def get(self) -> SecretStr:
-        with self.lock:
-            now = self.owner._clock()
-            if self.token is not None and now < self.expires_at - self.owner.refresh_margin:
-                return self.token
-            return self._refresh()
-
-    def invalidate(self, used: SecretStr) -> None:
-        """Forget ``used`` if it is still the cached token (another thread may have refreshed)."""
-        with self.lock:
-            if self.token is not None and self.token.get_secret_value() == used.get_secret_value():
-                self.token = None
-
-    def _await_slot(self) -> None:
-        o = self.owner
-        while True:
-            now = o._clock()
-            while self.refresh_log and self.refresh_log[0] <= now - o.refresh_window:
-                self.refresh_log.popleft()
-            if len(self.refresh_log) < o.refresh_limit:
-                return
-            wait = self.refresh_log[0] + o.refresh_window - now
-            if wait > o.max_refresh_wait:
-                raise ZohoRefreshLimitReached(
-                    f"Zoho allows {o.refresh_limit} access-token refreshes per {o.refresh_window:.0f}s per "
-                    f"refresh token; this client used them all and the next slot is {wait:.0f}s away. "
-                    "Another process may be refreshing with the same ZOHO_REFRESH_TOKEN.",
-                    endpoint="POST /oauth/v2/token",
-                )
-            logger.warning("Zoho refresh limit reached locally; waiting %.1fs for a free slot", wait)
-            o._sleep(wait)
-
-    def _refresh(self) -> SecretStr:
-        o = self.owner
-
-        def attempt() -> tuple[SecretStr, float]:
-            self._await_slot()
-            self.refresh_log.append(o._clock())
-            self.refreshes += 1
-            response = o._session.request(
-                "POST",
-                o.token_url,
-                endpoint="POST /oauth/v2/token",
-                limited=False,
-                content=urllib.parse.urlencode(
-                    {
-                        "refresh_token": secret_value(o._refresh_token),
-                        "client_id": o.client_id,
-                        "client_secret": secret_value(o._client_secret),
-                        "grant_type": "refresh_token",
-                    }
-                ).encode("ascii"),
-                headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-            )
-            return o._parse_token_response(response)
-
-        try:
-            token, expires_in = call_with_retries(
-                attempt,
-                policy=o.retry,
-                sleep=o._sleep,
-                logger=logger,
-                counter=o.counter,
-                what="Zoho token refresh",
-            )
-        except ZohoTokenRefreshError as exc:
-            if exc.retryable:  # throttled every time: stop here, not in an outer retry loop
-                raise ZohoTokenRefreshError(
-                    f"could not refresh the Zoho access token: {exc}", endpoint=exc.endpoint, retryable=False
-                ) from None
-            raise
-        except ClientError as exc:
-            raise ZohoTokenRefreshError(
-                f"could not refresh the Zoho access token at {o.token_url}: {exc}",
-                endpoint="POST /oauth/v2/token",
-                status_code=exc.status_code,
-                retryable=False,
-            ) from None
-        o._redact.add(token)
-        self.token = token
-        self.expires_at = o._clock() + expires_in
-        logger.debug("Zoho access token refreshed; valid for %ss", expires_in)
-        return token
-
-
-# --------------------------------------------------------------------------------------
-# Client
-# --------------------------------------------------------------------------------------
 
 
 class ZohoClient:
@@ -483,7 +187,7 @@ class ZohoClient:
             max_connections=max(limit, 10) + 2,
             logger=logger,
         )
-        self._tokens = _TokenManager(self)
+        self._tokens = TokenManager(self)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -524,70 +228,6 @@ class ZohoClient:
         )
 
     # -- OAuth -------------------------------------------------------------------------
-
-    def _parse_token_response(self, response: httpx.Response) -> tuple[SecretStr, float]:
-        endpoint = "POST /oauth/v2/token"
-        try:
-            body = decode_json(response)
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("access_token"):
-            try:
-                expires_in = float(body.get("expires_in") or body.get("expires_in_sec") or 3600)
-            except (TypeError, ValueError):
-                expires_in = 3600.0
-            return SecretStr(str(body["access_token"])), expires_in
-        status = response.status_code
-        if status == 429 or status >= 500:
-            err_cls = ZohoRateLimited if status == 429 else ZohoServerError
-            raise err_cls(
-                f"Zoho accounts server answered HTTP {status} to the token refresh",
-                endpoint=endpoint,
-                status_code=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            )
-        if not isinstance(body, dict):
-            raise ZohoTokenRefreshError(
-                f"Zoho token refresh at {self.token_url} answered HTTP {status} without JSON",
-                endpoint=endpoint,
-                status_code=status,
-            )
-        error = str(body.get("error") or "")
-        description = self._redact(body.get("error_description") or "")
-        if error == "invalid_code":
-            raise ZohoRefreshTokenError(
-                "ZOHO_REFRESH_TOKEN was rejected by Zoho (invalid_code): it is wrong, revoked or was "
-                f"issued by another data centre than {self.accounts_url}. Generate a new refresh token "
-                "and set ZOHO_REFRESH_TOKEN.",
-                endpoint=endpoint,
-                status_code=status,
-                code=error,
-            )
-        if error == "invalid_client":
-            raise ZohoClientCredentialsError(
-                f"ZOHO_CLIENT_ID/ZOHO_CLIENT_SECRET were rejected by {self.accounts_url} (invalid_client): "
-                "check the credentials, and that ZOHO_ACCOUNTS_URL / the data centre matches the one "
-                "the client was registered in (accounts.zoho.com, .eu, .in, .com.au, .com.cn, .jp, .sa "
-                "or zohocloud.ca).",
-                endpoint=endpoint,
-                status_code=status,
-                code=error,
-            )
-        if error.lower() == "access denied" or "too many requests" in description.lower():
-            raise ZohoRefreshThrottled(
-                f"Zoho throttled the token refresh (Access Denied: {description})",
-                endpoint=endpoint,
-                status_code=status,
-                code=error,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            )
-        raise ZohoTokenRefreshError(
-            f"Zoho token refresh at {self.token_url} failed (HTTP {status}, error={error or 'none'}"
-            f"{': ' + description if description else ''})",
-            endpoint=endpoint,
-            status_code=status,
-            code=error or None,
-        )
 
     def access_token(self) -> SecretStr:
         """The current access token (refreshed if needed). For tests and diagnostics."""
@@ -630,7 +270,7 @@ class ZohoClient:
             nonlocal refreshed
             token = self._tokens.get()
             response = send(token)
-            if response.status_code == 401 and not refreshed and _error_code(response) == "INVALID_TOKEN":
+            if response.status_code == 401 and not refreshed and error_code(response) == "INVALID_TOKEN":
                 refreshed = True
                 logger.info("Zoho rejected the access token (INVALID_TOKEN); refreshing once")
                 self._tokens.invalidate(token)
@@ -645,8 +285,8 @@ class ZohoClient:
         status = response.status_code
         if status in (200, 201, 202, 204, 207, 304):
             return response
-        body = _json_or_none(response)
-        envelope = _error_envelope(body)
+        body = json_or_none(response)
+        envelope = error_envelope(body)
         code = envelope.get("code")
         zmsg = self._redact(envelope.get("message") or "")
         details = envelope.get("details")
@@ -696,7 +336,7 @@ class ZohoClient:
         return self._decode(response, endpoint)
 
     def _decode(self, response: httpx.Response, endpoint: str) -> dict[str, Any]:
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if not isinstance(body, dict):
             raise ZohoResponseError(
                 f"Zoho {endpoint}: HTTP {response.status_code} with a body that is not a JSON object",
@@ -819,7 +459,6 @@ class ZohoClient:
         sort_by: str = "Modified_Time",
         sort_order: str = "asc",
         per_page: int = MAX_PER_PAGE,
-        cvid: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream a module's records (``GET /crm/v8/{module}``), page by page.
 
@@ -847,8 +486,6 @@ class ZohoClient:
 
         def pages(batch: list[str]) -> Iterator[list[dict[str, Any]]]:
             params: dict[str, Any] = {"fields": ",".join(batch), "sort_by": sort_by, "sort_order": sort_order}
-            if cvid:
-                params["cvid"] = cvid
             return self._iter_pages(path, endpoint=endpoint, params=params, per_page=per_page, if_modified_since=ims)
 
         if len(batches) == 1:
@@ -965,7 +602,7 @@ class ZohoClient:
                         yield record
                 return
             except ZohoPaginationLimit:
-                moved_on = newest is not None and (cursor is None or parse_zoho_datetime(newest) > _as_datetime(cursor))
+                moved_on = newest is not None and (cursor is None or parse_zoho_datetime(newest) > as_datetime(cursor))
                 if not (ordered and moved_on):
                     raise
                 logger.info("Zoho %s/deleted: past %d records, continuing from %s", module, DISCRETE_PAGE_LIMIT, newest)
@@ -1051,6 +688,8 @@ class ZohoClient:
 
     # -- Bulk Read ---------------------------------------------------------------------
 
+    # -- Bulk Read ---------------------------------------------------------------------
+
     def bulk_read(
         self,
         module: str,
@@ -1060,149 +699,5 @@ class ZohoClient:
         poll_interval: float | None = None,
         timeout: float | None = None,
     ) -> Iterator[dict[str, str]]:
-        """Stream CSV rows of a Bulk Read export (scope ``ZohoCRM.bulk.read``).
-
-        Creates a job (``POST /crm/bulk/v8/read``), polls it every ``poll_interval`` seconds
-        until ``COMPLETED``, downloads the zip to a temporary file (streamed, not in memory)
-        and yields its CSV rows as dicts. A job returns at most 200,000 records; while
-        ``more_records`` is true the next page (``page_token`` if given, else ``page+1``) is
-        requested as a new job.
-        """
-        page = 1
-        page_token: str | None = None
-        while True:
-            query: dict[str, Any] = {"module": {"api_name": module}, "fields": list(fields)}
-            if criteria:
-                query["criteria"] = dict(criteria)
-            if page_token:
-                query["page_token"] = page_token
-            else:
-                query["page"] = page
-            job_id = self._create_bulk_job(query)
-            result = self._wait_bulk_job(job_id, poll_interval, timeout)
-            yield from self._download_bulk_result(job_id, result)
-            if not result.get("more_records"):
-                return
-            if result.get("next_page_token"):
-                page_token = str(result["next_page_token"])
-            else:
-                page += 1
-
-    def _create_bulk_job(self, query: dict[str, Any]) -> str:
-        endpoint = "POST /crm/bulk/v8/read"
-        response = self._request("POST", "/crm/bulk/v8/read", endpoint=endpoint, json_body={"query": query})
-        body = self._decode(response, endpoint)
-        items = body.get("data") or []
-        if not items or items[0].get("status") != "success":
-            item = items[0] if items else body
-            raise ZohoAPIError(
-                f"Zoho {endpoint}: job not created ({item.get('code')}: {self._redact(item.get('message') or '')})",
-                endpoint=endpoint,
-                code=item.get("code"),
-                details=item.get("details"),
-                status_code=response.status_code,
-            )
-        return str(items[0]["details"]["id"])
-
-    def _wait_bulk_job(self, job_id: str, poll_interval: float | None, timeout: float | None) -> dict[str, Any]:
-        endpoint = "GET /crm/bulk/v8/read/{job_id}"
-        interval = self.bulk_poll_interval if poll_interval is None else poll_interval
-        deadline = self._clock() + (self.bulk_timeout if timeout is None else timeout)
-        while True:
-            body = self._get_json(f"/crm/bulk/v8/read/{job_id}", endpoint=endpoint)
-            job = (body.get("data") or [{}])[0]
-            state = str(job.get("state") or "").upper()
-            if state == "COMPLETED":
-                return job.get("result") or {}
-            if state == "FAILURE":
-                raise ZohoBulkReadError(f"Zoho Bulk Read job {job_id} failed", endpoint=endpoint)
-            if self._clock() >= deadline:
-                raise ZohoBulkReadError(
-                    f"Zoho Bulk Read job {job_id} still {state or 'unknown'} after the timeout", endpoint=endpoint
-                )
-            self._sleep(interval)
-
-    def _download_bulk_result(self, job_id: str, result: Mapping[str, Any]) -> Iterator[dict[str, str]]:
-        endpoint = "GET /crm/bulk/v8/read/{job_id}/result"
-        url = result.get("download_url") or f"/crm/bulk/v8/read/{job_id}/result"
-        if url.startswith("/"):
-            url = self._url(url)
-        elif not url.startswith(self.api_domain):
-            raise ZohoResponseError(f"Zoho Bulk Read job {job_id}: download URL off the API domain", endpoint=endpoint)
-        refreshed = False
-
-        def attempt() -> IO[bytes]:
-            nonlocal refreshed
-            token = self._tokens.get()
-            spool = tempfile.TemporaryFile()
-            try:
-                with self._session.stream(
-                    "GET",
-                    url,
-                    endpoint=endpoint,
-                    headers={"Authorization": f"Zoho-oauthtoken {token.get_secret_value()}"},
-                ) as response:
-                    if response.status_code == 200:
-                        for chunk in response.iter_bytes(64 * 1024):
-                            spool.write(chunk)
-                        spool.seek(0)
-                        return spool
-                    response.read()
-                if response.status_code == 401 and not refreshed and _error_code(response) == "INVALID_TOKEN":
-                    refreshed = True
-                    self._tokens.invalidate(token)
-                    raise ZohoServerError(
-                        "access token expired during download; refreshed", endpoint=endpoint, retryable=True
-                    )
-                self._check(response, endpoint)
-                raise ZohoResponseError(f"Zoho {endpoint}: HTTP {response.status_code}", endpoint=endpoint)
-            except BaseException:
-                spool.close()
-                raise
-
-        spool = call_with_retries(
-            attempt, policy=self.retry, sleep=self._sleep, logger=logger, counter=self.counter, what=f"Zoho {endpoint}"
-        )
-        with spool:
-            try:
-                archive = zipfile.ZipFile(spool)
-            except zipfile.BadZipFile:
-                raise ZohoBulkReadError(
-                    f"Zoho Bulk Read job {job_id}: the result is not a zip file", endpoint=endpoint
-                ) from None
-            with archive:
-                members = [m for m in archive.namelist() if m.lower().endswith(".csv")]
-                if not members:
-                    raise ZohoBulkReadError(f"Zoho Bulk Read job {job_id}: no CSV in the result", endpoint=endpoint)
-                for member in members:
-                    with archive.open(member) as raw:
-                        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                        yield from csv.DictReader(text)
-
-
-# --------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return decode_json(response)
-    except ValueError:
-        return None
-
-
-def _error_envelope(body: Any) -> dict[str, Any]:
-    """``{"code","message","details"}`` from a top-level envelope or ``{"data":[{...}]}``."""
-    if isinstance(body, dict):
-        if "code" in body or "message" in body:
-            return body
-        data = body.get("data")
-        if isinstance(data, list) and data and isinstance(data[0], dict):
-            return data[0]
-    return {}
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    code = _error_envelope(_json_or_none(response)).get("code")
-    return None if code is None else str(code)
+        """CSV rows of a Bulk Read export: see :func:`bulk.bulk_read`."""
+        return bulk.bulk_read(self, module, fields, criteria=criteria, poll_interval=poll_interval, timeout=timeout)
