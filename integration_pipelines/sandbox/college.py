@@ -326,6 +326,9 @@ class Course:
     enrolments: list = field(default_factory=list)  # Enrollment objects with a Moodle side
     total_item_id: int = 0  # grade item id of the course total
     context_id: int = 0
+    # The syllabus page (mod_page) in the General section: its page id and course-module id.
+    syllabus_page_id: int = 0
+    syllabus_cmid: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -940,6 +943,12 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
             course.assignments.append(a)
             col.assignments[aid] = a
         course.total_item_id = col.new_moodle_id("grade_item")
+    # One syllabus page per course, as on the capture site: a page is the module kind whose
+    # core_course_get_contents entry carries contents and contentsinfo. Its ids are drawn after
+    # every assignment's, so the assignments keep the ids they had before pages existed.
+    for course in col.courses.values():
+        course.syllabus_page_id = col.new_moodle_id("page")
+        course.syllabus_cmid = col.new_moodle_id("cm")
 
     # --- students ------------------------------------------------------------------------------
     unmatched = k["unmatched_share"]

@@ -666,8 +666,71 @@ class MoodleService:
             for cid, name, idn, tm in cats
         ]
 
+    def _syllabus_page(self, course: Course) -> dict:
+        """The General section's page module, keyed as the capture's ``mod_page`` entry.
+
+        A page exports its content (``page_export_contents``), so its entry ends with
+        ``contents`` (one ``index.html``, served through ``webservice/pluginfile.php``) and
+        ``contentsinfo``; an assignment exports nothing and has neither key. A page has no
+        completion tracking here, so it has no ``completiondata`` either.
+        """
+        cmid = course.syllabus_cmid
+        contextid = 1_000_000 + cmid
+        modified = course.timecreated
+        return {
+            "id": cmid,
+            "url": f"{self.base_url}/mod/page/view.php?id={cmid}",
+            "name": f"{course.shortname} Syllabus",
+            "instance": course.syllabus_page_id,
+            "contextid": contextid,
+            "visible": 1,
+            "uservisible": True,
+            "visibleoncoursepage": 1,
+            "modicon": f"{self.base_url}/theme/image.php/boost/page/1795611938/monologo?filtericon=1",
+            "modname": "page",
+            "purpose": "content",
+            "branded": False,
+            "modplural": "Pages",
+            "availability": None,
+            "indent": 0,
+            "onclick": "",
+            "afterlink": None,
+            "customdata": '""',
+            "noviewlink": False,
+            "completion": 0,
+            "downloadcontent": 1,
+            "dates": [],
+            "groupmode": 0,
+            "contents": [
+                {
+                    "type": "file",
+                    "filename": "index.html",
+                    "filepath": "/",
+                    "filesize": 0,
+                    "fileurl": (
+                        f"{self.base_url}/webservice/pluginfile.php/{contextid}"
+                        "/mod_page/content/index.html?forcedownload=1"
+                    ),
+                    "timecreated": None,
+                    "timemodified": modified,
+                    "sortorder": 1,
+                    "userid": None,
+                    "author": None,
+                    "license": None,
+                }
+            ],
+            "contentsinfo": {
+                "filescount": 1,
+                "filessize": 0,
+                "lastmodified": modified,
+                "mimetypes": [],
+                "repositorytype": "",
+            },
+        }
+
     def get_contents(self, args: dict) -> list:
         course = self.course_or_error(p_int(args, "courseid"))
+        general = [self._syllabus_page(course)] if course.syllabus_cmid else []
         modules = []
         for a in course.assignments:
             modules.append(
@@ -712,19 +775,23 @@ class MoodleService:
                     "groupmode": 0,
                 }
             )
-        base = {
-            "visible": 1,
-            "summary": "",
-            "summaryformat": 1,
-            "hiddenbynumsections": 0,
-            "uservisible": True,
-            "component": None,
-            "itemid": None,
-        }
-        return [
-            {"id": course.id * 10, "name": "General", **base, "section": 0, "modules": []},
-            {"id": course.id * 10 + 1, "name": "Assessments", **base, "section": 1, "modules": modules},
-        ]
+
+        def section(number: int, name: str, mods: list) -> dict:  # the capture's key order
+            return {
+                "id": course.id * 10 + number,
+                "name": name,
+                "visible": 1,
+                "summary": "",
+                "summaryformat": 1,
+                "section": number,
+                "hiddenbynumsections": 0,
+                "uservisible": True,
+                "component": None,
+                "itemid": None,
+                "modules": mods,
+            }
+
+        return [section(0, "General", general), section(1, "Assessments", modules)]
 
     # ===== enrolments =======================================================================
     def _teacher_course_ids(self, user_id: int) -> list[int]:

@@ -84,3 +84,26 @@ def shape_problems(
         if types - ref_types:
             problems.append(f"{path}: types {sorted(types)} vs reference {sorted(rt[path])}")
     return sorted(set(problems))
+
+
+def unshown_keys(reference: Any, actual: Any, excused: dict[str, set[str]] | None = None) -> list[str]:
+    """Keys the reference shows at a path (on any item) that ``actual`` never shows there.
+
+    :func:`shape_problems` treats a key the reference shows on only some items as optional, so
+    it passes when no item shows it at all (``contents`` of a page module, ``status`` of an
+    ungraded grade item); this finds such keys. ``excused[path]`` lists keys that ``actual``
+    may leave out at ``path``, together with everything under them.
+    """
+    excused = excused or {}
+    skipped = tuple(f"{path}.{key}" for path, keys in excused.items() for key in keys)
+    rk, _ = collect(reference)
+    ak, _ = collect(actual)
+    problems = []
+    for path, sets in rk.items():
+        if any(path == s or path.startswith((s + ".", s + "[")) for s in skipped):
+            continue
+        wanted = frozenset().union(*sets) - excused.get(path, set())
+        shown = frozenset().union(*ak.get(path, []))
+        if wanted - shown:
+            problems.append(f"{path}: never shows {sorted(wanted - shown)}")
+    return sorted(problems)
