@@ -19,7 +19,9 @@ class MoodleResource(ConfigurableResource):
     token: str = Field(description="Web service token; set MOODLE_TOKEN in the environment.")
     timeout_seconds: float = Field(60.0, description="Per-request timeout.")
     max_attempts: int = Field(5, description="Attempts per call for transport errors and 5xx.")
-    concurrency: int = Field(4, description="Courses a snapshot reads at once (each a few requests).")
+    concurrency: int = Field(
+        8, description="Requests a snapshot keeps in flight, in every phase of its crawl (courses, users, grades)."
+    )
 
     def client_factory(self) -> Callable[[], MoodleClient]:
         """Builds a client wherever it is called, another process included (it pickles)."""

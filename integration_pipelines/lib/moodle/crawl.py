@@ -6,7 +6,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from integration_pipelines.lib.moodle.errors import MoodleNotFound, MoodleWSError
@@ -16,6 +16,7 @@ from integration_pipelines.lib.moodle.records import (
     MoodleCourse,
     MoodleEnrolment,
     MoodleGrade,
+    MoodleUser,
     SnapshotRecord,
 )
 
@@ -67,73 +68,130 @@ def crawl_snapshot(
        so the snapshot leaves them out unless asked. ``per_user`` is the cheapest
        faithful source (U, not U·C).
 
-    ``concurrency`` courses are read at once (their enrolments, status and grade report),
-    so the crawl waits on the site's answers and on its own work at the same time. Records
-    still arrive in course order. Memory stays bounded by that many courses' answers plus
-    the set of user ids seen so far; nothing holds a whole module.
+    **Concurrency.** Every request is a task on one pool of ``concurrency`` threads, whatever
+    its phase: each course's enrolment pages, then its suspended enrolments and its grade
+    report side by side, each batch of users as soon as it fills, each course's or user's
+    completions. The pool's queue is kept ahead of the consumer by up to ``2 × concurrency``
+    courses, so ``concurrency`` requests stay in flight from the first course to the last
+    batch of users, not only while courses are read. The crawl waits on the site's answers and
+    on its consumer at the same time.
+
+    **Order.** Records arrive in the same order whatever the concurrency: per course, the
+    course, its enrolments, its grades, then the user batches its enrolments filled, then its
+    per-enrolment completions; after the last course, the last (partial) user batch and the
+    per-user completions. Memory stays bounded by the window's courses' answers plus the set
+    of user ids seen so far; nothing holds a whole module.
     """
     if completions not in ("none", "per_user", "per_enrolment"):
         raise ValueError(f"completions must be none, per_user or per_enrolment, not {completions!r}")
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    window = 2 * concurrency
     seen_users: set[int] = set()
     pending: list[int] = []
     crawled_courses: set[int] = set()
 
-    def read_course(course: MoodleCourse) -> tuple[list[MoodleEnrolment], list[MoodleGrade]] | None:
-        """A course's enrolments and grades; None when it vanished (and the crawl skips it)."""
-        try:
-            enrolments = list(client.iter_enrolled_users(course.id))
-            if enrolment_status and enrolments:
-                suspended = {e.user_id for e in client.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
-                enrolments = [replace(e, suspended=e.user_id in suspended) for e in enrolments]
-            course_grades = list(client.iter_course_grades(course.id)) if grades and enrolments else []
-        except MoodleNotFound as exc:
-            if not skip_missing_courses:
-                raise
-            logger.warning("Moodle course %s vanished during the crawl: %s", course.id, exc)
-            return None
-        return enrolments, course_grades
-
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="moodle-crawl") as pool:
+
+        def read_course(course: MoodleCourse) -> _CourseRead:
+            """A course's enrolments; its suspended enrolments and grade report are then asked
+            side by side, as tasks of their own."""
+            enrolments = list(client.iter_enrolled_users(course.id))
+            suspended = grade_report = None
+            if enrolments and enrolment_status:
+                suspended = pool.submit(
+                    lambda: {e.user_id for e in client.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
+                )
+            if enrolments and grades:
+                grade_report = pool.submit(lambda: list(client.iter_course_grades(course.id)))
+            return _CourseRead(course, enrolments, suspended, grade_report)
+
+        def finish_course(read: _CourseRead) -> tuple[list[MoodleEnrolment], list[MoodleGrade]] | None:
+            """The course's enrolments (their suspension set) and grades; None when the course
+            vanished during the crawl and is skipped."""
+            try:
+                enrolments = read.enrolments
+                if read.suspended is not None:
+                    gone = read.suspended.result()
+                    enrolments = [replace(e, suspended=e.user_id in gone) for e in enrolments]
+                course_grades = read.grade_report.result() if read.grade_report is not None else []
+            except MoodleNotFound as exc:
+                if not skip_missing_courses:
+                    raise
+                logger.warning("Moodle course %s vanished during the crawl: %s", read.course.id, exc)
+                return None
+            return enrolments, course_grades
+
+        def users_batch(ids: list[int]) -> list[MoodleUser]:
+            return list(client._users_batch(ids))
+
+        def course_completions(course_id: int, enrolled: list[int]) -> list[MoodleCompletion]:
+            return list(_course_status_completions(client, course_id, enrolled))
+
+        def user_completions(uid: int) -> list[MoodleCompletion]:
+            return list(client.iter_user_completions(uid, crawled_courses))
+
         courses = iter(client.iter_courses(ids=course_ids))
-        reading: deque[tuple[MoodleCourse, Future]] = deque()
+        reading: deque[tuple[MoodleCourse, Future[_CourseRead]]] = deque()
+        after: deque[Future[list]] = deque()  # what follows the current course's records, in order
         try:
             while True:
-                while len(reading) < concurrency and (course := next(courses, None)) is not None:
+                while len(reading) < window and (course := next(courses, None)) is not None:
                     reading.append((course, pool.submit(read_course, course)))
+                if after:
+                    yield from after.popleft().result()
+                    continue
                 if not reading:
                     break
                 course, answer = reading.popleft()
                 yield course
                 crawled_courses.add(course.id)
-                read = answer.result()
-                if read is None:
+                try:
+                    read = answer.result()
+                except MoodleNotFound as exc:
+                    if not skip_missing_courses:
+                        raise
+                    logger.warning("Moodle course %s vanished during the crawl: %s", course.id, exc)
                     continue
-                enrolments, course_grades = read
+                finished = finish_course(read)
+                if finished is None:
+                    continue
+                enrolments, course_grades = finished
                 for enrolment in enrolments:
                     yield enrolment
                     if users and enrolment.user_id not in seen_users:
                         seen_users.add(enrolment.user_id)
                         pending.append(enrolment.user_id)
                         if len(pending) >= client.user_batch_size:
-                            yield from client._users_batch(pending)
+                            after.append(pool.submit(users_batch, pending))
                             pending = []
                 yield from course_grades
                 enrolled = [e.user_id for e in enrolments]
                 if completions == "per_enrolment" and enrolled and course.data.get("enablecompletion", 1):
-                    yield from _course_status_completions(client, course.id, enrolled)
+                    after.append(pool.submit(course_completions, course.id, enrolled))
                 if completions == "per_user" and not users:
                     seen_users.update(enrolled)
+            if users and pending:
+                yield from users_batch(pending)
+            if completions == "per_user":
+                ahead: deque[Future[list[MoodleCompletion]]] = deque()
+                uids = iter(sorted(seen_users))
+                while True:
+                    while len(ahead) < window and (uid := next(uids, None)) is not None:
+                        ahead.append(pool.submit(user_completions, uid))
+                    if not ahead:
+                        break
+                    yield from ahead.popleft().result()
         finally:
-            for _, answer in reading:
-                answer.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    if users and pending:
-        yield from client._users_batch(pending)
-    if completions == "per_user":
-        for uid in sorted(seen_users):
-            yield from client.iter_user_completions(uid, crawled_courses)
+
+@dataclass(frozen=True, slots=True)
+class _CourseRead:
+    course: MoodleCourse
+    enrolments: list[MoodleEnrolment]
+    suspended: Future[set[int]] | None
+    grade_report: Future[list[MoodleGrade]] | None
 
 
 def _course_status_completions(

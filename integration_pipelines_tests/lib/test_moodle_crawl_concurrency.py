@@ -1,0 +1,79 @@
+"""The snapshot crawl keeps `concurrency` requests in flight in every phase (enrolled users, users
+by id, grade reports, completions), never more, and answers the same whatever the concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+
+from integration_pipelines_tests.lib.test_moodle_client import FakeSite, form, make_client
+
+
+class InFlight:
+    """Wraps a fake site: each answer takes `delay` seconds, and for each wsfunction it notes the
+    most requests (of any function) in flight at once while one of its own was."""
+
+    def __init__(self, site: FakeSite, delay: float = 0.02) -> None:
+        self.site, self.delay = site, delay
+        self.lock = threading.Lock()
+        self.running: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.most = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        fn = form(request)["wsfunction"]
+        with self.lock:
+            self.running[fn] += 1
+            now = sum(self.running.values())
+            self.most = max(self.most, now)
+            for running in [f for f, n in self.running.items() if n]:
+                self.peak[running] = max(self.peak[running], now)
+        try:
+            time.sleep(self.delay)
+            return self.site(request)
+        finally:
+            with self.lock:
+                self.running[fn] -= 1
+
+
+def test_every_phase_of_a_crawl_keeps_concurrency_requests_in_flight() -> None:
+    site = InFlight(FakeSite(n_courses=16, n_users=2000, per_course=200))
+    client, _ = make_client(site, page_size=50, user_batch_size=20)
+    records = list(client.crawl_snapshot(enrolment_status=True, concurrency=4))
+    assert site.most == 4, "never more than concurrency"
+    for fn in ("core_enrol_get_enrolled_users", "core_user_get_users_by_field", "gradereport_user_get_grade_items"):
+        assert site.peak[fn] == 4, fn
+    assert {r.kind for r in records} == {"course", "enrolment", "user", "grade"}
+
+
+def test_users_are_fetched_concurrently_even_when_no_course_is_left_to_read() -> None:
+    # One course holds every user: once it is read, only user batches remain.
+    site = InFlight(FakeSite(n_courses=1, n_users=400, per_course=400))
+    client, _ = make_client(site, user_batch_size=25)
+    records = list(client.crawl_snapshot(grades=False, concurrency=4))
+    assert site.peak["core_user_get_users_by_field"] == 4
+    assert sorted(r.id for r in records if r.kind == "user") == sorted(site.site.users)
+
+
+def test_per_user_completions_are_read_concurrently_and_in_order() -> None:
+    site = InFlight(FakeSite(n_courses=3, n_users=40, per_course=20))
+    client, _ = make_client(site)
+    records = list(client.crawl_snapshot(grades=False, completions="per_user", concurrency=4))
+    assert site.peak["core_enrol_get_users_courses"] == 4
+    sequential, _ = make_client(FakeSite(n_courses=3, n_users=40, per_course=20))
+    assert records == list(sequential.crawl_snapshot(grades=False, completions="per_user"))
+
+
+def test_a_crawl_stopped_early_cancels_what_it_queued() -> None:
+    site = InFlight(FakeSite(n_courses=40, n_users=400, per_course=50), delay=0.005)
+    client, _ = make_client(site)
+    crawl = client.crawl_snapshot(concurrency=4)
+    assert next(crawl).kind == "course"
+    crawl.close()
+    asked = len(site.site.calls)
+    time.sleep(0.05)
+    assert len(site.site.calls) == asked, "nothing is sent once the crawl is closed"
+    assert asked < 1 + 3 * 40
