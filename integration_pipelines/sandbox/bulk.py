@@ -13,14 +13,12 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .college import CRM_USERS, parse_zoho_datetime, zoho_datetime
+from .college import CRM_USERS, College, parse_zoho_datetime, zoho_datetime
+from .config import SandboxConfig
 from .zoho import ZohoResponse, error
 from .zoho_fields import FIELDS, MODULE_FIELDS
-
-if TYPE_CHECKING:
-    from .server import SandboxApp
 
 STATES = ("ADDED", "QUEUED", "IN PROGRESS", "COMPLETED")
 COMPARATORS = (
@@ -65,14 +63,13 @@ def _job_not_found() -> ZohoResponse:
 
 
 class BulkRead:
-    def __init__(self, app: SandboxApp):
-        self.app = app
+    """The Bulk Read jobs of one sandbox, over its college (read under the app's lock)."""
+
+    def __init__(self, college: College, config: SandboxConfig):
+        self.college = college
+        self.config = config
         self.jobs: dict[str, Job] = {}
         self.downloads: list[float] = []
-
-    @property
-    def college(self) -> Any:
-        return self.app.college
 
     def route(self, method: str, rest: list[str], body: bytes) -> ZohoResponse:
         if method == "POST" and not rest:
@@ -224,7 +221,7 @@ class BulkRead:
         }[comp]
 
     def _run(self, job: Job) -> None:
-        size = self.app.config.bulk_read_page_size
+        size = self.config.bulk_read_page_size
         recs = self.college.zoho[job.module].index("id")
         if job.criteria:
             recs = [r for r in recs if self._matches(job, r, job.criteria)]

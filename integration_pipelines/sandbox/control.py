@@ -5,6 +5,9 @@
 - ``POST /_sandbox/mutate``            body: :class:`~.mutate.MutateRequest` JSON; answers the summary
 - ``GET  /_sandbox/events?since=&limit=``  emitted Moodle events (webhook bodies), oldest first
 - ``GET  /_sandbox/truth``             ``{"meta": {...}, "tables": {table: [rows]}}``, streamed
+
+This module sits below the app: what the routes read of a running sandbox is the
+:class:`ControlledSandbox` protocol, which the app (``server.SandboxApp``) satisfies.
 """
 
 from __future__ import annotations
@@ -13,23 +16,41 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
+from .asgi import read_body, send_response
 from .college import TABLES, zoho_datetime
+from .mutate import MutableSandbox, MutateRequest, apply_mutation
 
 if TYPE_CHECKING:
-    from .server import SandboxApp
+    from .zoho import Credits, ZohoAuth
 
 
-def truth_meta(app: SandboxApp) -> dict:
+class ControlledSandbox(MutableSandbox, Protocol):
+    """What the control routes read of a running sandbox, beyond what a mutation needs."""
+
+    @property
+    def request_count(self) -> int: ...
+
+    @property
+    def fault_count(self) -> dict[str, int]: ...
+
+    @property
+    def zoho_auth(self) -> ZohoAuth: ...
+
+    @property
+    def credits(self) -> Credits: ...
+
+
+def truth_meta(app: MutableSandbox) -> dict:
     col = app.college
     return {"students": col.size, "seed": col.seed, "now": zoho_datetime(col.clock()), "knobs": col.knobs}
 
 
-def iter_truth_json(app: SandboxApp, chunk_rows: int = 5000) -> Iterator[bytes]:
+def iter_truth_json(app: MutableSandbox, chunk_rows: int = 5000) -> Iterator[bytes]:
     """The truth document as JSON chunks; rows are produced ``chunk_rows`` at a time under the lock,
     so memory stays at one chunk even for a ~1M-row grades table."""
     with app.lock:
@@ -52,14 +73,12 @@ def iter_truth_json(app: SandboxApp, chunk_rows: int = 5000) -> Iterator[bytes]:
     yield b"}}"
 
 
-async def handle_control(app: SandboxApp, scope: dict, receive: Any, send: Any) -> None:
-    from .mutate import MutateRequest, apply_mutation
-
+async def handle_control(app: ControlledSandbox, scope: dict, receive: Any, send: Any) -> None:
     path = scope["path"].rstrip("/")
     method = scope["method"]
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
     if path == "/_sandbox/health":
-        await app._send(send, 200, {"ok": True})
+        await send_response(send, 200, {"ok": True})
     elif path == "/_sandbox/state" and method == "GET":
         with app.lock:
             state = app.college.summary()
@@ -76,33 +95,33 @@ async def handle_control(app: SandboxApp, scope: dict, receive: Any, send: Any) 
                     "cpu_seconds": time.process_time(),
                 }
             )
-        await app._send(send, 200, state)
+        await send_response(send, 200, state)
     elif path == "/_sandbox/mutate" and method == "POST":
-        body = await app._body(receive)
+        body = await read_body(receive)
         try:
             req = MutateRequest.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            await app._send(
+            await send_response(
                 send, 422, {"error": "invalid mutate request", "details": json.loads(exc.json(include_url=False))}
             )
             return
         summary = apply_mutation(app, req)
-        await app._send(send, 200, summary)
+        await send_response(send, 200, summary)
     elif path == "/_sandbox/events" and method == "GET":
         try:
             since = int(query.get("since", 0))
             limit = int(query.get("limit", 1000))
         except ValueError:
-            await app._send(send, 400, {"error": "since and limit must be integers"})
+            await send_response(send, 400, {"error": "since and limit must be integers"})
             return
         with app.lock:
             events = app.events.events[since : since + limit]
             total = len(app.events.events)
-        await app._send(send, 200, {"events": events, "next_since": since + len(events), "total": total})
+        await send_response(send, 200, {"events": events, "next_since": since + len(events), "total": total})
     elif path == "/_sandbox/truth" and method == "GET":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         for chunk in iter_truth_json(app):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     else:
-        await app._send(send, 404, {"error": "unknown sandbox control route"})
+        await send_response(send, 404, {"error": "unknown sandbox control route"})

@@ -10,6 +10,9 @@ and, when ``webhook_url`` is configured, POSTed there on a background thread.
 
 Zoho-side changes bump ``Modified_Time`` (visible to If-Modified-Since reads) or move the
 record to the recycle bin (``/deleted``). The truth follows every change.
+
+This module sits below the app: what a mutation needs of a running sandbox is the
+:class:`MutableSandbox` protocol, which the app (``server.SandboxApp``) satisfies.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import queue
 import random
 import threading
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
@@ -27,6 +31,7 @@ from .college import (
     BTEC_SCALE,
     DAY,
     PAYMENT_STATUSES,
+    College,
     Enrollment,
     MUser,
     Payment,
@@ -34,9 +39,7 @@ from .college import (
     Student,
     zoho_datetime,
 )
-
-if TYPE_CHECKING:
-    from .server import SandboxApp
+from .config import SandboxConfig
 
 CHANGEABLE_MODULES = ("Students", "Enrollments", "Registrations", "Payments", "BTEC_Grades")
 ADMIN = "2"  # the acting admin's id, a string as Moodle takes it from $USER
@@ -63,16 +66,20 @@ class MutateRequest(BaseModel):
 # Events
 # ----------------------------------------------------------------------------------------------
 class EventLog:
-    """Emitted webhook bodies, in order; optional delivery to ``config.webhook_url``."""
+    """Emitted webhook bodies, in order; optional delivery to ``config.webhook_url``.
 
-    def __init__(self, app: SandboxApp):
-        self.app = app
+    ``base_url`` is the sandbox's own URL (Moodle's wwwroot): events name its host.
+    """
+
+    def __init__(self, config: SandboxConfig, base_url: str):
+        self.config = config
+        self.base_url = base_url
         self.events: list[dict] = []
         self.delivered = 0
         self.failed = 0
         self.mutations = 0
         self._queue: queue.Queue | None = None
-        self.host = urlsplit(app.base_url).hostname or "127.0.0.1"
+        self.host = urlsplit(base_url).hostname or "127.0.0.1"
 
     def emit(
         self,
@@ -93,7 +100,7 @@ class EventLog:
         other: Any,
         timecreated: int,
     ) -> dict:
-        cfg = self.app.config
+        cfg = self.config
         body = {
             "eventname": eventname,
             "component": component,
@@ -136,17 +143,17 @@ class EventLog:
     def _worker(self) -> None:
         import httpx
 
-        cfg = self.app.config
+        cfg = self.config
         with httpx.Client(timeout=10) as client:
             while True:
                 seq, body = self._queue.get()  # type: ignore[union-attr]
                 headers = {
                     "Accept": "*/*",
                     "Content-Type": "application/json",
-                    "User-Agent": f"MoodleBot/5.1 (+{self.app.base_url})",
+                    "User-Agent": f"MoodleBot/5.1 (+{self.base_url})",
                     "X-Moodle-Token": cfg.webhook_token,
                     "X-Tenant-ID": cfg.tenant_id,
-                    "X-Event-ID": f"sandbox-{self.app.config.seed}-{seq}",
+                    "X-Event-ID": f"sandbox-{cfg.seed}-{seq}",
                 }
                 try:
                     resp = client.post(cfg.webhook_url, content=self.php_json(body), headers=headers)
@@ -168,6 +175,24 @@ class EventLog:
             time.sleep(0.01)
 
 
+class MutableSandbox(Protocol):
+    """What a mutation needs of a running sandbox (``server.SandboxApp`` provides it)."""
+
+    @property
+    def config(self) -> SandboxConfig: ...
+
+    @property
+    def college(self) -> College: ...
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held around every touch of the college."""
+        ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+
 # Context ids: deterministic per level so events and WS answers agree.
 def user_ctx(uid: int) -> int:
     return 500_000 + uid
@@ -183,7 +208,7 @@ def course_total_gg_id(e: Enrollment) -> int:
 
 
 class _Mutator:
-    def __init__(self, app: SandboxApp, req: MutateRequest):
+    def __init__(self, app: MutableSandbox, req: MutateRequest):
         self.app = app
         self.col = app.college
         self.req = req
@@ -775,7 +800,7 @@ class _Mutator:
             self._count("moodle", "deleted_users")
 
 
-def apply_mutation(app: SandboxApp, req: MutateRequest) -> dict:
+def apply_mutation(app: MutableSandbox, req: MutateRequest) -> dict:
     """Advance the clock and apply ``req``; returns a summary of what changed."""
     with app.lock:
         col = app.college

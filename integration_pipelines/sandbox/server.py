@@ -30,9 +30,13 @@ import uvicorn
 
 from integration_pipelines.lib.serving import bind, serve_in_thread, uvicorn_config
 
+from .asgi import query_pairs, read_body, request_headers, send_response
+from .bulk import BulkRead
 from .college import TABLES, College, generate_college, zoho_datetime
 from .config import SandboxConfig
+from .control import handle_control
 from .moodle import MoodleError, MoodleService
+from .mutate import EventLog, MutateRequest, apply_mutation
 from .zoho import Credits, ZohoAuth, ZohoResponse, ZohoService, error
 
 log = logging.getLogger("integration_pipelines.sandbox")
@@ -55,10 +59,6 @@ class _HideDroppedConnections(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_HideDroppedConnections())
 
 
-def _json_bytes(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 class SandboxApp:
     """The ASGI application. All college access happens under ``self.lock``."""
 
@@ -76,12 +76,8 @@ class SandboxApp:
         self.zoho_in_flight = 0
         self.request_count = 0
         self.fault_count: dict[str, int] = {}
-        # Late imports keep the module graph simple: these build on the services above.
-        from .bulk import BulkRead
-        from .mutate import EventLog
-
-        self.bulk = BulkRead(self)
-        self.events = EventLog(self)
+        self.bulk = BulkRead(self.college, config)
+        self.events = EventLog(config, self.base_url)
 
     # ---- ASGI entry --------------------------------------------------------------------------
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -97,8 +93,6 @@ class SandboxApp:
             return
         path: str = scope["path"]
         if path.startswith("/_sandbox/"):
-            from .control import handle_control
-
             await handle_control(self, scope, receive, send)
             return
         is_moodle = path == MOODLE_PATH
@@ -107,7 +101,7 @@ class SandboxApp:
             await self._oauth(scope, receive, send)
             return
         if not (is_moodle or is_zoho):
-            await self._send(
+            await send_response(
                 send,
                 404,
                 {
@@ -128,45 +122,6 @@ class SandboxApp:
         else:
             await self._zoho(scope, receive, send)
 
-    # ---- plumbing ----------------------------------------------------------------------------
-    @staticmethod
-    async def _body(receive: Any) -> bytes:
-        chunks = []
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                break
-            chunks.append(msg.get("body", b""))
-            if not msg.get("more_body"):
-                break
-        return b"".join(chunks)
-
-    @staticmethod
-    async def _send(
-        send: Any,
-        status: int,
-        body: Any = None,
-        headers: dict | None = None,
-        raw: bytes | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        payload = raw if raw is not None else (b"" if body is None else _json_bytes(body))
-        hdrs = [(b"content-length", str(len(payload)).encode())]
-        if body is not None or raw is not None:
-            hdrs.append((b"content-type", content_type.encode()))
-        for k, v in (headers or {}).items():
-            hdrs.append((k.lower().encode(), str(v).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": hdrs})
-        await send({"type": "http.response.body", "body": payload})
-
-    @staticmethod
-    def _headers(scope: dict) -> dict[str, str]:
-        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-
-    @staticmethod
-    def _query(scope: dict) -> list[tuple[str, str]]:
-        return parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-
     # ---- faults ------------------------------------------------------------------------------
     async def _maybe_fault(self, send: Any, is_zoho: bool) -> bool:
         """Draw from the seeded fault stream; on a fault answer it (without touching state)."""
@@ -185,7 +140,7 @@ class SandboxApp:
                 if is_zoho
                 else {"error": "too many requests"}
             )
-            await self._send(send, 429, body, {"Retry-After": cfg.fault_retry_after_seconds})
+            await send_response(send, 429, body, {"Retry-After": cfg.fault_retry_after_seconds})
         elif kind == "5xx":
             body = (
                 {
@@ -198,18 +153,18 @@ class SandboxApp:
                 else None
             )
             if body is None:
-                await self._send(
+                await send_response(
                     send,
                     status_5xx,
                     raw=b"<html><body><h1>Service Unavailable</h1></body></html>",
                     content_type="text/html",
                 )
             else:
-                await self._send(send, status_5xx, body)
+                await send_response(send, status_5xx, body)
         elif kind == "timeout":
             # Hold the response past the client's timeout, then give up with a gateway timeout.
             await asyncio.sleep(cfg.fault_delay_seconds)
-            await self._send(
+            await send_response(
                 send, 504, raw=b"<html><body><h1>Gateway Timeout</h1></body></html>", content_type="text/html"
             )
         else:  # "drop": start a response, then abort the connection mid-way
@@ -226,12 +181,12 @@ class SandboxApp:
 
     # ---- Moodle ------------------------------------------------------------------------------
     async def _moodle(self, scope: dict, receive: Any, send: Any) -> None:
-        pairs = self._query(scope)
+        pairs = query_pairs(scope)
         if scope["method"] == "POST":
-            body = await self._body(receive)
+            body = await read_body(receive)
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         elif scope["method"] != "GET":
-            await self._send(
+            await send_response(
                 send,
                 405,
                 {"exception": "moodle_exception", "errorcode": "invalidrequest", "message": "Method not allowed"},
@@ -243,26 +198,26 @@ class SandboxApp:
             except MoodleError as exc:
                 answer = exc.body
         # Moodle answers errors with HTTP 200 as well.
-        await self._send(send, 200, answer, {"Access-Control-Allow-Origin": "*"})
+        await send_response(send, 200, answer, {"Access-Control-Allow-Origin": "*"})
 
     # ---- Zoho OAuth ----------------------------------------------------------------------------
     async def _oauth(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["method"] != "POST":
-            await self._send(send, 405, {"error": "invalid_request"})
+            await send_response(send, 405, {"error": "invalid_request"})
             return
-        params = dict(self._query(scope))
-        body = await self._body(receive)
+        params = dict(query_pairs(scope))
+        body = await read_body(receive)
         if body:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         with self.lock:
             resp = self.zoho_auth.refresh(params)
-        await self._send(send, resp.status, resp.body)
+        await send_response(send, resp.status, resp.body)
 
     # ---- Zoho CRM ------------------------------------------------------------------------------
     async def _zoho(self, scope: dict, receive: Any, send: Any) -> None:
         limit = self.config.concurrency_limit()
         if self.zoho_in_flight >= limit:
-            await self._send(
+            await send_response(
                 send,
                 429,
                 {
@@ -282,7 +237,7 @@ class SandboxApp:
         finally:
             self.zoho_in_flight -= 1
         if resp.raw is not None:
-            await self._send(
+            await send_response(
                 send,
                 resp.status,
                 raw=resp.raw,
@@ -290,14 +245,14 @@ class SandboxApp:
                 content_type=resp.headers.pop("content-type", "application/zip"),
             )
         else:
-            await self._send(send, resp.status, resp.body, resp.headers)
+            await send_response(send, resp.status, resp.body, resp.headers)
 
     async def _zoho_route(self, scope: dict, receive: Any) -> ZohoResponse:
-        headers = self._headers(scope)
+        headers = request_headers(scope)
         method = scope["method"]
         path = scope["path"].rstrip("/")
-        params = dict(self._query(scope))
-        body_bytes = await self._body(receive) if method in ("POST", "PUT", "PATCH") else b""
+        params = dict(query_pairs(scope))
+        body_bytes = await read_body(receive) if method in ("POST", "PUT", "PATCH") else b""
         with self.lock:
             denied = self.zoho_auth.check(headers.get("authorization"))
             if denied:
@@ -381,8 +336,6 @@ class Sandbox:
 
     def mutate(self, **params: Any) -> dict:
         """Apply a mutation in-process (same as ``POST /_sandbox/mutate``); returns its summary."""
-        from .mutate import MutateRequest, apply_mutation
-
         return apply_mutation(self.app, MutateRequest(**params))
 
     def truth(self) -> dict[str, list[dict]]:
