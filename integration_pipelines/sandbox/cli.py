@@ -23,6 +23,15 @@ def sandbox_group() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
 @click.option("--fault-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option(
+    "--response-delay",
+    "response_delay",
+    metavar="SECONDS",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Latency added to each Moodle and Zoho data request (not the token endpoint or /_sandbox).",
+)
 @click.option("--token-ttl-calls", default=None, type=click.IntRange(min=1), help="Zoho token dies after N calls.")
 @click.option("--token-ttl-seconds", default=3600, show_default=True, type=click.IntRange(min=1))
 @click.option("--webhook-url", default=None, help="POST each emitted Moodle event here.")
@@ -36,6 +45,7 @@ def serve_cmd(
     host: str,
     port: int,
     fault_rate: float,
+    response_delay: float,
     token_ttl_calls: int | None,
     token_ttl_seconds: int,
     webhook_url: str | None,
@@ -63,6 +73,7 @@ def serve_cmd(
         host=host,
         port=port,
         fault_rate=fault_rate,
+        response_delay_seconds=response_delay,
         token_ttl_calls=token_ttl_calls,
         token_ttl_seconds=token_ttl_seconds,
         webhook_url=webhook_url,

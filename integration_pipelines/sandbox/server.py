@@ -75,6 +75,7 @@ class SandboxApp:
         self._fault_rng = random.Random(config.seed * 1_000_003 + 17)
         self.zoho_in_flight = 0
         self.request_count = 0
+        self.delayed_count = 0  # data requests held for config.response_delay_seconds
         self.fault_count: dict[str, int] = {}
         self.bulk = BulkRead(self.college, config)
         self.events = EventLog(config, self.base_url)
@@ -116,11 +117,20 @@ class SandboxApp:
         if await self._maybe_fault(send, is_zoho):
             return
         if is_moodle:
-            if self.config.response_delay_seconds:
-                await asyncio.sleep(self.config.response_delay_seconds)
+            await self._response_delay()
             await self._moodle(scope, receive, send)
         else:
             await self._zoho(scope, receive, send)
+
+    # ---- latency -----------------------------------------------------------------------------
+    async def _response_delay(self) -> None:
+        """Hold a data request (Moodle WS, Zoho CRM and Bulk Read) for ``response_delay_seconds``.
+
+        The Zoho token endpoint, the ``/_sandbox`` control routes and faulted requests are not held.
+        """
+        if self.config.response_delay_seconds > 0:
+            self.delayed_count += 1
+            await asyncio.sleep(self.config.response_delay_seconds)
 
     # ---- faults ------------------------------------------------------------------------------
     async def _maybe_fault(self, send: Any, is_zoho: bool) -> bool:
@@ -231,8 +241,7 @@ class SandboxApp:
             return
         self.zoho_in_flight += 1
         try:
-            if self.config.response_delay_seconds:  # held while counted as in flight
-                await asyncio.sleep(self.config.response_delay_seconds)
+            await self._response_delay()  # held while counted as in flight
             resp = await self._zoho_route(scope, receive)
         finally:
             self.zoho_in_flight -= 1
