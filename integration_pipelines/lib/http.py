@@ -25,6 +25,7 @@ No Dagster imports; nothing here knows about Moodle or Zoho.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import re
@@ -176,21 +177,38 @@ class RequestCounter:
 
     ``total`` is the number of requests, ``by_endpoint`` splits it by a stable endpoint
     name (the Moodle ``wsfunction``; for Zoho e.g. ``GET /crm/v8/{module}``), ``by_status``
-    by HTTP status (``"transport"`` when no answer came), and ``retries`` counts attempts
-    that were retried. Thread-safe.
+    by HTTP status (``"transport"`` when no answer came), ``by_scope`` by what the sending
+    thread was doing (:meth:`scope`), and ``retries`` counts attempts that were retried.
+    Thread-safe.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.total = 0
         self.retries = 0
         self.by_endpoint: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
+        self.by_scope: Counter[str] = Counter()
 
     def record(self, endpoint: str) -> None:
+        scope = getattr(self._local, "scope", None)
         with self._lock:
             self.total += 1
             self.by_endpoint[endpoint] += 1
+            if scope is not None:
+                self.by_scope[scope] += 1
+
+    @contextmanager
+    def scope(self, name: str) -> Iterator[None]:
+        """Count the requests this thread sends inside the block under ``by_scope[name]`` too
+        (for example one Zoho module's, while other threads read other modules)."""
+        outer = getattr(self._local, "scope", None)
+        self._local.scope = name
+        try:
+            yield
+        finally:
+            self._local.scope = outer
 
     def record_status(self, status: int | str) -> None:
         with self._lock:
@@ -203,23 +221,6 @@ class RequestCounter:
     def __getitem__(self, endpoint: str) -> int:
         with self._lock:
             return self.by_endpoint[endpoint]
-
-    def snapshot(self) -> dict[str, Any]:
-        """A plain, JSON-serialisable copy (for Dagster metadata and benchmarks)."""
-        with self._lock:
-            return {
-                "total": self.total,
-                "retries": self.retries,
-                "by_endpoint": dict(sorted(self.by_endpoint.items())),
-                "by_status": dict(sorted(self.by_status.items())),
-            }
-
-    def reset(self) -> None:
-        with self._lock:
-            self.total = 0
-            self.retries = 0
-            self.by_endpoint.clear()
-            self.by_status.clear()
 
     def __repr__(self) -> str:
         return f"RequestCounter(total={self.total}, retries={self.retries})"
@@ -399,13 +400,30 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
 # --------------------------------------------------------------------------------------
 
 
+# Twenty digits in a row: the shortest run that can be an integer beyond 64 bits (2**64 has 20).
+_LONG_DIGITS = re.compile(rb"\d{20}")
+
+
 def decode_json(response: httpx.Response) -> Any:
     """The response body decoded as JSON (UTF-8, as both APIs answer); ``ValueError`` when it is not.
 
     orjson, not ``response.json()``: decoding answers is most of a client's own work on a large
-    crawl, and orjson does it several times faster.
+    crawl, and orjson does it several times faster. But orjson turns an integer beyond 64 bits
+    into a float, silently (``18446744073709551616`` -> ``1.8446744073709552e+19``), which would
+    lose an id. So a body holding a run of 20 digits or more (rare: record ids are 19-digit
+    strings) is decoded by the standard library instead, which keeps every integer exact.
     """
-    return orjson.loads(response.content)
+    return decode_json_bytes(response.content)
+
+
+def decode_json_bytes(content: bytes) -> Any:
+    """:func:`decode_json` for a body already read."""
+    if _LONG_DIGITS.search(content) is None:
+        return orjson.loads(content)
+    try:
+        return json.loads(content)
+    except RecursionError:  # orjson's own limit is lower, and it says so as a ValueError
+        raise ValueError("JSON nested too deeply") from None
 
 
 def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:

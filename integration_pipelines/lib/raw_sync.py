@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
-from integration_pipelines.lib.warehouse.raw import raw_row
-from integration_pipelines.lib.warehouse.upsert import BATCH_SIZE, Snapshot, SyncCounts, row_preparer, upsert_prepared
+from integration_pipelines.lib.source_reads import ModuleRead
+from integration_pipelines.lib.warehouse.raw import deleted_entity_name, raw_row
+from integration_pipelines.lib.warehouse.upsert import (
+    BATCH_SIZE,
+    Snapshot,
+    SyncCounts,
+    row_preparer,
+    soft_delete_keys,
+    upsert_prepared,
+)
 
 
 class RawLander:
@@ -35,8 +43,7 @@ class RawLander:
         self.land_prepared(entity, self._prepare(row))
 
     def land_prepared(self, entity: str, prepared: tuple) -> None:
-        """Land a record its reader already prepared for this warehouse, tenant and source
-        (`prepared_raw_records`), so that this process only writes it."""
+        """Land a record already prepared for this warehouse's `raw_records` upsert."""
         buffer = self._buffers[entity]
         buffer.append(prepared)
         self.counts[entity].read += 1
@@ -58,3 +65,48 @@ class RawLander:
             if entity in self._snapshots:
                 self.counts[entity].deleted = self._snapshots[entity].delete_missing()
         return self.counts
+
+
+def land_modules(
+    conn: Connection,
+    tenant_id: str,
+    source: str,
+    modules: Iterable[str],
+    records: Iterable[Any],
+    *,
+    snapshot: bool,
+) -> Iterator[tuple[str, SyncCounts, int]]:
+    """Land what `read_zoho_modules` reads: raw records of several modules, interleaved (they
+    are read side by side), each module's followed by its `ModuleRead`. Yields, as each module
+    ends, `(module, its counts, the requests reading it cost)`, once per module.
+
+    Each module lands through a `RawLander` of its own (its records and its `<module>.deleted`
+    list). A snapshot soft-deletes what the module's read no longer returned; a window
+    soft-deletes the records in the module's deleted list.
+    """
+    landers: dict[str, RawLander] = {}
+    module_of: dict[str, str] = {}
+    gone: dict[str, list[str]] = {}
+    for module in modules:
+        deleted = deleted_entity_name(module)
+        landers[module] = RawLander(conn, tenant_id, source, (module, deleted), snapshot=snapshot)
+        module_of[module] = module_of[deleted] = module
+        gone[module] = []
+    for record in records:
+        if isinstance(record, ModuleRead):
+            module = record.module
+            counts = landers.pop(module).finish()[module]
+            if not snapshot:
+                # A window sees deletions as entries in Zoho's deleted list; the snapshot sees
+                # them as absences.
+                scope = {"tenant_id": tenant_id, "source": source, "entity": module}
+                counts.deleted += soft_delete_keys(conn, "raw_records", scope, gone.pop(module))
+            yield module, counts, record.requests
+            continue
+        entity, record_id, payload, modified_at = record
+        module = module_of[entity]
+        landers[module].land(entity, record_id, payload, modified_at)
+        if not snapshot and entity != module:
+            gone[module].append(record_id)
+    if landers:
+        raise RuntimeError(f"the read ended before these modules did: {', '.join(sorted(landers))}")

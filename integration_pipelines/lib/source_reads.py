@@ -10,7 +10,10 @@ client factory, build their client there, and return the requests they made.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +24,7 @@ from integration_pipelines.lib.moodle import MoodleClient
 from integration_pipelines.lib.warehouse.engine import warehouse_dialect
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name, raw_row
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json, row_preparer
-from integration_pipelines.lib.zoho import ZohoClient, parse_zoho_datetime
+from integration_pipelines.lib.zoho import ZohoClient, check_mapped_fields, parse_zoho_datetime
 
 RawRecord = tuple[str, str, EncodedJSON, datetime]
 
@@ -68,11 +71,30 @@ GRADE_ITEM_KEYS = (
 )
 
 
+# Which snapshot entity each phase of the crawl feeds, by wsfunction, for its request count. The
+# grade reports feed grade items and grades both: they are counted once, on grades.
+REQUESTS_OF = {
+    "core_course_get_courses": "courses",
+    "core_enrol_get_enrolled_users": "enrolments",
+    "core_user_get_users_by_field": "users",
+    "gradereport_user_get_grade_items": "grades",
+}
+
+
+def requests_by_entity(by_wsfunction: dict[str, int]) -> dict[str, int]:
+    """A crawl's requests by wsfunction as the snapshot entities' figures: each phase's on the
+    entity it feeds (`REQUESTS_OF`), anything else on courses, so they add up to the total."""
+    figures = dict.fromkeys(("courses", "enrolments", "users", "grade_items", "grades"), 0)
+    for wsfunction, count in by_wsfunction.items():
+        figures[REQUESTS_OF.get(wsfunction, "courses")] += count
+    return figures
+
+
 def read_moodle_snapshot(
     make_client: Callable[[], MoodleClient], observed_at: datetime, concurrency: int
 ) -> Iterator[RawRecord]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
-    assignment grade items and grades. Returns the number of requests made."""
+    assignment grade items and grades. Returns the requests made, by wsfunction."""
     items_seen: set[int] = set()
     with make_client() as client:
         for record in client.crawl_snapshot(grades=True, enrolment_status=True, concurrency=concurrency):
@@ -105,7 +127,17 @@ def read_moodle_snapshot(
                     }
                     graded = epoch(record.data.get("gradedategraded")) or observed_at
                     yield "grades", f"{record.item_id}:{record.user_id}", encode_json(payload), graded
-        return client.counter.total
+        return dict(client.counter.by_endpoint)
+
+
+class Reading:
+    """Iterates a reader's generator and keeps what it returns as `result` (its requests)."""
+
+    def __init__(self, records: Generator[Any, None, Any]):
+        self._records, self.result = records, None
+
+    def __iter__(self) -> Iterator[Any]:
+        self.result = yield from self._records
 
 
 @dataclass(frozen=True)
@@ -116,27 +148,109 @@ class ModuleRead:
     requests: int
 
 
+@dataclass(frozen=True)
+class ZohoModule:
+    """What to read of one Zoho module: the mapping's entity it feeds, and the fields it maps."""
+
+    entity: str
+    module: str
+    fields: tuple[str, ...]
+
+
+# Records put on the queue at a time by a module's reader (one page's worth).
+_CHUNK = 200
+
+
 def read_zoho_modules(
     make_client: Callable[[], ZohoClient],
-    modules: Sequence[tuple[str, Sequence[str]]],
+    modules: Sequence[ZohoModule],
     since: datetime | None = None,
     until: datetime | None = None,
+    *,
+    concurrency: int | None = None,
 ) -> Iterator[RawRecord | ModuleRead]:
     """Each Zoho module's records (all of them, or those modified in [since, until)) and its
-    deleted list (`<module>.deleted`), as raw records; a `ModuleRead` follows each module's.
-    `modules` are (module API name, fields to read). Returns the number of requests made."""
+    deleted list (`<module>.deleted`), as raw records; a `ModuleRead` follows the last of each
+    module's. Returns the number of requests made.
+
+    Modules are read side by side, each in a thread of its own, up to `concurrency` at once
+    (unset: the org edition's limit, read from `/org`, or the Free edition's 5 when it cannot be
+    read); the client's concurrency cap holds their requests together to the same limit. One
+    module's pages follow each other by `page_token`, so they cannot overlap: the client switches
+    from `page` to `page_token` after the first page, as soon as Zoho offers a token, because a
+    `page` offset shifts when records change during the read, and asking pages 2..10 of a module
+    blindly would spend credits on pages that may not exist. Records of different modules
+    therefore arrive interleaved, each module's in its order. Before its first page, a module's
+    mapped fields are checked against its field list (`check_mapped_fields`).
+    """
     with make_client() as client:
-        for module, fields in modules:
-            before = client.counter.total
-            for record in client.iter_records(module, fields, modified_since=since):
-                modified = parse_zoho_datetime(record["Modified_Time"])
-                if until is not None and modified >= until:
-                    break  # sorted by Modified_Time: the rest belongs to later windows
-                yield module, str(record["id"]), encode_json(record), modified
-            deleted = deleted_entity_name(module)
-            for record in client.iter_deleted(module, since=since):
-                deleted_time = parse_zoho_datetime(record["deleted_time"])
-                if until is None or deleted_time < until:
-                    yield deleted, str(record["id"]), encode_json(record), deleted_time
-            yield ModuleRead(module, client.counter.total - before)
+        limit = concurrency or client.configure_concurrency_from_org()
+        client.limiter.set_limit(limit)
+        out: queue.Queue = queue.Queue(maxsize=8 * max(1, min(limit, len(modules))))
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read(read: ZohoModule) -> None:
+            module = read.module
+            with client.counter.scope(module):
+                check_mapped_fields(client, read.entity, module, read.fields)
+                chunk: list[RawRecord] = []
+                for record in client.iter_records(module, read.fields, modified_since=since):
+                    modified = parse_zoho_datetime(record["Modified_Time"])
+                    if until is not None and modified >= until:
+                        break  # sorted by Modified_Time: the rest belongs to later windows
+                    chunk.append((module, record["id"], encode_json(record), modified))
+                    if len(chunk) >= _CHUNK:
+                        if not put(chunk):
+                            return
+                        chunk = []
+                deleted = deleted_entity_name(module)
+                for record in client.iter_deleted(module, since=since):
+                    deleted_time = parse_zoho_datetime(record["deleted_time"])
+                    if until is None or deleted_time < until:
+                        chunk.append((deleted, record["id"], encode_json(record), deleted_time))
+                        if len(chunk) >= _CHUNK:
+                            if not put(chunk):
+                                return
+                            chunk = []
+            if chunk and not put(chunk):
+                return
+            put(ModuleRead(module, client.counter.by_scope[module]))
+
+        def guarded(module: ZohoModule) -> None:
+            try:
+                read(module)
+            except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+                put(_ReadFailed(error))
+
+        pool = ThreadPoolExecutor(max_workers=max(1, min(limit, len(modules))), thread_name_prefix="zoho-read")
+        try:
+            for module in modules:
+                pool.submit(guarded, module)
+            remaining = len(modules)
+            while remaining:
+                item = out.get()
+                if isinstance(item, list):
+                    yield from item
+                elif isinstance(item, ModuleRead):
+                    remaining -= 1
+                    yield item
+                else:
+                    raise item.error
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
         return client.counter.total
+
+
+@dataclass(frozen=True)
+class _ReadFailed:
+    error: BaseException

@@ -17,8 +17,7 @@ from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.source_reads import prepared_raw_records, read_moodle_snapshot
+from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot, requests_by_entity
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
@@ -31,31 +30,37 @@ MOODLE_KINDS = {"moodle"}
             "raw_moodle_courses",
             group_name="moodle",
             kinds=MOODLE_KINDS,
-            description="Moodle courses, as core_course_get_courses returns them.",
+            description="Moodle courses, as core_course_get_courses returns them. Its `requests` are the "
+            "crawl's course list (one request).",
         ),
         AssetSpec(
             "raw_moodle_enrolments",
             group_name="moodle",
             kinds=MOODLE_KINDS,
-            description="Who is enrolled in which course, with roles, groups and suspension.",
+            description="Who is enrolled in which course, with roles, groups and suspension. Its `requests` "
+            "are the crawl's core_enrol_get_enrolled_users calls (pages, and each course's suspended ones).",
         ),
         AssetSpec(
             "raw_moodle_users",
             group_name="moodle",
             kinds=MOODLE_KINDS,
-            description="Every user enrolled anywhere, as core_user_get_users_by_field returns them.",
+            description="Every user enrolled anywhere, as core_user_get_users_by_field returns them. Its "
+            "`requests` are those batches of users.",
         ),
         AssetSpec(
             "raw_moodle_grade_items",
             group_name="moodle",
             kinds=MOODLE_KINDS,
-            description="Assignment grade items: what each is out of, its scale, and its idnumber (unit code).",
+            description="Assignment grade items: what each is out of, its scale, and its idnumber (unit code). "
+            "They come from the grade reports counted on raw_moodle_grades, so its `requests` is 0.",
         ),
         AssetSpec(
             "raw_moodle_grades",
             group_name="moodle",
             kinds=MOODLE_KINDS,
-            description="Assignment grades from each course's grade report.",
+            description="Assignment grades from each course's grade report. Its `requests` are the "
+            "gradereport_user_get_grade_items calls (one per course with enrolments), which also feed "
+            "raw_moodle_grade_items.",
         ),
     ],
     pool="moodle_api",
@@ -63,28 +68,24 @@ MOODLE_KINDS = {"moodle"}
 def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, warehouse: WarehouseResource):
     """A full crawl of the Moodle site, landed raw; what it no longer finds is soft-deleted.
 
-    The crawl runs in a process of its own, reading several courses at once, while this one
-    lands what it read.
+    The crawl keeps `MoodleResource.concurrency` requests in flight in threads that wait on
+    Moodle while this one lands what they read. Each asset's `requests` counts the requests of
+    the phase that feeds it (see `REQUESTS_OF`), so the five add up to the crawl's total.
     """
     observed_at = datetime.now(UTC)
-    read = (read_moodle_snapshot, moodle.client_factory(), observed_at, moodle.concurrency)
-    reader = ReadAhead(prepared_raw_records, warehouse.resolved_url, warehouse.tenant, "moodle", *read, process=True)
-    with reader, warehouse.begin() as conn:
+    reader = Reading(read_moodle_snapshot(moodle.client_factory(), observed_at, moodle.concurrency))
+    with warehouse.begin() as conn:
         lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
-        for entity, _, prepared in reader:
-            lander.land_prepared(entity, prepared)
+        for entity, record_id, payload, modified_at in reader:
+            lander.land(entity, record_id, payload, modified_at)
         results = lander.finish()
         for entity, counts in results.items():
             warehouse.record_sync(conn, f"moodle.{entity}", counts.read)
+    requests = requests_by_entity(reader.result)
     for entity, counts in results.items():
         yield MaterializeResult(
             asset_key=f"raw_moodle_{entity}",
-            metadata={
-                **counts.as_metadata(),
-                "requests": reader.result,
-                "reader_peak_rss_mb": round(reader.reader_peak_rss_mb or 0),
-                "mode": "snapshot",
-            },
+            metadata={**counts.as_metadata(), "requests": requests[entity], "mode": "snapshot"},
         )
 
 

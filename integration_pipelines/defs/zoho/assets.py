@@ -8,11 +8,9 @@ from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
-from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.source_reads import ModuleRead, prepared_raw_records, read_zoho_modules
-from integration_pipelines.lib.warehouse.raw import deleted_entity_name
-from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_keys
+from integration_pipelines.lib.raw_sync import land_modules
+from integration_pipelines.lib.source_reads import ZohoModule, read_zoho_modules
+from integration_pipelines.lib.warehouse.upsert import SyncCounts
 
 ZOHO_ENTITIES = tuple(FIELD_MAPPING.zoho.entities)
 
@@ -46,7 +44,9 @@ def _selected(context: AssetExecutionContext, key_of) -> list[str]:
 def zoho_snapshot(context: AssetExecutionContext, zoho: ZohoResource, warehouse: WarehouseResource):
     """A full read of each Zoho module: records no longer returned are soft-deleted (nightly reconciliation).
 
-    The modules are read in a process of their own while this one lands what it read.
+    The modules are read side by side, up to the org's concurrency limit, in threads that wait
+    on Zoho while this one lands what they read. Each module reports the requests reading it
+    cost (`requests`), once, on its own asset.
     """
     entities = _selected(context, raw_zoho_key)
     for entity, counts, requests in _land_modules(zoho, warehouse, entities, snapshot=True):
@@ -91,37 +91,23 @@ def zoho_changes(context: AssetExecutionContext, zoho: ZohoResource, warehouse: 
 def _land_modules(
     zoho: ZohoResource, warehouse: WarehouseResource, entities: list[str], *, snapshot: bool = False, window=None
 ) -> Iterator[tuple[str, SyncCounts, int]]:
-    """Land each entity's module (all its records for a snapshot, else those modified in the
-    window) and its deleted list, one transaction per module; yield what each landed and cost.
-
-    A snapshot reads in a process of its own (it reads everything); a window, which reads a day's
-    changes, in a thread.
+    """Read each entity's module (all its records for a snapshot, else those modified in the
+    window) and its deleted list, modules side by side (`read_zoho_modules`), and land them in
+    one transaction; once it commits, yield what each module landed and the requests reading it
+    cost (its field check, pages, deleted list, and any token refresh it waited for), once each.
+    The edition lookup that sets the concurrency is one request per run, in no module's figure.
     """
-    mappings = [FIELD_MAPPING.zoho.entities[e] for e in entities]
+    mappings = {e: FIELD_MAPPING.zoho.entities[e] for e in entities}
     since, until = (window.start, window.end) if window else (None, None)
-    modules = [(m.module, m.source_fields) for m in mappings]
-    read = (read_zoho_modules, zoho.client_factory(), modules, since, until)
-    reader = ReadAhead(prepared_raw_records, warehouse.resolved_url, warehouse.tenant, "zoho", *read, process=snapshot)
-    with reader:
-        records = iter(reader)
-        for entity, mapping in zip(entities, mappings, strict=True):
-            module, deleted_entity = mapping.module, deleted_entity_name(mapping.module)
-            with warehouse.begin() as conn:
-                lander = RawLander(conn, warehouse.tenant, "zoho", (module, deleted_entity), snapshot=snapshot)
-                gone = []
-                for record in records:
-                    if isinstance(record, ModuleRead):
-                        break
-                    landed_entity, record_id, prepared = record
-                    lander.land_prepared(landed_entity, prepared)
-                    if landed_entity == deleted_entity:
-                        gone.append(record_id)
-                counts = lander.finish()
-                if not snapshot:
-                    # A window sees deletions as entries in Zoho's deleted list; the snapshot sees
-                    # them as absences.
-                    scope = {"tenant_id": warehouse.tenant, "source": "zoho", "entity": module}
-                    counts[module].deleted += soft_delete_keys(conn, "raw_records", scope, gone)
-                else:
-                    warehouse.record_sync(conn, f"zoho.{module}", counts[module].read)
-            yield entity, counts[module], record.requests
+    modules = [ZohoModule(e, m.module, tuple(m.source_fields)) for e, m in mappings.items()]
+    entity_of = {m.module: m.entity for m in modules}
+    reader = read_zoho_modules(zoho.client_factory(), modules, since, until, concurrency=zoho.max_concurrency)
+    landed = []
+    with warehouse.begin() as conn:
+        for module, counts, requests in land_modules(
+            conn, warehouse.tenant, "zoho", entity_of, reader, snapshot=snapshot
+        ):
+            if snapshot:
+                warehouse.record_sync(conn, f"zoho.{module}", counts.read)
+            landed.append((entity_of[module], counts, requests))
+    yield from landed

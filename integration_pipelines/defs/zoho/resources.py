@@ -20,7 +20,12 @@ class ZohoResource(ConfigurableResource):
     client_id: str = Field(description="OAuth client id; set ZOHO_CLIENT_ID.")
     client_secret: str = Field(description="OAuth client secret; set ZOHO_CLIENT_SECRET.")
     refresh_token: str = Field(description="OAuth refresh token; set ZOHO_REFRESH_TOKEN.")
-    max_concurrency: int = Field(10, description="Concurrent requests; the org edition's limit at most.")
+    max_concurrency: int | None = Field(
+        None,
+        description="Concurrent requests, and modules read side by side; the org edition's limit at most. "
+        "Unset: the edition's limit (Free 5, Standard 10, Professional 15, Enterprise 20, Ultimate 25), "
+        "read from /crm/v8/org at the start of each read; 5 when it cannot be read.",
+    )
 
     def client_factory(self) -> Callable[[], ZohoClient]:
         """Builds a client wherever it is called, another process included (it pickles)."""

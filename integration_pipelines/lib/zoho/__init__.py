@@ -4,6 +4,7 @@
   concurrency cap, typed errors), metadata, the streaming readers and upserts;
 - ``auth``: the OAuth refresh-token flow and the accounts server of each data centre;
 - ``bulk``: Bulk Read (a job, polled, its zip streamed to CSV rows);
+- ``fields``: a mapping's fields checked against the module's, before a read;
 - ``errors``: the typed errors; ``times``: Zoho's datetimes.
 """
 
@@ -23,10 +24,12 @@ from integration_pipelines.lib.zoho.errors import (
     ZohoBulkReadError,
     ZohoClientCredentialsError,
     ZohoError,
+    ZohoFieldError,
     ZohoNotFound,
     ZohoPaginationLimit,
     ZohoPermissionError,
     ZohoRateLimited,
+    ZohoRecordError,
     ZohoRefreshLimitReached,
     ZohoRefreshThrottled,
     ZohoRefreshTokenError,
@@ -36,6 +39,7 @@ from integration_pipelines.lib.zoho.errors import (
     ZohoTokenRefreshError,
     ZohoTransportError,
 )
+from integration_pipelines.lib.zoho.fields import check_mapped_fields
 from integration_pipelines.lib.zoho.times import format_if_modified_since, parse_zoho_datetime
 
 __all__ = [
@@ -51,10 +55,12 @@ __all__ = [
     "ZohoClient",
     "ZohoClientCredentialsError",
     "ZohoError",
+    "ZohoFieldError",
     "ZohoNotFound",
     "ZohoPaginationLimit",
     "ZohoPermissionError",
     "ZohoRateLimited",
+    "ZohoRecordError",
     "ZohoRefreshLimitReached",
     "ZohoRefreshThrottled",
     "ZohoRefreshTokenError",
@@ -64,6 +70,7 @@ __all__ = [
     "ZohoTokenRefreshError",
     "ZohoTransportError",
     "accounts_url_for",
+    "check_mapped_fields",
     "concurrency_for_edition",
     "format_if_modified_since",
     "parse_zoho_datetime",

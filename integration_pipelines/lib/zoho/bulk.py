@@ -16,6 +16,7 @@ from integration_pipelines.lib.zoho.errors import (
     ZohoBulkReadError,
     ZohoResponseError,
     ZohoServerError,
+    describe_details,
     error_code,
 )
 
@@ -71,7 +72,8 @@ def _create_job(client: ZohoClient, query: dict[str, Any]) -> str:
     if not items or items[0].get("status") != "success":
         item = items[0] if items else body
         raise ZohoAPIError(
-            f"Zoho {endpoint}: job not created ({item.get('code')}: {client._redact(item.get('message') or '')})",
+            f"Zoho {endpoint}: job not created ({item.get('code')}: {client._redact(item.get('message') or '')}"
+            f"{'; ' + client._redact(describe_details(item.get('details'))) if item.get('details') else ''})",
             endpoint=endpoint,
             code=item.get("code"),
             details=item.get("details"),

@@ -54,10 +54,13 @@ from integration_pipelines.lib.zoho.errors import (
     ZohoPaginationLimit,
     ZohoPermissionError,
     ZohoRateLimited,
+    ZohoRecordError,
     ZohoResponseError,
     ZohoScopeError,
     ZohoServerError,
+    ZohoTokenRefreshError,
     ZohoTransportError,
+    describe_details,
     error_code,
     error_envelope,
     json_or_none,
@@ -298,6 +301,8 @@ class ZohoClient:
             "zoho_message": zmsg,
         }
         text = f"Zoho {endpoint}: HTTP {status} {code or ''} {zmsg}".rstrip()
+        if detail := describe_details(details):
+            text += f" ({self._redact(detail)})"
         if status == 429:
             return self._raise(
                 ZohoRateLimited(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
@@ -393,8 +398,20 @@ class ZohoClient:
         return None
 
     def configure_concurrency_from_org(self) -> int:
-        """Read the edition from ``/org`` and set the concurrency cap to its limit."""
-        edition = self.edition_of(self.org())
+        """Read the edition from ``/org`` and set the concurrency cap to its limit.
+
+        When the edition cannot be read (no ``ZohoCRM.org.READ`` scope, an error, an edition of
+        another name) the cap stays as it is: the Free edition's 5 unless set. Credentials that
+        fail still raise: nothing else would work either."""
+        try:
+            edition = self.edition_of(self.org())
+        except ZohoTokenRefreshError:
+            raise
+        except ZohoError as exc:
+            logger.warning(
+                "Zoho: could not read the org edition (%s); keeping %d concurrent requests", exc, self.limiter.limit
+            )
+            return self.limiter.limit
         if edition:
             self.edition = edition
             self.limiter.set_limit(concurrency_for_edition(edition, default=self.limiter.limit))
@@ -406,6 +423,7 @@ class ZohoClient:
         self,
         path: str,
         *,
+        module: str,
         endpoint: str,
         params: Mapping[str, Any],
         per_page: int,
@@ -420,7 +438,9 @@ class ZohoClient:
         headers = {"If-Modified-Since": if_modified_since} if if_modified_since else None
         page = 1
         page_token: str | None = None
+        asked = 0  # pages asked for, by page or by page_token: a record's position for errors
         while True:
+            asked += 1
             query = {**params, "per_page": per_page}
             if page_token:
                 query["page_token"] = page_token
@@ -432,6 +452,8 @@ class ZohoClient:
             body = self._decode(response, endpoint)
             data = body.get("data") or []
             info = body.get("info") or {}
+            for index, record in enumerate(data):
+                _keep_id_exact(record, module, asked, index)
             yield data
             if not info.get("more_records") or not data:
                 return
@@ -486,7 +508,9 @@ class ZohoClient:
 
         def pages(batch: list[str]) -> Iterator[list[dict[str, Any]]]:
             params: dict[str, Any] = {"fields": ",".join(batch), "sort_by": sort_by, "sort_order": sort_order}
-            return self._iter_pages(path, endpoint=endpoint, params=params, per_page=per_page, if_modified_since=ims)
+            return self._iter_pages(
+                path, module=module, endpoint=endpoint, params=params, per_page=per_page, if_modified_since=ims
+            )
 
         if len(batches) == 1:
             for data in pages(batches[0]):
@@ -582,6 +606,7 @@ class ZohoClient:
             try:
                 for data in self._iter_pages(
                     f"/crm/{v}/{module}/deleted",
+                    module=f"{module}/deleted",
                     endpoint=f"GET /crm/{v}/{module}/deleted",
                     params={"type": type},
                     per_page=max(1, min(int(per_page), MAX_PER_PAGE)),
@@ -701,3 +726,30 @@ class ZohoClient:
     ) -> Iterator[dict[str, str]]:
         """CSV rows of a Bulk Read export: see :func:`bulk.bulk_read`."""
         return bulk.bulk_read(self, module, fields, criteria=criteria, poll_interval=poll_interval, timeout=timeout)
+
+
+def _keep_id_exact(record: Any, module: str, page: int, index: int) -> None:
+    """Check a record's ``id`` and keep it as exact text: Zoho sends 19-digit strings, but an
+    integer (decoded exactly, see ``decode_json``) is accepted and turned into its digits.
+    Anything else (missing, empty, a bool, a float, an object) cannot be a key: the record is
+    rejected before it lands, named by module and position."""
+    value = record.get("id", _MISSING) if isinstance(record, dict) else _MISSING
+    if isinstance(value, str) and value.strip():
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        record["id"] = str(value)
+        return
+    what = "no id" if value is _MISSING else f"an unusable id {value!r} ({type(value).__name__})"
+    if not isinstance(record, dict):
+        what = f"a {type(record).__name__}, not a record"
+    raise ZohoRecordError(
+        f"Zoho {module}: record {index} of page {page} has {what}; an id must be text or an exact "
+        "integer, so the record was not landed",
+        module=module,
+        page=page,
+        index=index,
+        endpoint=module,
+    )
+
+
+_MISSING = object()

@@ -68,6 +68,23 @@ class ZohoPaginationLimit(ZohoAPIError):
     ``next_page_token`` was offered."""
 
 
+class ZohoRecordError(ZohoError):
+    """A record Zoho answered that cannot be landed as it is (an id missing or not an exact
+    integer or text), named by its module and position (page, index on the page)."""
+
+    def __init__(self, message: str, *, module: str, page: int, index: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.module, self.page, self.index = module, page, index
+
+
+class ZohoFieldError(ZohoError):
+    """The mapping names a field the Zoho module does not have (checked before reading it)."""
+
+    def __init__(self, message: str, *, entity: str, module: str, unknown: list[str], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.entity, self.module, self.unknown = entity, module, unknown
+
+
 class ZohoBulkReadError(ZohoError):
     """A Bulk Read job failed, or did not finish in time."""
 
@@ -101,6 +118,18 @@ class ZohoRefreshThrottled(ZohoTokenRefreshError):
 class ZohoRefreshLimitReached(ZohoTokenRefreshError):
     """The local record shows the refresh limit (10 per 10 minutes) is used up and the wait
     for a free slot is longer than ``max_refresh_wait``."""
+
+
+def describe_details(details: Any) -> str:
+    """Zoho's ``details`` as text for an error message: what names the culprit (``api_name``,
+    ``param_name``, ``limit``...), e.g. ``api_name=Emial, param_name=fields``; '' when empty."""
+    if details is None or details == {} or details == []:
+        return ""
+    if isinstance(details, dict):
+        return ", ".join(f"{k}={describe_details(v) if isinstance(v, (dict, list)) else v}" for k, v in details.items())
+    if isinstance(details, list):
+        return "[" + "; ".join(describe_details(d) if isinstance(d, (dict, list)) else str(d) for d in details) + "]"
+    return str(details)
 
 
 def json_or_none(response: httpx.Response) -> Any:

@@ -1,0 +1,27 @@
+"""A Moodle snapshot reports each request once: each phase's on the asset it feeds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot, requests_by_entity
+from integration_pipelines_tests.lib.test_moodle_client import FakeSite, make_client
+
+
+def test_each_phase_counts_on_the_entity_it_feeds_and_the_figures_add_up_to_the_total() -> None:
+    site = FakeSite(n_courses=5, n_users=300, per_course=80)
+    client, _ = make_client(site, page_size=30)
+    reading = Reading(read_moodle_snapshot(lambda: client, datetime.now(UTC), 4))
+    entities = {entity for entity, *_ in reading}
+    figures = requests_by_entity(reading.result)
+    assert set(figures) == {"courses", "enrolments", "users", "grade_items", "grades"} >= entities
+    assert sum(figures.values()) == client.counter.total == len(site.calls)
+    assert figures["courses"] == site.calls.count("core_course_get_courses") == 1
+    assert figures["enrolments"] == site.calls.count("core_enrol_get_enrolled_users")
+    assert figures["users"] == site.calls.count("core_user_get_users_by_field") == 3
+    assert figures["grades"] == site.calls.count("gradereport_user_get_grade_items") == 5
+    assert figures["grade_items"] == 0, "grade reports are counted once, on grades"
+
+
+def test_a_function_of_no_phase_is_counted_once_on_courses() -> None:
+    assert requests_by_entity({"core_course_get_courses": 1, "core_webservice_get_site_info": 2})["courses"] == 3
