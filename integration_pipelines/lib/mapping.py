@@ -43,8 +43,9 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "BTEC_GRADES",
@@ -531,6 +532,34 @@ _ENTITY_MODELS = _entity_models()
 
 class _EntitiesSectionBase(_Section):
     key_noun: ClassVar[str] = "entity"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_entity_per_module(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
+        """Two entities mapped to one Zoho module would land into, and soft-delete from, the same
+        raw records: the second one is reported, at its ``module`` line, naming both."""
+        section = handler(data)
+        first_of: dict[str, str] = {}
+        for entity in type(section).model_fields:
+            module = getattr(section, entity).module
+            if module in first_of:
+                raise ValidationError.from_exception_data(
+                    cls.__name__,
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "module_mapped_twice",
+                                "entities '{first}' and '{second}' are both mapped to the Zoho module '{module}'; "
+                                "each module feeds one entity",
+                                {"first": first_of[module], "second": entity, "module": module},
+                            ),
+                            loc=(entity, "module"),
+                            input=module,
+                        )
+                    ],
+                )
+            first_of[module] = entity
+        return section
 
 
 _EntitiesSection = create_model(

@@ -455,3 +455,19 @@ def test_empty_file_and_non_mapping_root(tmp_path: Path):
     listing.write_text("\n- version: 1\n")
     err = load_error(listing)
     assert err.line == 2 and "valid dictionary" in str(err)
+
+
+def test_two_entities_mapped_to_one_module_name_the_file_the_line_and_both_entities(tmp_path: Path):
+    # units read the Programs module too: the second entity's `module` line is the one named.
+    lines = DEFAULT_FILE.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.strip() == "module: Units")
+    lines[line - 1] = lines[line - 1].replace("Units", "Programs") + "  # <- error"
+    path = tmp_path / "college.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert_points_at(
+        load_error(path),
+        path,
+        line,
+        "zoho.entities.units.module",
+        "entities 'programs' and 'units' are both mapped to the Zoho module 'Programs'",
+    )
