@@ -88,18 +88,6 @@ class ClientError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
 
-    def __reduce__(self):
-        # Errors cross process boundaries (a source read in a process of its own). Rebuilt
-        # without calling __init__, whose required arguments differ from subclass to subclass.
-        return _rebuild_error, (type(self), self.args, self.__dict__)
-
-
-def _rebuild_error(cls: type[ClientError], args: tuple, state: dict[str, Any]) -> ClientError:
-    error = cls.__new__(cls, *args)
-    error.args = args
-    error.__dict__.update(state)
-    return error
-
 
 class TransportFailure(ClientError):
     """The request did not get an HTTP answer: connection refused or reset, timeout, protocol error."""

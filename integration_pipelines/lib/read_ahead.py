@@ -9,10 +9,14 @@ large reads (snapshots) run on two cores instead of one.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import pickle
 import queue
 import resource
+import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -47,7 +51,10 @@ class ReadAhead(Generic[T]):
 
     In a process (`process=True`), `produce` and `args` are pickled to a new interpreter
     (spawned, not forked: the consumer may hold threads and locks), so `produce` must be a
-    module-level function and its arguments plain data or picklable factories.
+    module-level function and its arguments plain data or picklable factories. The reader
+    process dies with the process that started it, however that one ends (`kill -9` included):
+    it asks Linux for SIGKILL when its parent goes (`PR_SET_PDEATHSIG`), and elsewhere a thread
+    of its own watches for the parent to go.
     """
 
     def __init__(
@@ -64,7 +71,7 @@ class ReadAhead(Generic[T]):
             worker = threading.Thread
         self._worker = worker(
             target=_produce_into,
-            args=(produce, args, self._queue, self._stop, chunk, process),
+            args=(produce, args, self._queue, self._stop, chunk, os.getpid() if process else None),
             name=f"read-ahead-{getattr(produce, '__name__', 'source')}",
             daemon=True,
         )
@@ -110,8 +117,34 @@ class ReadAhead(Generic[T]):
                 ) from None
 
 
-def _produce_into(produce: Callable[..., Iterator[Any]], args: tuple, out, stop, chunk: int, process: bool) -> None:
-    """The reading side: runs in the reader thread or process."""
+def _die_with_parent(parent_pid: int) -> None:
+    """In a reader process: end when the process that started it ends, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                threading.Event().wait(_ALIVE_CHECK_SECONDS)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="read-ahead-parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:  # it went before the signal was asked for
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _produce_into(
+    produce: Callable[..., Iterator[Any]], args: tuple, out, stop, chunk: int, parent_pid: int | None
+) -> None:
+    """The reading side: runs in the reader thread, or in the reader process (`parent_pid` set)."""
+    process = parent_pid is not None
+    if process:
+        _die_with_parent(parent_pid)
 
     def put(message) -> bool:
         while not stop.is_set():

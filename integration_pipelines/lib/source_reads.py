@@ -1,11 +1,11 @@
 """What the raw assets land: each source's records, read and shaped as raw records.
 
 A raw record is `(entity, record id, payload, source modification time)`, its payload already
-encoded (`encode_json`). The readers here run wherever the reading runs: in a process of their
-own for snapshots (`ReadAhead(..., process=True)`), so they take plain arguments and a picklable
-client factory, build their client there, and return the requests they made.
-`prepared_raw_records` wraps a reader so that its records arrive prepared for the upsert
-(`RawLander.land_prepared`), leaving the landing process nothing to do but write.
+encoded (`encode_json`). The readers take a client factory, build their client, read with
+threads of their own (the Moodle crawl's pool, one thread per Zoho module) so that reading waits
+on the source while the caller lands what was read, and return the requests they made. They run
+in the landing process: an A/B (docs/benchmarks.md, "Read-ahead A/B") found a reader process or
+an extra read-ahead thread no faster.
 """
 
 from __future__ import annotations
@@ -14,45 +14,17 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.moodle import MoodleClient
-from integration_pipelines.lib.warehouse.engine import warehouse_dialect
-from integration_pipelines.lib.warehouse.raw import deleted_entity_name, raw_row
-from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json, row_preparer
+from integration_pipelines.lib.warehouse.raw import deleted_entity_name
+from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 from integration_pipelines.lib.zoho import ZohoClient, check_mapped_fields, parse_zoho_datetime
 
 RawRecord = tuple[str, str, EncodedJSON, datetime]
-
-
-def prepared_raw_records(
-    warehouse_url: str, tenant_id: str, source: str, read: Callable[..., Iterator], *args: Any
-) -> Generator[Any, None, Any]:
-    """What `read(*args)` yields, each raw record as `(entity, record id, prepared)`, prepared
-    for the warehouse's `raw_records` upsert (`RawLander.land_prepared`); anything else it yields
-    (a `ModuleRead`) passes as it is. Returns what `read` returns.
-
-    Preparing (building, fingerprinting and converting the row) is per-record work like the
-    reading: done here, in a snapshot's reader process, it leaves the landing process, which the
-    snapshot waits on, only the writing. Needs no connection.
-    """
-    prepare = row_preparer(warehouse_dialect(warehouse_url), "raw_records")
-    with closing(read(*args)) as records:
-        while True:
-            try:
-                record = next(records)
-            except StopIteration as end:
-                return end.value
-            if isinstance(record, tuple):
-                entity, record_id, payload, modified_at = record
-                row = raw_row(tenant_id, source, entity, record_id, payload, modified_at)
-                yield entity, row["record_id"], prepare(row)
-            else:
-                yield record
 
 
 # Enrolment payloads keep what is specific to the course; the user's profile lands once, as a user.

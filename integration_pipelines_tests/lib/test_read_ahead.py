@@ -74,8 +74,7 @@ def test_reading_happens_in_another_thread_or_process(process):
         assert (pid, thread) == (os.getpid(), "read-ahead-where_am_i")
 
 
-@MODES
-def test_an_error_while_reading_is_raised_after_the_items_before_it(process):
+def test_an_error_while_reading_is_raised_after_the_items_before_it():
     error = MoodleAuthError(
         "Moodle refused the token: check MOODLE_TOKEN",
         wsfunction="core_course_get_courses",
@@ -85,14 +84,21 @@ def test_an_error_while_reading_is_raised_after_the_items_before_it(process):
     )
     received = []
     with pytest.raises(MoodleAuthError, match="check MOODLE_TOKEN") as raised:
-        with ReadAhead(fail_after, 5, error, process=process, chunk=2) as reader:
+        with ReadAhead(fail_after, 5, error, chunk=2) as reader:
             for item in reader:
                 received.append(item)
     assert received == [0, 1, 2, 3, 4]
-    # A typed client error crosses the process boundary whole, with where it was raised.
     assert (raised.value.errorcode, raised.value.wsfunction) == ("invalidtoken", "core_course_get_courses")
-    if process:
-        assert "in fail_after" in "\n".join(raised.value.__notes__)
+
+
+def test_an_error_in_a_reader_process_is_raised_after_the_items_before_it_with_where_it_was_raised():
+    received = []
+    with pytest.raises(KeyError, match="no such row") as raised:
+        with ReadAhead(fail_after, 5, KeyError("no such row"), process=True, chunk=2) as reader:
+            for item in reader:
+                received.append(item)
+    assert received == [0, 1, 2, 3, 4]
+    assert "in fail_after" in "\n".join(raised.value.__notes__)
 
 
 def test_an_error_that_cannot_cross_to_the_consumer_arrives_as_its_type_and_message():

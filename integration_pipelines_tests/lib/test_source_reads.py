@@ -1,53 +1,52 @@
-"""Raw records prepared in a snapshot's reader process land exactly as records landed one by one
-in the landing process do, and the reader's markers and result come through."""
+"""Zoho modules read side by side land as each module's own: interleaved records go to their
+module's lander, and each module's counts and requests are reported once, when it ends."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.read_ahead import ReadAhead
-from integration_pipelines.lib.source_reads import ModuleRead, prepared_raw_records
+import pytest
+
+from integration_pipelines.lib.raw_sync import land_modules
+from integration_pipelines.lib.source_reads import ModuleRead
 from integration_pipelines.lib.warehouse.raw import iter_raw_changes
 from integration_pipelines.lib.warehouse.upsert import encode_json
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def programs(n: int):
-    """A reader as `read_zoho_modules` is: raw records, then a marker; returns its request count."""
-    for i in range(n):
-        yield "Programs", i, encode_json({"id": i, "Name": f"Programme {i}"}), T0 + timedelta(minutes=i)
+def record(module: str, i: int):
+    return module, str(i), encode_json({"id": str(i), "Name": f"{module} {i}"}), T0 + timedelta(minutes=i)
+
+
+def interleaved():
+    """Two modules read side by side, as `read_zoho_modules` yields them."""
+    yield record("Programs", 0)
+    yield record("Units", 0)
+    yield record("Programs", 1)
+    yield "Units.deleted", "9", encode_json({"id": "9", "deleted_time": T0.isoformat()}), T0
+    yield ModuleRead("Units", requests=3)
+    yield record("Programs", 2)
     yield ModuleRead("Programs", requests=2)
-    return 2
 
 
-def test_records_prepared_in_a_reader_process_land_as_records_landed_one_by_one(warehouse):
-    url = warehouse.url.render_as_string(hide_password=False)
-    with ReadAhead(prepared_raw_records, url, "default", "zoho", programs, 3, process=True) as reader:
-        received = list(reader)
-    assert reader.result == 2
-    *records, marker = received
-    assert marker == ModuleRead("Programs", requests=2)
-    assert [(entity, record_id) for entity, record_id, _ in records] == [
-        ("Programs", "0"),
-        ("Programs", "1"),
-        ("Programs", "2"),
+def test_interleaved_modules_land_each_in_its_own_module_and_report_once(warehouse):
+    with warehouse.begin() as conn:
+        landed = list(land_modules(conn, "default", "zoho", ["Programs", "Units"], interleaved(), snapshot=True))
+    assert [(module, counts.read, counts.written.inserted, requests) for module, counts, requests in landed] == [
+        ("Units", 1, 1, 3),
+        ("Programs", 3, 3, 2),
     ]
-
-    with warehouse.begin() as conn:
-        lander = RawLander(conn, "default", "zoho", ["Programs"], snapshot=False)
-        for entity, _, prepared in records:
-            lander.land_prepared(entity, prepared)
-        assert lander.finish()["Programs"].written.inserted == 3
-    with warehouse.begin() as conn:
-        # The same records landed here, unprepared: identical rows, so nothing is written.
-        lander = RawLander(conn, "default", "zoho", ["Programs"], snapshot=False)
-        for record in programs(3):
-            if isinstance(record, tuple):
-                lander.land(*record)
-        again = lander.finish()["Programs"]
-    assert (again.read, again.written.written, again.written.unchanged) == (3, 0, 3)
     with warehouse.connect() as conn:
-        landed = [(c.record_id, c.payload) for c in iter_raw_changes(conn, "default", "zoho", "Programs", None)]
-    assert sorted(landed) == [(str(i), {"id": i, "Name": f"Programme {i}"}) for i in range(3)]
+        programs = sorted(c.record_id for c in iter_raw_changes(conn, "default", "zoho", "Programs", None))
+        deleted = [c.record_id for c in iter_raw_changes(conn, "default", "zoho", "Units.deleted", None)]
+    assert programs == ["0", "1", "2"]
+    assert deleted == ["9"]
+
+
+def test_a_read_that_ends_before_a_module_did_is_an_error(warehouse):
+    def cut_short():
+        yield record("Programs", 0)
+
+    with pytest.raises(RuntimeError, match="Programs"), warehouse.begin() as conn:
+        list(land_modules(conn, "default", "zoho", ["Programs"], cut_short(), snapshot=True))
