@@ -9,12 +9,12 @@ warehouse under the data directory as the default.
 from __future__ import annotations
 
 from dagster import Definitions, EnvVar, ExecutorDefinition, in_process_executor, multiprocess_executor
-from dagster_dbt import DbtCliResource
 
 from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
 from integration_pipelines.defs.canonical.checks import CANONICAL_CHECKS
 from integration_pipelines.defs.jobs import full_sync, incremental_sync
-from integration_pipelines.defs.marts.assets import dbt_marts, dbt_project
+from integration_pipelines.defs.marts.assets import dbt_marts
+from integration_pipelines.defs.marts.project import dbt_cli_resource
 from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.resources import WarehouseResource
@@ -62,6 +62,6 @@ defs = Definitions(
             client_secret=EnvVar("ZOHO_CLIENT_SECRET"),
             refresh_token=EnvVar("ZOHO_REFRESH_TOKEN"),
         ),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": dbt_cli_resource(),
     },
 )

@@ -2,31 +2,17 @@
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
+from integration_pipelines.defs.marts.project import PartialParseCache, get_dbt_project, invocation_target_path
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
-
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_models"
-
-# dbt is installed beside this interpreter, but a venv's bin/ is not on PATH unless activated
-# (`.venv/bin/dagster dev`, cron, CI). dagster-dbt's project preparer looks dbt up on PATH.
-if shutil.which("dbt") is None and (Path(sys.executable).parent / "dbt").exists():
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# `@dbt_assets` reads the manifest when the definitions load. `dagster dev` re-parses on each
-# reload; everywhere else (validate, jobs, tests, CI) parse once if no manifest exists yet.
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    dbt_project.preparer.prepare(dbt_project)
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
@@ -46,8 +32,9 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
 
 @contextmanager
-def _environment(extra: dict[str, str]) -> Iterator[None]:
-    """dbt reads its profile from the environment; set it for this invocation only."""
+def _spawn_environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """dbt reads its profile from its environment, which dagster-dbt copies from this process's
+    when it starts dbt: set the variables for that moment only, then put the environment back."""
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)
     try:
@@ -60,8 +47,20 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=WarehouseDbtTranslator())
+@dbt_assets(
+    manifest=get_dbt_project().manifest_path,
+    project=get_dbt_project(),
+    dagster_dbt_translator=WarehouseDbtTranslator(),
+)
 def dbt_marts(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Staging views and the marts, built in the warehouse the syncs wrote."""
-    with _environment(dbt_environment(warehouse.resolved_url)):
-        yield from dbt.cli(["build"], context=context).stream()
+    profile_env = dbt_environment(warehouse.resolved_url)
+    target_path = invocation_target_path(get_dbt_project(), context.op_execution_context.op.name, context.run.run_id)
+    parses = PartialParseCache(get_dbt_project(), profile_env)
+    parses.seed(target_path)
+    with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
+        invocation = dbt.cli(["build"], context=context, target_path=target_path)
+    yield from invocation.stream()
+    parses.keep(target_path)
+    # Its events are in the run's log; a failed build keeps its directory (dbt.log, run_results.json).
+    shutil.rmtree(target_path, ignore_errors=True)
