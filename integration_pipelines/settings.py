@@ -7,6 +7,7 @@ Every variable is documented in `.env.example`.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +36,26 @@ class Settings(BaseSettings):
         description="The college's field mapping. Default: the packaged one.",
     )
 
+    incremental_start_date: date = Field(
+        date(2025, 1, 1),
+        validation_alias="INCREMENTAL_START_DATE",
+        description="First daily change window of incremental_sync (UTC).",
+    )
+    freshness_warn_hours: float = Field(
+        26.0,
+        gt=0,
+        validation_alias="FRESHNESS_MAX_AGE_HOURS",
+        description="Canonical tables and marts older than this are late (freshness WARN): a nightly "
+        "full_sync plus two hours.",
+    )
+    freshness_fail_hours: float = Field(
+        50.0,
+        gt=0,
+        validation_alias="FRESHNESS_FAIL_HOURS",
+        description="Canonical tables and marts older than this are stale (freshness FAIL): two nightly "
+        "full_syncs missed.",
+    )
+
     moodle_url: str = Field("http://127.0.0.1:8765", validation_alias="MOODLE_URL")
     moodle_token: SecretStr = Field(SecretStr(""), validation_alias="MOODLE_TOKEN")
 
@@ -54,6 +75,11 @@ class Settings(BaseSettings):
             self.events_inbox_dir = self.data_dir / "events" / "inbox"
         if self.warehouse_url is None:
             self.warehouse_url = f"sqlite:///{self.data_dir / 'warehouse.db'}"
+        if self.freshness_fail_hours <= self.freshness_warn_hours:
+            raise ValueError(
+                f"FRESHNESS_FAIL_HOURS ({self.freshness_fail_hours:g}) must be greater than "
+                f"FRESHNESS_MAX_AGE_HOURS ({self.freshness_warn_hours:g})"
+            )
         return self
 
     @cached_property

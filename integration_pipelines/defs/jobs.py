@@ -2,16 +2,15 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from integration_pipelines.defs.canonical.assets import WATERMARKED_ASSETS
+from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
 from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
-from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 
 SNAPSHOTS = AssetSelection.assets(moodle_snapshot, zoho_snapshot)
 CHANGE_WINDOWS = AssetSelection.assets(moodle_grade_changes, zoho_changes)
 
-# Apply every raw record (students and enrollments are always recomputed whole).
-_FULL_CONFIG = {"ops": {asset.op.name: {"config": {"full": True}} for asset in WATERMARKED_ASSETS}}
+# Apply every raw record: each canonical table is reconciled whole.
+_FULL_CONFIG = {"ops": {asset.op.name: {"config": {"full": True}} for asset in CANONICAL_ASSETS}}
 
 full_sync = define_asset_job(
     "full_sync",
@@ -24,7 +23,7 @@ full_sync = define_asset_job(
 incremental_sync = define_asset_job(
     "incremental_sync",
     selection=AssetSelection.all() - SNAPSHOTS,
-    partitions_def=change_windows,
+    # Partitioned by the change windows: Dagster takes the partitioning from the selected assets.
     description="What changed in a window: Zoho records by modification time, Moodle assignment grades by "
     "`since`; then the canonical tables apply just those changes, and the marts rebuild.",
 )

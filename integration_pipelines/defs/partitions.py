@@ -6,15 +6,15 @@ partition grid, and a college's sources change in the tens of thousands of recor
 so a day is one cheap run; hourly windows would multiply runs and partitions 24-fold for no gain.
 Freshness comes from the schedule instead, which re-runs the current day's window every hour
 (`end_offset=1` makes today's window exist before the day is over). Re-running a window only
-re-reads it: unchanged records cost no writes.
+re-reads it: unchanged records cost no writes. The first window is `INCREMENTAL_START_DATE`.
 """
-
-import os
 
 from dagster import DailyPartitionsDefinition
 
+from integration_pipelines.settings import get_settings
+
 change_windows = DailyPartitionsDefinition(
-    start_date=os.environ.get("INCREMENTAL_START_DATE", "2025-01-01"),
+    start_date=get_settings().incremental_start_date.isoformat(),
     end_offset=1,
     timezone="UTC",
 )
