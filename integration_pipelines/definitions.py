@@ -12,6 +12,7 @@ from dagster import Definitions, EnvVar, ExecutorDefinition, in_process_executor
 
 from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
 from integration_pipelines.defs.canonical.checks import CANONICAL_CHECKS
+from integration_pipelines.defs.freshness import automation_sensor, sync_freshness_policy, with_freshness
 from integration_pipelines.defs.jobs import full_sync, incremental_sync
 from integration_pipelines.defs.marts.assets import dbt_marts
 from integration_pipelines.defs.marts.project import dbt_cli_resource
@@ -19,6 +20,7 @@ from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodl
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.schedules import full_sync_nightly, incremental_sync_hourly
+from integration_pipelines.defs.sync.sensors import full_sync_covers_change_windows
 from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.warehouse.engine import SCHEMA_CHECK_MODULES
@@ -48,12 +50,19 @@ def run_executor(warehouse_backend: str) -> ExecutorDefinition:
     )
 
 
+_settings = get_settings()
+
 defs = Definitions(
-    assets=[moodle_snapshot, moodle_grade_changes, zoho_snapshot, zoho_changes, *CANONICAL_ASSETS, dbt_marts],
+    # The canonical tables and the marts carry the freshness policy, by group.
+    assets=with_freshness(
+        [moodle_snapshot, moodle_grade_changes, zoho_snapshot, zoho_changes, *CANONICAL_ASSETS, dbt_marts],
+        sync_freshness_policy(_settings),
+    ),
     asset_checks=CANONICAL_CHECKS,
     jobs=[full_sync, incremental_sync],
     schedules=[full_sync_nightly, incremental_sync_hourly],
-    executor=run_executor(get_settings().warehouse_backend),
+    sensors=[automation_sensor, full_sync_covers_change_windows],
+    executor=run_executor(_settings.warehouse_backend),
     resources={
         "warehouse": WarehouseResource(),
         "moodle": MoodleResource(token=EnvVar("MOODLE_TOKEN")),
