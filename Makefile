@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint validate dev clean
+.PHONY: demo test test-postgres lint typecheck validate dev clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-postgres: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## pyright (standard mode) over lib/, defs/ and api/; see [tool.pyright] in pyproject.toml. Not in CI yet.
+typecheck: $(STAMP)
+	$(BIN)/pyright
 
 validate: $(STAMP)
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.data/dagster_home} $(BIN)/dagster definitions validate -w workspace.yaml

@@ -20,50 +20,51 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    data_dir: Path = Field(Path(".data"), validation_alias="INTEGRATION_DATA_DIR")
-    warehouse_url: str | None = Field(
-        None,
+    # Defaults are passed as `default=`: a type checker reads a Field without it as a required field.
+    data_dir: Path = Field(default=Path(".data"), validation_alias="INTEGRATION_DATA_DIR")
+    warehouse_url: str = Field(
+        default="",
         validation_alias="WAREHOUSE_URL",
         description="SQLAlchemy URL. Default: a SQLite file in the data directory. "
         "PostgreSQL: postgresql+psycopg://user:password@host/db",
     )
-    dagster_home: Path | None = Field(None, validation_alias="DAGSTER_HOME")
-    events_inbox_dir: Path | None = Field(None, validation_alias="EVENTS_INBOX_DIR")
-    tenant_id: str = Field("default", validation_alias="TENANT_ID")
+    dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+    events_inbox_dir: Path | None = Field(default=None, validation_alias="EVENTS_INBOX_DIR")
+    tenant_id: str = Field(default="default", validation_alias="TENANT_ID")
     field_mapping_file: Path | None = Field(
-        None,
+        default=None,
         validation_alias="FIELD_MAPPING_FILE",
         description="The college's field mapping. Default: the packaged one.",
     )
 
     incremental_start_date: date = Field(
-        date(2025, 1, 1),
+        default=date(2025, 1, 1),
         validation_alias="INCREMENTAL_START_DATE",
         description="First daily change window of incremental_sync (UTC).",
     )
     freshness_warn_hours: float = Field(
-        26.0,
+        default=26.0,
         gt=0,
         validation_alias="FRESHNESS_MAX_AGE_HOURS",
         description="Canonical tables and marts older than this are late (freshness WARN): a nightly "
         "full_sync plus two hours.",
     )
     freshness_fail_hours: float = Field(
-        50.0,
+        default=50.0,
         gt=0,
         validation_alias="FRESHNESS_FAIL_HOURS",
         description="Canonical tables and marts older than this are stale (freshness FAIL): two nightly "
         "full_syncs missed.",
     )
 
-    moodle_url: str = Field("http://127.0.0.1:8765", validation_alias="MOODLE_URL")
-    moodle_token: SecretStr = Field(SecretStr(""), validation_alias="MOODLE_TOKEN")
+    moodle_url: str = Field(default="http://127.0.0.1:8765", validation_alias="MOODLE_URL")
+    moodle_token: SecretStr = Field(default=SecretStr(""), validation_alias="MOODLE_TOKEN")
 
-    zoho_api_domain: str = Field("http://127.0.0.1:8765", validation_alias="ZOHO_API_DOMAIN")
-    zoho_accounts_url: str = Field("http://127.0.0.1:8765", validation_alias="ZOHO_ACCOUNTS_URL")
-    zoho_client_id: str = Field("", validation_alias="ZOHO_CLIENT_ID")
-    zoho_client_secret: SecretStr = Field(SecretStr(""), validation_alias="ZOHO_CLIENT_SECRET")
-    zoho_refresh_token: SecretStr = Field(SecretStr(""), validation_alias="ZOHO_REFRESH_TOKEN")
+    zoho_api_domain: str = Field(default="http://127.0.0.1:8765", validation_alias="ZOHO_API_DOMAIN")
+    zoho_accounts_url: str = Field(default="http://127.0.0.1:8765", validation_alias="ZOHO_ACCOUNTS_URL")
+    zoho_client_id: str = Field(default="", validation_alias="ZOHO_CLIENT_ID")
+    zoho_client_secret: SecretStr = Field(default=SecretStr(""), validation_alias="ZOHO_CLIENT_SECRET")
+    zoho_refresh_token: SecretStr = Field(default=SecretStr(""), validation_alias="ZOHO_REFRESH_TOKEN")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -73,7 +74,7 @@ class Settings(BaseSettings):
             self.dagster_home = self.data_dir / "dagster_home"
         if self.events_inbox_dir is None:
             self.events_inbox_dir = self.data_dir / "events" / "inbox"
-        if self.warehouse_url is None:
+        if not self.warehouse_url:
             self.warehouse_url = f"sqlite:///{self.data_dir / 'warehouse.db'}"
         if self.freshness_fail_hours <= self.freshness_warn_hours:
             raise ValueError(

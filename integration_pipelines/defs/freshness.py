@@ -40,8 +40,8 @@ def sync_freshness_policy(settings: Settings) -> FreshnessPolicy:
 
 
 def with_freshness(
-    assets: Iterable[AssetsDefinition], policy: FreshnessPolicy, groups: Sequence[str] = FRESH_GROUPS
-) -> list[AssetsDefinition]:
+    assets: Iterable[object], policy: FreshnessPolicy, groups: Sequence[str] = FRESH_GROUPS
+) -> list[AssetsDefinition | AssetSpec]:
     """`assets`, with `policy` on every asset of `groups` that has no freshness policy of its own."""
 
     def apply(spec: AssetSpec) -> AssetSpec:
@@ -49,7 +49,12 @@ def with_freshness(
             return apply_freshness_policy(spec, policy, overwrite_existing=False)
         return spec
 
-    return list(map_asset_specs(apply, list(assets)))
+    checked: list[AssetsDefinition | AssetSpec] = []
+    for item in assets:  # typed loosely: asset factories elsewhere are not annotated
+        if not isinstance(item, AssetsDefinition | AssetSpec):
+            raise TypeError(f"not an asset definition or spec: {item!r}")
+        checked.append(item)
+    return list(map_asset_specs(apply, checked))
 
 
 automation_sensor = AutomationConditionSensorDefinition(

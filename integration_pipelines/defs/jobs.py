@@ -1,6 +1,6 @@
 """The jobs users and schedules launch by name: `full_sync` and `incremental_sync`."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetsDefinition, AssetSelection, define_asset_job
 
 from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
 from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
@@ -9,8 +9,15 @@ from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 SNAPSHOTS = AssetSelection.assets(moodle_snapshot, zoho_snapshot)
 CHANGE_WINDOWS = AssetSelection.assets(moodle_grade_changes, zoho_changes)
 
+
+def _op_name(asset: object) -> str:
+    if not isinstance(asset, AssetsDefinition):
+        raise TypeError(f"CANONICAL_ASSETS holds {asset!r}, not an asset definition")
+    return asset.op.name
+
+
 # Apply every raw record: each canonical table is reconciled whole.
-_FULL_CONFIG = {"ops": {asset.op.name: {"config": {"full": True}} for asset in CANONICAL_ASSETS}}
+_FULL_CONFIG = {"ops": {_op_name(asset): {"config": {"full": True}} for asset in CANONICAL_ASSETS}}
 
 full_sync = define_asset_job(
     "full_sync",

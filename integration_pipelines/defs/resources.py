@@ -21,9 +21,9 @@ class WarehouseResource(ConfigurableResource):
     """The database the syncs write and the API reads: SQLite by default, PostgreSQL by URL."""
 
     url: str | None = Field(
-        None, description="SQLAlchemy URL of the warehouse. Unset: WAREHOUSE_URL, else the SQLite default."
+        default=None, description="SQLAlchemy URL of the warehouse. Unset: WAREHOUSE_URL, else the SQLite default."
     )
-    tenant_id: str | None = Field(None, description="The college these syncs belong to. Unset: TENANT_ID.")
+    tenant_id: str | None = Field(default=None, description="The college these syncs belong to. Unset: TENANT_ID.")
 
     _engine: Engine | None = PrivateAttr(default=None)
     _url: str = PrivateAttr(default="")

@@ -39,12 +39,12 @@ from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
 from integration_pipelines.settings import get_settings
 
 if TYPE_CHECKING:
-    from dbt.adapters.base import BaseAdapter
+    from dbt.adapters.base.impl import BaseAdapter
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_models"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 # dbt runs on this interpreter, through the launcher: no PATH lookup, and it dies with its parent.
-DBT_COMMAND = (sys.executable, "-m", LAUNCHER_MODULE)
+DBT_COMMAND: tuple[str, ...] = (sys.executable, "-m", LAUNCHER_MODULE)
 
 
 @functools.cache
@@ -148,7 +148,12 @@ class ProjectDbtCliResource(DbtCliResource):
 
 def dbt_cli_resource(**overrides: Any) -> ProjectDbtCliResource:
     """The `dbt` resource of the code location: dbt started through the launcher, on this project."""
+    project = get_dbt_project()
     executable, *flags = DBT_COMMAND
     return ProjectDbtCliResource(
-        project_dir=get_dbt_project(), dbt_executable=executable, global_config_flags=flags, **overrides
+        project_dir=str(project.project_dir),
+        profiles_dir=str(project.profiles_dir),
+        dbt_executable=executable,
+        global_config_flags=list(flags),
+        **overrides,
     )

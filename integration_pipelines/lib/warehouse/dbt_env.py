@@ -36,8 +36,13 @@ def dbt_environment(warehouse_url: str) -> dict[str, str]:
             "INTEGRATION_PG_USER": url.username or "",
             "INTEGRATION_PG_PASSWORD": url.password or "",
             "INTEGRATION_PG_DATABASE": url.database or "",
-            "INTEGRATION_PG_SCHEMA": url.query.get("schema", "public") if url.query else "public",
+            "INTEGRATION_PG_SCHEMA": _last(url.query.get("schema", "public")),
         }
     else:
         raise ValueError(f"unsupported warehouse backend {backend!r}: use sqlite or postgresql")
     return env
+
+
+def _last(value: str | tuple[str, ...]) -> str:
+    """A URL query parameter's value (the last, where the URL repeats it)."""
+    return value if isinstance(value, str) else value[-1]
