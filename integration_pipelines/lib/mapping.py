@@ -12,10 +12,9 @@ The file is validated by pydantic when it is loaded. A bad file stops the load w
 
     mappings/college.yaml:23: zoho.entities.payments.fields.amount.transform: unknown transform 'decmal' (...)
 
-Loading compiles every entity into an :class:`EntityMapping` whose :meth:`EntityMapping.to_row`
-is cheap per record (about a million Zoho records pass through it in a full sync): the
-validation happens once, at load time, and the per-record work is a dict lookup and a plain
-function call per column.
+Loading compiles every entity into an :class:`EntityMapping`: its module, and which field fills
+which canonical column through which transform. The canonical tables turn that into SQL over the
+raw records (lib/canonical/), so the per-record work happens in the database.
 
 This module imports no Dagster: the Dagster wiring builds a resource from :func:`load_mapping`.
 """
@@ -25,8 +24,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -46,6 +43,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from integration_pipelines.lib.canonical.transforms import TRANSFORMS as SQL_TRANSFORMS
 
 __all__ = [
     "BTEC_GRADES",
@@ -78,168 +77,9 @@ MODIFIED_TIME_FIELD = "Modified_Time"
 BTEC_GRADES: tuple[str, ...] = ("Refer", "Pass", "Merit", "Distinction")
 
 
-# =============================================================================================
-# Transforms: how a Zoho field value becomes a canonical value.
-#
-# Every transform maps None (an empty Zoho field) to None and raises ValueError for a value it
-# cannot convert. Text transforms trim whitespace and treat a blank value as missing, because
-# Zoho users type stray spaces and an empty string means "not filled in" just as null does.
-# =============================================================================================
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    # A number in a text column (e.g. a student number kept in a Zoho integer field) is its digits.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(f"expected text, got {type(value).__name__}")
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _strip(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _lower(value: Any) -> str | None:
-    # Picklist values (Status, Payment_Type, ...) are compared lower-cased in the warehouse.
-    text = None if value is None else _text(value)
-    return text.lower() if text is not None else None
-
-
-def _upper(value: Any) -> str | None:
-    text = None if value is None else _text(value)
-    return text.upper() if text is not None else None
-
-
-def _email(value: Any) -> str | None:
-    # The identity match compares emails trimmed and lower-cased; an empty email matches nothing.
-    # No syntax check: a malformed address is a data-quality finding, not a reason to stop a sync.
-    return _lower(value)
-
-
-def _lookup_id(value: Any) -> str | None:
-    """A Zoho lookup renders as ``{"name": ..., "id": ...}``; the canonical column keeps the id."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        ref = value.get("id")
-        if ref is None or isinstance(ref, bool) or not isinstance(ref, (str, int)):
-            raise ValueError("lookup without an id")
-        return str(ref).strip() or None
-    # A text field holding the id (some colleges keep ids in plain fields) is accepted as is.
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value).strip() or None
-    raise ValueError(f"expected a lookup {{name, id}}, got {type(value).__name__}")
-
-
-def _int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):  # bool is an int subclass, but True is not a course id
-        raise ValueError("expected an integer, got bool")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if value.is_integer():
-            return int(value)
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
-    raise ValueError(f"expected an integer, got {type(value).__name__}")
-
-
-_CENT = Decimal("0.01")
-
-
-def _decimal(value: Any) -> Decimal | None:
-    """Money: Zoho renders currency as a JSON number with two decimals; keep it exact."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got bool")
-    if isinstance(value, float):
-        # repr(float) is the shortest string that round-trips, so 12.1 becomes Decimal("12.1"),
-        # not the binary expansion 12.0999999999999996447...
-        value = repr(value)
-    if isinstance(value, (int, str, Decimal)):
-        try:
-            amount = Decimal(value.strip() if isinstance(value, str) else value)
-        except InvalidOperation:
-            raise ValueError(f"expected a number, got {value!r}") from None
-        if not amount.is_finite():
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return amount.quantize(_CENT, rounding=ROUND_HALF_UP)
-    raise ValueError(f"expected a number, got {type(value).__name__}")
-
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _date(value: Any) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    # fromisoformat alone also accepts "20250801" and week dates; Zoho dates are YYYY-MM-DD only,
-    # so anything else is a sign the field is not the date field the mapping thinks it is.
-    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
-
-
-def _datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"expected an ISO 8601 datetime with offset, got {value!r}") from None
-    elif isinstance(value, datetime):
-        parsed = value
-    else:
-        raise ValueError(f"expected an ISO 8601 datetime with offset, got {type(value).__name__}")
-    # A naive time cannot be ordered against other sources' times; Zoho always sends the offset.
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"datetime without a UTC offset: {value!r}")
-    return parsed
-
-
-_BOOL_WORDS = {"true": True, "false": False}
-
-
-def _bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-        return _BOOL_WORDS[value.strip().lower()]
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
-    {
-        "identity": _identity,  # the value as Zoho sends it
-        "strip": _strip,  # trimmed text; blank -> None
-        "lower": _lower,  # trimmed, lower-cased text; blank -> None
-        "upper": _upper,  # trimmed, upper-cased text; blank -> None
-        "email": _email,  # trimmed, lower-cased email; blank -> None
-        "lookup_id": _lookup_id,  # {"name", "id"} -> the id as a string
-        "int": _int,
-        "decimal": _decimal,  # Decimal quantised to 0.01 (money)
-        "date": _date,  # "YYYY-MM-DD" -> datetime.date
-        "datetime": _datetime,  # ISO 8601 with offset -> aware datetime; naive is rejected
-        "bool": _bool,
-    }
-)
-"""The transform registry: a mapping file may name only these."""
+# The transforms a mapping may name: how a Zoho field value becomes a canonical value, as SQL over
+# the raw record (lib/canonical/transforms.py).
+TRANSFORMS = tuple(SQL_TRANSFORMS)
 
 # Which transforms can fill a column of each kind. A date column filled through ``identity``
 # would hold a string and break every mart that compares dates, so the load rejects it.
@@ -601,10 +441,6 @@ class RecordTransformError(ValueError):
         self.record_id = record_id
         self.reason = reason
 
-    def __reduce__(self):
-        # Whole across a process boundary: canonical reads may run in a reader process.
-        return type(self), (self.entity, self.field, self.record_id, self.reason)
-
 
 @dataclass(frozen=True)
 class ColumnMapping:
@@ -616,9 +452,10 @@ class ColumnMapping:
 
 
 class EntityMapping:
-    """One canonical entity's Zoho module, the fields to request, and the record -> row function."""
+    """One canonical entity's Zoho module, the fields to request, and which field fills each
+    column through which transform (lib/canonical/zoho_records.py turns that into SQL)."""
 
-    __slots__ = ("name", "module", "columns", "_source_fields", "_plan", "_unmapped")
+    __slots__ = ("name", "module", "columns", "_source_fields")
 
     def __init__(self, name: str, module: str, columns: tuple[ColumnMapping, ...]):
         self.name = name
@@ -627,13 +464,6 @@ class EntityMapping:
         self._source_fields = tuple(
             f for f in dict.fromkeys([*(c.source for c in columns), MODIFIED_TIME_FIELD]) if f != "id"
         )
-        # The plan is what to_row runs per record: no attribute lookups, no registry lookups,
-        # and no call at all for identity columns.
-        self._plan = tuple(
-            (c.column, c.source, None if c.transform == "identity" else TRANSFORMS[c.transform]) for c in columns
-        )
-        mapped = {c.column for c in columns}
-        self._unmapped = {c.name: None for c in CANONICAL_COLUMNS[name] if c.name not in mapped}
 
     def __repr__(self) -> str:
         return f"EntityMapping({self.name!r}, module={self.module!r}, columns={len(self.columns)})"
@@ -646,53 +476,9 @@ class EntityMapping:
         """
         return list(self._source_fields)
 
-    def to_row(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Turn one Zoho record (as the API returns it) into a canonical row.
-
-        The row holds every canonical column of the entity (None where the mapping names no
-        source), plus ``zoho_id`` (the record id) and ``source_modified_at`` (Modified_Time as an
-        aware datetime). A value a transform cannot convert raises RecordTransformError (a
-        ValueError) naming the entity, the column, the Zoho field and the record id.
-        """
-        get = record.get
-        try:
-            row = {column: get(source) if fn is None else fn(get(source)) for column, source, fn in self._plan}
-            zoho_id = _record_id(record["id"])
-            modified = _datetime(record[MODIFIED_TIME_FIELD])
-            if modified is None:
-                raise ValueError("Modified_Time is null")
-        except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as exc:
-            raise self._explain(record, exc) from exc
-        row.update(self._unmapped)
-        row["zoho_id"] = zoho_id
-        row["source_modified_at"] = modified
-        return row
-
-    def _explain(self, record: Mapping[str, Any], exc: Exception) -> RecordTransformError:
-        # The slow path, taken only on failure: find which column failed, for the message.
-        record_id = record.get("id")
-        for column, source, fn in self._plan:
-            if fn is None:
-                continue
-            try:
-                fn(record.get(source))
-            except Exception as column_exc:  # noqa: BLE001 - any failure here is the culprit
-                return RecordTransformError(self.name, f"{column} (from {source})", record_id, str(column_exc))
-        if "id" not in record:
-            return RecordTransformError(self.name, "id", None, "record has no id")
-        try:
-            _record_id(record["id"])
-        except ValueError as id_exc:
-            return RecordTransformError(self.name, "id", record_id, str(id_exc))
-        if MODIFIED_TIME_FIELD not in record:
-            return RecordTransformError(self.name, MODIFIED_TIME_FIELD, record_id, "record has no Modified_Time")
-        return RecordTransformError(self.name, MODIFIED_TIME_FIELD, record_id, str(exc))
-
-
-def _record_id(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise ValueError(f"record id must be a non-empty string, got {value!r}")
-    return str(value)
+    def column(self, name: str) -> ColumnMapping | None:
+        """How the canonical column `name` is filled; None when the mapping leaves it empty."""
+        return next((c for c in self.columns if c.column == name), None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 
+from integration_pipelines.lib.warehouse.sql import register_sqlite_functions
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -73,6 +75,7 @@ def _configure_sqlite_connection(dbapi_connection, _record) -> None:
     # an INSERT, UPDATE or DELETE) is switched off, and `_begin_sqlite_transaction` begins each
     # transaction explicitly, so reads and writes of one transaction see one database.
     dbapi_connection.isolation_level = None
+    register_sqlite_functions(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, BigInteger, Column, Date, Float, Index, Integer, MetaData, Numeric, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from integration_pipelines.lib.warehouse.types import UTCDateTime
+from integration_pipelines.lib.warehouse.sql import json_integer
+from integration_pipelines.lib.warehouse.types import Money, UTCDateTime
 
 metadata = MetaData()
 
@@ -50,15 +51,35 @@ raw_records = Table(
     # Canonical steps read the records written since their watermark, oldest first.
     Index("ix_raw_records_changes", "tenant_id", "source", "entity", "updated_at"),
 )
+# A Moodle user's enrolments, found without a pass over every enrolment: whether a user whose
+# enrolments changed still holds a student role anywhere, and which enrolments a change reaches.
+def enrolment_user(raw=raw_records):
+    """The user of a raw Moodle enrolment (of `raw_records` or an alias of it), as indexed."""
+    return json_integer(raw.c.payload, "userid")
 
 
-def canonical_table(name: str, key: str, *columns: Column, indexes: tuple[tuple[str, ...], ...] = ()) -> Table:
+def is_moodle_enrolment(raw=raw_records):
+    return (raw.c.source == "moodle") & (raw.c.entity == "enrolments")
+
+
+Index(
+    "ix_raw_records_enrolment_user",
+    raw_records.c.tenant_id,
+    enrolment_user(),
+    sqlite_where=is_moodle_enrolment(),
+    postgresql_where=is_moodle_enrolment(),
+)
+
+
+def canonical_table(
+    name: str, key: str, *columns: Column, indexes: tuple[tuple[str, ...], ...] = (), key_type=None
+) -> Table:
     """A canonical table: tenant and natural key, business columns, then the bookkeeping columns."""
     return Table(
         name,
         metadata,
         Column("tenant_id", String(64), primary_key=True),
-        Column(key, String(96), primary_key=True),
+        Column(key, key_type if key_type is not None else String(96), primary_key=True),
         *columns,
         *_bookkeeping_columns(),
         *(Index(f"ix_{name}_{'_'.join(cols)}", "tenant_id", *cols) for cols in indexes),
@@ -111,7 +132,8 @@ students = canonical_table(
     Column("status", String(32)),
     # How the Moodle and Zoho records were linked: crm_field, idnumber, email, or null (one source only).
     Column("identity_match", String(16)),
-    indexes=(("moodle_user_id",), ("zoho_id",), ("email",)),
+    # By updated_at: the tables that look students up follow the students a change rewrote.
+    indexes=(("moodle_user_id",), ("zoho_id",), ("email",), ("updated_at",)),
 )
 enrollments = canonical_table(
     # `zoho:<id>` for an enrollment admissions recorded, `moodle:<course>:<user>` for one only Moodle has.
@@ -145,7 +167,7 @@ payments = canonical_table(
     Column("student_key", String(96)),
     Column("student_zoho_id", ZOHO_ID),
     Column("kind", String(16)),
-    Column("amount", Numeric(12, 2)),
+    Column("amount", Money()),
     Column("currency", String(3)),
     Column("method", String(32)),
     Column("status", String(16)),
@@ -174,6 +196,32 @@ grades = canonical_table(
     Column("btec_equivalent", String(16)),
     Column("graded_at", UTCDateTime()),
     indexes=(("student_key",), ("moodle_user_id",)),
+)
+
+# What identity matches on, kept by key from the raw layer and indexed, so that linking the
+# students a change reaches is a few index lookups, not a pass over the college
+# (lib/canonical/students.py). Numbers are upper-cased and emails trimmed and lower-cased.
+identity_zoho_students = canonical_table(
+    # Every live Zoho student, and each one Zoho lists as deleted (`deleted`).
+    "identity_zoho_students",
+    "zoho_id",
+    Column("number_key", String(64)),
+    Column("email_key", Text),
+    Column("deleted", Boolean, nullable=False),
+    indexes=(("number_key",), ("email_key",)),
+    key_type=ZOHO_ID,
+)
+identity_moodle_users = canonical_table(
+    # Every live Moodle user: its configured key (the custom field naming its Zoho student), its
+    # idnumber and email, and whether it holds a student role in some course.
+    "identity_moodle_users",
+    "moodle_user_id",
+    Column("crm_key", String(64)),
+    Column("number_key", String(64)),
+    Column("email_key", Text),
+    Column("is_student", Boolean, nullable=False),
+    indexes=(("crm_key",), ("number_key",), ("email_key",)),
+    key_type=BigInteger,
 )
 
 # One row per stream and tenant: when it last synced successfully. The health endpoint reads it.
@@ -207,7 +255,18 @@ KEYED_TABLES: dict[str, KeyedTable] = {
     "raw_records": KeyedTable(raw_records, ("tenant_id", "source", "entity", "record_id")),
     **{
         table.name: KeyedTable(table, ("tenant_id", table.primary_key.columns.values()[1].name))
-        for table in (programs, units, classes, students, enrollments, registrations, payments, grades)
+        for table in (
+            programs,
+            units,
+            classes,
+            students,
+            enrollments,
+            registrations,
+            payments,
+            grades,
+            identity_zoho_students,
+            identity_moodle_users,
+        )
     },
 }
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.types import TypeDecorator
+
+_CENT = Decimal("0.01")
 
 
 class UTCDateTime(TypeDecorator):
@@ -48,3 +51,26 @@ def sqlite_timestamp_text(value: datetime) -> str:
     (microseconds always present), so that text comparisons order timestamps correctly. For bulk
     writes that bypass SQLAlchemy's binds; equal to what they would store (tested)."""
     return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class Money(TypeDecorator):
+    """An amount of money, exact on both backends: `NUMERIC(12, 2)` on PostgreSQL; on SQLite,
+    which has no decimal type (its NUMERIC is a float), the decimal text (`"12.50"`). Read back as
+    a `Decimal` with two places."""
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(16))
+        return dialect.type_descriptor(Numeric(12, 2))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        amount = Decimal(value).quantize(_CENT)
+        return str(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Decimal(value).quantize(_CENT)

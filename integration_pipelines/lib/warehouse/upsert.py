@@ -9,15 +9,15 @@ A soft delete is a change of its own: the deletion state is compared apart from 
 fingerprint, so deleting a row and bringing it back are both writes. A full snapshot marks what
 it did not see as deleted through `Snapshot`.
 
-The statement returns the rows it actually wrote, each saying whether it was new (a row it
-inserted has `created_at` equal to `updated_at`), so inserts and updates are told apart without a
-second query.
+Rows reach the merge as Python values (`upsert_rows`: raw records as the sources sent them) or
+straight from a `SELECT` the database runs (`upsert_select`: canonical rows computed from the raw
+layer). Either way the merge computes the fingerprint in SQL, and counts what it inserted (staged
+keys the table lacked) and wrote (the statement's row count), so nothing comes back row by row.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +25,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Connection, MetaData, Table, and_, bindparam, or_, select, text, true, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    Connection,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
+from integration_pipelines.lib.warehouse.sql import row_fingerprint
 from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
 
 # Timestamps repeat (every record of a snapshot shares its observation time): convert each once.
@@ -42,33 +62,14 @@ BATCH_SIZE = 5_000
 
 class EncodedJSON(str):
     """JSON text its producer encoded once (`encode_json`): stored as it is, and read back decoded
-    like any JSON column. It carries the digest of its text, taken where it was encoded (a
-    snapshot's reader process), which fingerprints a row whose business content it is."""
+    like any JSON column."""
 
-    __slots__ = ("digest",)
-    digest: str
-
-    def __reduce__(self):
-        # Pickled as its text and digest: a snapshot's reader sends millions of these to the
-        # landing process, and a str subclass's default pickling (its class, then its state)
-        # costs three times as much each way.
-        return _encoded_json, (str(self), self.digest)
-
-
-def _encoded_json(text: str, digest: str) -> EncodedJSON:
-    encoded = EncodedJSON(text)
-    encoded.digest = digest
-    return encoded
+    __slots__ = ()
 
 
 def encode_json(value: Any) -> EncodedJSON:
     """Compact JSON with sorted keys, so the same record always encodes, and so fingerprints, the same."""
-    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return _encoded_json(data.decode(), _digest(data))
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return EncodedJSON(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
 
 
 @dataclass
@@ -109,18 +110,6 @@ def rows_written(conn: Connection) -> Counter[str]:
     """Rows written per table on this connection since the count was last cleared (`clear()` it
     when a transaction begins): what tells a sync which tables' statistics are worth refreshing."""
     return conn.info.setdefault("integration_pipelines.rows_written", Counter())
-
-
-def fingerprint(business_values: tuple) -> str:
-    """A stable hash of a row's business content (not its timestamps, not its deletion).
-
-    The content is hashed as the `repr` of its values, which is exact and stable for every type
-    a row holds (text, numbers, Decimal, dates, `EncodedJSON`) and far cheaper than encoding it.
-    A row whose one business value is encoded JSON (a raw record) is its text's digest.
-    """
-    if len(business_values) == 1 and isinstance(business_values[0], EncodedJSON):
-        return business_values[0].digest
-    return _digest(repr(business_values).encode())
 
 
 def upsert_rows(
@@ -210,11 +199,14 @@ def load_rows(cursor, postgres: bool, table_name: str, columns: Sequence[str], r
 class _TableWriter:
     """How rows of one table are written on one backend.
 
-    A batch is staged into a session-local temporary table in bulk (COPY on PostgreSQL, the
-    driver's own `executemany` on SQLite) and upserted from there in one set-based statement:
-    binding thousands of parameters through SQLAlchemy costs more client time than the write.
-    Values are converted to what the database stores exactly as SQLAlchemy's column types would
-    convert them, so rows written here read back through SQLAlchemy like any other.
+    Rows are staged into a session-local temporary table in bulk, and merged from there in one
+    set-based statement. They reach the stage either as Python values (`stage_rows`: COPY on
+    PostgreSQL, the driver's own `executemany` on SQLite, as binding thousands of parameters
+    through SQLAlchemy costs more client time than the write) or straight from a `SELECT`
+    (`stage_select`: the canonical tables, computed from raw JSON in the database). The merge
+    computes each row's fingerprint in SQL from its business columns, so both ways fingerprint
+    alike. Python values are converted to what the database stores exactly as SQLAlchemy's column
+    types would convert them, so rows written here read back through SQLAlchemy like any other.
     """
 
     _cache: dict[tuple[str, str], _TableWriter] = {}
@@ -229,39 +221,64 @@ class _TableWriter:
     def __init__(self, dialect, spec: KeyedTable):
         self.spec, self._postgres = spec, dialect.name == "postgresql"
         self._business = spec.business_columns
-        # Column order of a staged row: key, business, bookkeeping. created_at and updated_at are
-        # the call's `now` for every row, so the merge supplies them rather than each staged row.
-        self.columns = (*spec.key_columns, *self._business, "fingerprint", "source_modified_at", "deleted_at")
-        self.modified_at = self.columns.index("source_modified_at")
         table = spec.table
+        # Column order of a staged row: key, business, then the source's time and deletion, and
+        # what is wrong with the row (a canonical SELECT names the first invalid field there).
+        # created_at and updated_at are the merge's `now` for every row, and the fingerprint is
+        # computed by the merge.
+        self.columns = (*spec.key_columns, *self._business, "source_modified_at", "deleted_at")
+        self.modified_at = self.columns.index("source_modified_at")
         self._converters = [
             (i, converter)
             for i, name in enumerate(self.columns)
             if (converter := self._converter(table.c[name].type, dialect)) is not None
         ]
         self._stamp = self._converter(table.c.created_at.type, dialect)
-        stage = Table(f"stage_{table.name}", MetaData(), *(Column(c, table.c[c].type) for c in self.columns))
+        self.stage = Table(
+            f"stage_{table.name}",
+            MetaData(),
+            *(Column(c, table.c[c].type) for c in self.columns),
+            Column("problem", Text),
+        )
+        stage = self.stage
         now = bindparam("now")
-        # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE.
-        staged = select(*stage.c, now.label("created_at"), now.label("updated_at")).where(true())
-        into = [*self.columns, "created_at", "updated_at"]
+        staged = select(
+            *(stage.c[c] for c in self.columns),
+            row_fingerprint(*(stage.c[c] for c in self._business)).label("fingerprint"),
+            now.label("created_at"),
+            now.label("updated_at"),
+        ).where(true())  # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE.
+        into = [*self.columns, "fingerprint", "created_at", "updated_at"]
         insert = (postgresql.insert if self._postgres else sqlite.insert)(table)
         merge = _upsert(insert.from_select(into, staged), spec, into).compile(dialect=dialect)
         # Compiled once and run on the driver's cursor, like the staging; its one parameter is `now`
         # (named on PostgreSQL, repeated by position on SQLite).
         self._merge = str(merge)
         self._merge_positions = merge.positiontup
-        self.stage_name = stage.name
+        key = list(spec.key_columns)
+        target_has_key = select(literal(1)).where(*(table.c[c] == stage.c[c] for c in key)).exists()
+        self._count_new = str(
+            select(func.count())
+            .select_from(stage)
+            .where(~target_has_key)
+            .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        )
+        self._first_problem = str(
+            select(*(stage.c[c] for c in key), stage.c.problem)
+            .where(stage.c.problem.is_not(None))
+            .limit(1)
+            .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        )
         names = ", ".join(f'"{c}"' for c in self.columns)
         if self._postgres:
             # The target's column types without its constraints (created_at is not staged).
-            like_target = f'SELECT {names} FROM "{table.name}" WITH NO DATA'
+            like_target = f'SELECT {names}, CAST(NULL AS TEXT) AS problem FROM "{table.name}" WITH NO DATA'
             self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" AS {like_target}'
             self._clear_stage = f'TRUNCATE "{stage.name}"'
         else:
             # Untyped columns: SQLite stores staged values as given, and the target's own column
             # affinities apply when they are copied across.
-            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" ({names})'
+            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" ({names}, problem)'
             self._clear_stage = f'DELETE FROM "{stage.name}"'
 
     def _converter(self, column_type, dialect):
@@ -293,34 +310,100 @@ class _TableWriter:
         if None in key:
             missing = [c for c, v in zip(spec.key_columns, key, strict=True) if v is None]
             raise ValueError(f"{spec.table.name}: key column(s) {', '.join(missing)} missing from row")
-        business = tuple(map(row.get, self._business))
-        values = [*key, *business, fingerprint(business), modified, row.get("deleted_at")]
+        values = [*key, *map(row.get, self._business), modified, row.get("deleted_at")]
         for i, convert in self._converters:
             if values[i] is not None:
                 values[i] = convert(values[i])
         return tuple(values)
 
-    def write(self, conn: Connection, batch: Iterable[tuple], now: datetime, snapshot: Snapshot | None) -> UpsertCounts:
-        batch = list(batch)
-        stamp = self._stamp(now)
+    def _cursor(self, conn: Connection):
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute(self._create_stage)
         cursor.execute(self._clear_stage)
-        load_rows(cursor, self._postgres, self.stage_name, self.columns, batch)
+        return cursor
+
+    def write(self, conn: Connection, batch: Iterable[tuple], now: datetime, snapshot: Snapshot | None) -> UpsertCounts:
+        """Stage Python values and merge them."""
+        batch = list(batch)
+        cursor = self._cursor(conn)
+        try:
+            load_rows(cursor, self._postgres, self.stage.name, self.columns, batch)
+            return self._merge_staged(conn, cursor, now, snapshot, len(batch))
+        finally:
+            cursor.close()
+
+    def write_select(self, conn: Connection, rows: Select, now: datetime) -> StagedWrite:
+        """Stage what `rows` selects (the stage's columns, by name, `problem` optional) and merge
+        it, unless a row names a problem."""
+        cursor = self._cursor(conn)
+        try:
+            names = [c.name for c in rows.selected_columns]
+            fill = insert(self.stage).from_select(names, rows).execution_options(preserve_rowcount=True)
+            staged = conn.execute(fill).rowcount
+            cursor.execute(self._first_problem)
+            problem = cursor.fetchone()
+            if problem is not None:
+                return StagedWrite(self, staged, UpsertCounts(unchanged=staged), problem=tuple(problem))
+            return StagedWrite(self, staged, self._merge_staged(conn, cursor, now, None, staged))
+        finally:
+            cursor.close()
+
+    def _merge_staged(self, conn, cursor, now: datetime, snapshot: Snapshot | None, staged: int) -> UpsertCounts:
+        stamp = self._stamp(now)
+        cursor.execute(self._count_new)
+        (inserted,) = cursor.fetchone()
         positions = self._merge_positions
         cursor.execute(self._merge, {"now": stamp} if positions is None else [stamp for _ in positions])
-        written = cursor.fetchall()
+        written = cursor.rowcount
         if snapshot is not None:
-            snapshot.saw_staged(cursor, self.stage_name)
-        cursor.close()
-        inserted = sum(1 for (is_new,) in written if is_new)
-        rows_written(conn)[self.spec.table.name] += len(written)
-        return UpsertCounts(inserted=inserted, updated=len(written) - inserted, unchanged=len(batch) - len(written))
+            snapshot.saw_staged(cursor, self.stage.name)
+        rows_written(conn)[self.spec.table.name] += written
+        return UpsertCounts(inserted=inserted, updated=written - inserted, unchanged=staged - written)
+
+
+@dataclass
+class StagedWrite:
+    """What `upsert_select` staged and wrote. The stage keeps the rows until the table is staged
+    again, so what they did not reach can be soft-deleted (`soft_delete_unstaged`)."""
+
+    writer: _TableWriter
+    staged: int
+    counts: UpsertCounts
+    problem: tuple | None = None
+    """The key and the problem of the first row that named one (then nothing was written)."""
+
+    @property
+    def stage(self) -> Table:
+        return self.writer.stage
+
+
+def upsert_select(conn: Connection, table_name: str, rows: Select, *, now: datetime | None = None) -> StagedWrite:
+    """Write the rows a `SELECT` makes (the canonical tables, computed in the database) through
+    the one merge: same fingerprint and source-time rules as `upsert_rows`. The select names its
+    columns as the table's key and business columns, `source_modified_at` and `deleted_at`, and
+    may name a `problem` (text) for a row that must not be written; then nothing is, and the
+    result's `problem` says which row and why. Keys must be unique within the select."""
+    writer = _TableWriter.of(conn.dialect, table_name)
+    return writer.write_select(conn, rows, now or datetime.now(UTC))
+
+
+def soft_delete_unstaged(
+    conn: Connection, written: StagedWrite, *where: ColumnElement, now: datetime | None = None
+) -> int:
+    """Soft-delete the live rows that satisfy `where` (a tenant, a set of keys the write covered)
+    and that the write's stage does not hold: rows no longer made by what they are made of."""
+    spec, stage = written.writer.spec, written.stage
+    table, now = spec.table, now or datetime.now(UTC)
+    staged = select(literal(1)).where(*(stage.c[c] == table.c[c] for c in spec.key_columns)).exists()
+    stmt = update(table).where(*where, table.c.deleted_at.is_(None), ~staged).values(deleted_at=now, updated_at=now)
+    deleted = conn.execute(stmt).rowcount
+    rows_written(conn)[table.name] += deleted
+    return deleted
 
 
 def _upsert(insert, spec: KeyedTable, columns: list[str]):
     """ON CONFLICT DO UPDATE, only where the content or the deletion state changed, and never
-    with an older source timestamp; RETURNING what it wrote."""
+    with an older source timestamp."""
     table = spec.table
     changing = [c for c in columns if c not in spec.key_columns and c != "created_at"]
     return insert.on_conflict_do_update(
@@ -334,7 +417,7 @@ def _upsert(insert, spec: KeyedTable, columns: list[str]):
             ),
             table.c.source_modified_at <= insert.excluded.source_modified_at,
         ),
-    ).returning(table.c.created_at == table.c.updated_at)  # true for a row this statement inserted
+    )
 
 
 def soft_delete_keys(
