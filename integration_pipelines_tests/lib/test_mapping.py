@@ -295,25 +295,6 @@ class AsJSON:
         return f"AsJSON({self.value!r})"
 
 
-# Bugs on one backend only (transform, JSON of the value) -> {backend: reason}: the case is
-# expected to fail there (strictly), and to pass on the other.
-BACKEND_BUGS: dict[tuple[str, str], dict[str, str]] = {
-    ("datetime", json.dumps("2025-10-28T07:30:36.123456+01:00")): {
-        "sqlite": "iso_time on SQLite formats with strftime('%f'): milliseconds only, .123456 becomes .123000"
-    },
-    ("int", json.dumps(1e20)): {
-        "postgresql": "int of a real beyond BIGINT: the valid check casts it to BIGINT, and the statement "
-        "fails (NumericValueOutOfRange) instead of rejecting the record"
-    },
-}
-
-
-def _expect_backend_bug(request, backend: str, transform: str, value: Any) -> None:
-    reason = BACKEND_BUGS.get((transform, json.dumps(value)), {}).get(backend)
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def test_the_mapping_may_name_exactly_the_sql_transforms():
     assert TRANSFORMS == tuple(SQL_TRANSFORMS)
 
@@ -352,14 +333,13 @@ def test_the_mapping_may_name_exactly_the_sql_transforms():
             "datetime",
             "2025-10-28T07:30:36.123456+01:00",
             datetime(2025, 10, 28, 6, 30, 36, 123456, tzinfo=UTC),
-        ),  # BACKEND_BUGS: SQLite
+        ),  # microseconds kept (SQLite's strftime keeps milliseconds only)
         ("bool", True, True),
         ("bool", "false", False),
     ],
 )
-def test_transform_converts(warehouse: Engine, request, transform: str, value: object, expected: object):
+def test_transform_converts(warehouse: Engine, transform: str, value: object, expected: object):
     backend = warehouse.dialect.name
-    _expect_backend_bug(request, backend, transform, value)
     got, valid = evaluate(warehouse, transform, value)
     assert valid is True
     if isinstance(expected, AsJSON):
@@ -391,16 +371,8 @@ def test_every_transform_keeps_none_as_none(warehouse: Engine, transform: str, v
         ("int", "seven"),
         ("int", 2.5),
         ("int", True),
-        ("int", 1e20),  # BACKEND_BUGS: PostgreSQL
-        pytest.param(
-            "int",
-            "99999999999999999999",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="int of integer text beyond BIGINT: SQLite gives 9223372036854775807 as valid (clamped), "
-                "PostgreSQL fails the statement (NumericValueOutOfRange); the old transform gave the exact integer",
-            ),
-        ),
+        ("int", 1e20),  # beyond a BIGINT
+        ("int", "99999999999999999999"),  # more digits than a BIGINT holds
         ("decimal", "12,50"),
         ("decimal", "NaN"),  # JSON has no NaN: the text Zoho would send instead
         ("decimal", False),
@@ -408,31 +380,14 @@ def test_every_transform_keeps_none_as_none(warehouse: Engine, transform: str, v
         ("date", "2025-8-31"),
         ("date", "20250831"),
         ("date", "2025-02-30"),
-        pytest.param(
-            "date",
-            "0000-01-01",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="year 0 passes DATE_TEXT and is_calendar_date: SQLite gives it as valid, PostgreSQL fails "
-                "the statement (DatetimeFieldOverflow); the old transform rejected it",
-            ),
-        ),
+        ("date", "0000-01-01"),  # there is no year 0
         ("datetime", "2025-10-28T07:30:36"),  # naive: no offset
         ("datetime", "yesterday"),
-        pytest.param(
-            "datetime",
-            "2025-10-28T07:30:36+24:00",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="DATETIME_TEXT accepts any two-digit offset: SQLite gives NULL as valid, PostgreSQL fails "
-                "the statement (InvalidTimeZoneDisplacementValue); the old transform rejected it",
-            ),
-        ),
+        ("datetime", "2025-10-28T07:30:36+24:00"),  # an offset is less than a day
         ("bool", "yes"),
     ],
 )
-def test_transform_rejects(warehouse: Engine, request, transform: str, value: object):
-    _expect_backend_bug(request, warehouse.dialect.name, transform, value)
+def test_transform_rejects(warehouse: Engine, transform: str, value: object):
     got, valid = evaluate(warehouse, transform, value)
     assert (got, valid) == (None, False)
 
@@ -471,16 +426,7 @@ def test_bad_record_value_names_entity_field_and_record_id(
 @pytest.mark.parametrize(
     "entity",
     [
-        pytest.param(
-            "students",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="students: the identity keys (identity_zoho_students) are written before the record's "
-                "problem is checked, and their select carries no `problem`: a NULL source_modified_at fails the "
-                "merge with a NOT NULL violation (IntegrityError) instead of RecordTransformError",
-            ),
-        ),
-        *(e for e in CANONICAL_COLUMNS if e != "students"),
+        *CANONICAL_COLUMNS,
     ],
 )
 @pytest.mark.parametrize(

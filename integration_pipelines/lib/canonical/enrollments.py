@@ -18,41 +18,37 @@ rows changed (a link made changes which Moodle enrolment their enrollments absor
 
 from __future__ import annotations
 
-import itertools
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Connection,
     Date,
-    Index,
-    MetaData,
     String,
     Table,
     and_,
     case,
     cast,
     func,
-    insert,
     literal,
     null,
     or_,
     select,
     union,
+    update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
-from integration_pipelines.lib.canonical.raw_keys import Entity, drop_scratch
+from integration_pipelines.lib.canonical.raw_keys import Entity
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.canonical.students import holds_student_role
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
 from integration_pipelines.lib.mapping import EntityMapping, FieldMapping
 from integration_pipelines.lib.warehouse.schema import (
     classes,
     enrollments,
-    enrolment_user,
     is_moodle_enrolment,
+    moodle_user_of,
     raw_records,
     students,
 )
@@ -60,26 +56,13 @@ from integration_pipelines.lib.warehouse.sql import json_text
 from integration_pipelines.lib.warehouse.types import UTCDateTime
 from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_unstaged, upsert_select
 
-_names = itertools.count()
-
-
-def _scratch(conn: Connection, purpose: str, *columns: Column, index: tuple[str, ...] = ()) -> Table:
-    table = Table(f"{purpose}_{next(_names)}", MetaData(), *columns, prefixes=["TEMPORARY"])
-    table.create(conn)
-    if index:
-        Index(f"{table.name}_pair", *(table.c[c] for c in index)).create(conn)
-    return table
-
-
-def _dialect_insert(conn: Connection):
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
 
 def _course_of_class(tenant_id: str, class_zoho_id):
     return (
         select(classes.c.moodle_course_id)
-        .where(classes.c.tenant_id == tenant_id, classes.c.zoho_id == class_zoho_id, classes.c.deleted_at.is_(None))
-        .limit(1)
+        .where(
+            classes.c.tenant_id == tenant_id, classes.c.class_key == zoho_key(class_zoho_id), classes.c.deleted_at.is_(None)
+        )
         .scalar_subquery()
     )
 
@@ -144,7 +127,7 @@ class Enrollments:
         """The Zoho enrollments the keys cover (live and deleted), mapped, each placed in its
         class's Moodle course and its student's Moodle account."""
         conn, tenant, keys = scope.conn, scope.tenant_id, scope.keys
-        placed = _scratch(
+        placed = scratch_table(
             conn,
             "zoho_enrollments",
             Column("zoho_id", String(32), primary_key=True),
@@ -161,7 +144,7 @@ class Enrollments:
         )
         r = raw_records.c
         source, where = keys.raw(tenant, "zoho", mapping.module, live=False)
-        self._add_placed(conn, placed, self._placed_rows(tenant, mapping).select_from(source).where(*where))
+        self._add_placed(conn, tenant, placed, self._placed_rows(tenant, mapping).select_from(source).where(*where))
         if not keys.all and scope.changed_since is not None:
             # The enrollments of students whose rows changed: a link made or undone moves them.
             changed = select(zoho_key(students.c.zoho_id)).where(
@@ -173,13 +156,16 @@ class Enrollments:
             of_changed = select(e.zoho_id).where(
                 e.tenant_id == tenant, e.zoho_id.is_not(None), e.student_key.in_(changed)
             )
-            self._add_placed(conn, placed, self._placed_rows(tenant, mapping).where(r.record_id.in_(of_changed)))
+            rows = self._placed_rows(tenant, mapping).where(
+                r.tenant_id == tenant, r.source == "zoho", r.entity == mapping.module, r.record_id.in_(of_changed)
+            )
+            self._add_placed(conn, tenant, placed, rows)
         return placed
 
     def _reached_pairs(self, scope: Scope, mapping: EntityMapping, placed: Table) -> Table:
         """The (course, user) pairs the keys reach, and the Zoho enrollments placed in them."""
         conn, tenant, keys = scope.conn, scope.tenant_id, scope.keys
-        pairs = _scratch(
+        pairs = scratch_table(
             conn,
             "enrollment_pairs",
             Column("course_id", BigInteger, primary_key=True),
@@ -199,7 +185,7 @@ class Enrollments:
         if not keys.all:
             source, where = keys.raw(tenant, "moodle", "enrolments", live=False)
             reached.append(
-                select(cast(json_text(p, "courseid"), BigInteger), enrolment_user()).select_from(source).where(*where)
+                select(cast(json_text(p, "courseid"), BigInteger), moodle_user_of()).select_from(source).where(*where)
             )
         if not keys.all and scope.changed_since is not None:
             # Every enrolment of the accounts whose students changed.
@@ -210,11 +196,11 @@ class Enrollments:
             )
             r = raw_records.c
             reached.append(
-                select(cast(json_text(p, "courseid"), BigInteger), enrolment_user()).where(
-                    r.tenant_id == tenant, is_moodle_enrolment(), enrolment_user().in_(changed_users)
+                select(cast(json_text(p, "courseid"), BigInteger), moodle_user_of()).where(
+                    r.tenant_id == tenant, is_moodle_enrolment(), moodle_user_of().in_(changed_users)
                 )
             )
-        conn.execute(insert(pairs).from_select(["course_id", "user_id"], union(*reached)))
+        fill(conn, pairs, select(union(*reached).subquery()))
         # The other Zoho enrollments placed in those pairs compete for their Moodle enrolments.
         others = select(e.zoho_id).where(
             e.tenant_id == tenant,
@@ -227,7 +213,7 @@ class Enrollments:
         rows = self._placed_rows(tenant, mapping).where(
             r.tenant_id == tenant, r.source == "zoho", r.entity == mapping.module, r.record_id.in_(others)
         )
-        self._add_placed(conn, placed, rows)
+        self._add_placed(conn, tenant, placed, rows)
         return pairs
 
     @staticmethod
@@ -245,19 +231,24 @@ class Enrollments:
             mapped.modified_at,
             r.deleted_at,
             case((r.deleted_at.is_(None), mapped.problem), else_=None),
-            _course_of_class(tenant, klass),
-            _account_of_student(tenant, student),
         )
 
     @staticmethod
-    def _add_placed(conn: Connection, placed: Table, rows) -> None:
-        names = [c.name for c in placed.c]
-        conn.execute(_dialect_insert(conn)(placed).from_select(names, rows).on_conflict_do_nothing())
+    def _add_placed(conn: Connection, tenant: str, placed: Table, rows) -> None:
+        """Add mapped Zoho enrollments, then place them. (Placed apart from the mapping, so that
+        each lookup is an index probe on a plain value, not on an expression over the payload.)"""
+        fill(conn, placed, rows, ignore_repeats=True)
+        z = placed.c
+        conn.execute(
+            update(placed)
+            .where(z.course_id.is_(None), z.user_id.is_(None))
+            .values(course_id=_course_of_class(tenant, z.class_zoho_id), user_id=_account_of_student(tenant, z.student_zoho_id))
+        )
 
     def _moodle_enrolments(self, scope: Scope, pairs: Table | None) -> Table:
         """The live Moodle enrolments with a student role (all, or those of the reached pairs)."""
         conn, tenant = scope.conn, scope.tenant_id
-        moodle = _scratch(
+        moodle = scratch_table(
             conn,
             "moodle_enrolments",
             Column("course_id", BigInteger, primary_key=True),
@@ -269,14 +260,14 @@ class Enrollments:
         p = r.payload
         rows = select(
             cast(json_text(p, "courseid"), BigInteger),
-            enrolment_user(),
+            moodle_user_of(),
             json_text(p, "suspended").in_(("true", "1")),
             r.source_modified_at,
         ).where(r.tenant_id == tenant, is_moodle_enrolment(), r.deleted_at.is_(None), holds_student_role(p))
         if pairs is not None:
             record_of = cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String)
             rows = rows.select_from(pairs.join(raw_records, r.record_id == record_of))
-        conn.execute(insert(moodle).from_select([c.name for c in moodle.c], rows))
+        fill(conn, moodle, rows)
         return moodle
 
     def _rows(self, scope: Scope, placed: Table, moodle: Table):

@@ -15,38 +15,34 @@ mapping's percentage thresholds (a boundary belongs to the higher grade).
 
 from __future__ import annotations
 
-import itertools
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Connection,
     Float,
-    MetaData,
     String,
     Table,
     and_,
     case,
     cast,
     func,
-    insert,
     literal,
     select,
+    union,
     union_all,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
-from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys, drop_scratch
+from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.canonical.zoho_tables import ZohoTable, student_key
 from integration_pipelines.lib.mapping import BTEC_GRADES, BtecThresholds, FieldMapping
-from integration_pipelines.lib.warehouse.schema import grades, raw_records, students, units
+from integration_pipelines.lib.warehouse.schema import grades, moodle_user_of, raw_records, students, units
 from integration_pipelines.lib.warehouse.sql import epoch_time, json_kind, json_text, round_to, strip
 from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_unstaged, upsert_select
 
 MOODLE_FEEDS = ("grades", "assign_grades")
-_names = itertools.count()
 
 
 def scale_grade(raw) -> case:
@@ -94,18 +90,16 @@ ZOHO_GRADES = ZohoTable(
 def _grade_items(conn: Connection, tenant_id: str) -> Table:
     """The assignments' grade items (a few per course), in a scratch table keyed by assignment:
     what a grade is out of, whether it is on a scale, and the unit it assesses."""
-    items = Table(
-        f"grade_items_{next(_names)}",
-        MetaData(),
+    items = scratch_table(
+        conn,
+        "grade_items",
         Column("assignment_id", BigInteger, primary_key=True),
         Column("item_id", BigInteger, nullable=False),
         Column("course_id", BigInteger),
         Column("unit_code", String),
         Column("grade_max", Float),
         Column("scale", Boolean),
-        prefixes=["TEMPORARY"],
     )
-    items.create(conn)
     p, r = raw_records.c.payload, raw_records.c
     code = strip(json_text(p, "idnumber"))
     item_rows = select(
@@ -117,8 +111,7 @@ def _grade_items(conn: Connection, tenant_id: str) -> Table:
         json_kind(p, "scaleid") != "null",
     ).where(r.tenant_id == tenant_id, r.source == "moodle", r.entity == "grade_items", r.deleted_at.is_(None))
     # An assignment has one grade item; should the raw layer hold two, one of them stands.
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(items).from_select([c.name for c in items.c], item_rows).on_conflict_do_nothing())
+    fill(conn, items, item_rows, ignore_repeats=True)
     return items
 
 
@@ -151,29 +144,36 @@ def _feed(tenant_id: str, keys: RawKeys, entity: str, items: Table, pairs: Table
     return stmt.select_from(frm.join(raw_records, and_(*base, r.record_id == record_of)))
 
 
-def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys) -> Table:
-    """The (assignment, user) pairs whose raw grades the keys name, live or deleted."""
-    pairs = Table(
-        f"grade_pairs_{next(_names)}",
-        MetaData(),
+def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_since) -> Table:
+    """The (assignment, user) pairs a change reaches: those of the raw grades the keys name (live
+    or deleted), and every grade of the accounts whose students changed (a link made or undone)."""
+    pairs = scratch_table(
+        conn,
+        "grade_pairs",
         Column("assignment_id", BigInteger, primary_key=True),
         Column("user_id", BigInteger, primary_key=True),
-        prefixes=["TEMPORARY"],
     )
-    pairs.create(conn)
-    p = raw_records.c.payload
+    p, r = raw_records.c.payload, raw_records.c
+    changed_users = select(students.c.moodle_user_id).where(
+        students.c.tenant_id == tenant_id,
+        students.c.updated_at >= changed_since,
+        students.c.moodle_user_id.is_not(None),
+    )
     reached = []
     for entity, assignment in (("grades", "iteminstance"), ("assign_grades", "assignmentid")):
+        pair = (cast(json_text(p, assignment), BigInteger), cast(json_text(p, "userid"), BigInteger))
         source, where = keys.raw(tenant_id, "moodle", entity, live=False)
-        reached.append(
-            select(cast(json_text(p, assignment), BigInteger), cast(json_text(p, "userid"), BigInteger))
-            .select_from(source)
-            .where(*where)
-        )
-    conn.execute(
-        insert(pairs)
-        .from_select(["assignment_id", "user_id"], union_all(*reached).subquery().select().distinct())
-    )
+        reached.append(select(*pair).select_from(source).where(*where))
+        if changed_since is not None:
+            reached.append(
+                select(*pair).where(
+                    r.tenant_id == tenant_id,
+                    r.source == "moodle",
+                    r.entity == entity,
+                    moodle_user_of().in_(changed_users),
+                )
+            )
+    fill(conn, pairs, select(union(*reached).subquery()))
     return pairs
 
 
@@ -263,7 +263,7 @@ class Grades:
         zoho_read = zoho.counts.read
         conn, tenant, keys = scope.conn, scope.tenant_id, scope.keys
         items = _grade_items(conn, tenant)
-        pairs = None if keys.all else _reached_pairs(conn, tenant, keys)
+        pairs = None if keys.all else _reached_pairs(conn, tenant, keys, scope.changed_since)
         rows = moodle_grade_rows(tenant, keys, items, pairs, scope.mapping.btec.thresholds)
         written = upsert_select(conn, "grades", rows, now=scope.now)
         owned = [grades.c.tenant_id == tenant, grades.c.source == "moodle"]

@@ -7,21 +7,18 @@ joins it and reads just those records through the raw layer's primary key.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import (
     Column,
     Connection,
-    MetaData,
     Select,
     String,
     Table,
     and_,
     cast,
     func,
-    insert,
     literal,
     select,
     text,
@@ -29,10 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import FromClause
 
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.warehouse.schema import raw_records
 from integration_pipelines.lib.warehouse.upsert import load_rows
-
-_names = itertools.count()
 
 # (source, entity): a raw entity, e.g. ("zoho", "Students") or ("moodle", "users").
 Entity = tuple[str, str]
@@ -55,16 +51,13 @@ class RawKeys:
 
     @classmethod
     def _create(cls, conn: Connection) -> Table:
-        table = Table(
-            f"raw_keys_{next(_names)}",
-            MetaData(),
+        return scratch_table(
+            conn,
+            "raw_keys",
             Column("source", String(16), primary_key=True),
             Column("entity", String(64), primary_key=True),
             Column("record_id", String(64), primary_key=True),
-            prefixes=["TEMPORARY"],
         )
-        table.create(conn)
-        return table
 
     @classmethod
     def written_since(
@@ -79,10 +72,7 @@ class RawKeys:
         if since is None:
             return cls(None, newest=newest)
         table = cls._create(conn)
-        written = select(r.source, r.entity, r.record_id).where(*where, r.updated_at > since)
-        fill = insert(table).from_select(["source", "entity", "record_id"], written)
-        count = conn.execute(fill.execution_options(preserve_rowcount=True)).rowcount
-        _analyse(conn, table)
+        count = fill(conn, table, select(r.source, r.entity, r.record_id).where(*where, r.updated_at > since))
         return cls(table, count, newest if count else since)
 
     @classmethod
@@ -95,7 +85,8 @@ class RawKeys:
             load_rows(cursor, conn.dialect.name == "postgresql", table.name, ["source", "entity", "record_id"], unique)
         finally:
             cursor.close()
-        _analyse(conn, table)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f'ANALYZE "{table.name}"'))  # see scratch.fill
         return cls(table, len(unique))
 
     def raw(self, tenant_id: str, source: str, entity: str, *, live: bool = True) -> tuple[FromClause, list]:
@@ -127,18 +118,3 @@ class RawKeys:
     def drop(self, conn: Connection) -> None:
         drop_scratch(conn, self.table)
 
-
-def drop_scratch(conn: Connection, *tables: Table | None) -> None:
-    """Drop a step's temporary tables once it is done with them. (Should the step fail, they go
-    with its transaction: never drop them in a `finally` on a connection whose transaction
-    failed, which PostgreSQL refuses, hiding the first error.)"""
-    for table in tables:
-        if table is not None:
-            table.drop(conn)
-
-
-def _analyse(conn: Connection, table: Table) -> None:
-    if conn.dialect.name == "postgresql":
-        # A temporary table has no statistics until analysed: the planner must see it is small
-        # before it chooses to probe the raw layer's key for each of its rows.
-        conn.execute(text(f'ANALYZE "{table.name}"'))

@@ -32,7 +32,6 @@ index lookups for an event, and the whole college, set-based, for `full_sync`.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -40,7 +39,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    MetaData,
+    Select,
     String,
     Table,
     and_,
@@ -50,7 +49,6 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    insert,
     literal,
     null,
     or_,
@@ -59,19 +57,19 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
-from integration_pipelines.lib.canonical.raw_keys import Entity, drop_scratch
+from integration_pipelines.lib.canonical.raw_keys import Entity
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.canonical.transforms import TRANSFORMS, Field
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
 from integration_pipelines.lib.mapping import EntityMapping, FieldMapping, IdentityConfig
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.schema import (
-    enrolment_user,
     identity_moodle_users,
     identity_zoho_students,
     is_moodle_enrolment,
+    moodle_user_of,
     raw_records,
     students,
 )
@@ -80,7 +78,6 @@ from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_u
 
 STUDENT_ROLE = "student"
 MATCH_RULES = ("crm_field", "idnumber", "email")
-_names = itertools.count()
 Z, U = identity_zoho_students.c, identity_moodle_users.c
 
 
@@ -96,17 +93,6 @@ def email_key(text) -> case:
 
 def number_key(text) -> case:
     return func.upper(blank_to_null(text))
-
-
-def _scratch(conn: Connection, purpose: str, *columns: Column) -> Table:
-    table = Table(f"{purpose}_{next(_names)}", MetaData(), *columns, prefixes=["TEMPORARY"])
-    table.create(conn)
-    return table
-
-
-def _insert_ignoring_repeats(conn: Connection, table: Table, rows, names: list[str]) -> None:
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(dialect_insert(table).from_select(names, rows).on_conflict_do_nothing())
 
 
 # -- the identity keys, refreshed from the raw layer -----------------------------------------
@@ -125,7 +111,8 @@ def _zoho_keys_rows(scope: Scope, mapping: EntityMapping, zoho_ids: Table | None
         email_key(live.columns["email"]).label("email_key"),
         false().label("deleted"),
         live.modified_at.label("source_modified_at"),
-    ).where(*base, r.entity == mapping.module)
+    # A record with a problem makes no entry: the students' own statement stops on it, naming it.
+    ).where(*base, r.entity == mapping.module, live.problem.is_(None))
     listed = raw_records.alias("listed")
     seen = raw_records.alias("seen")
     last_seen = map_record(mapping, seen.c.payload)
@@ -180,20 +167,18 @@ def holds_student_role(payload) -> ColumnElement:
     return json_array_has(payload, "roles", "shortname", STUDENT_ROLE)
 
 
-def is_student(user_id, tenant_id: str) -> ColumnElement:
-    """Whether a Moodle user holds a student role in some course: a live enrolment says so."""
+def student_users(tenant_id: str, users: Table | None) -> Select:
+    """The Moodle users holding a student role in some course (a live enrolment says so): all of
+    them, or those among `users`, each found by the index of enrolments by user."""
     enrolment = raw_records.alias("enrolment")
-    return (
-        select(literal(1))
-        .where(
-            enrolment.c.tenant_id == tenant_id,
-            is_moodle_enrolment(enrolment),
-            enrolment_user(enrolment) == user_id,
-            enrolment.c.deleted_at.is_(None),
-            holds_student_role(enrolment.c.payload),
-        )
-        .exists()
+    user = moodle_user_of(enrolment)
+    found = select(user).where(
+        enrolment.c.tenant_id == tenant_id,
+        is_moodle_enrolment(enrolment),
+        enrolment.c.deleted_at.is_(None),
+        holds_student_role(enrolment.c.payload),
     )
+    return found if users is None else found.where(user.in_(select(users.c.user_id)))
 
 
 def _moodle_keys_rows(scope: Scope, rules: IdentityConfig, user_ids: Table | None):
@@ -208,7 +193,7 @@ def _moodle_keys_rows(scope: Scope, rules: IdentityConfig, user_ids: Table | Non
         crm.label("crm_key"),
         number_key(json_text(r.payload, "idnumber")).label("number_key"),
         email_key(json_text(r.payload, "email")).label("email_key"),
-        is_student(user_id, tenant).label("is_student"),
+        user_id.in_(student_users(tenant, user_ids)).label("is_student"),
         r.source_modified_at,
     ).where(r.tenant_id == tenant, r.source == "moodle", r.entity == "users", r.deleted_at.is_(None))
     if user_ids is not None:
@@ -270,15 +255,15 @@ class _Match:
 
 
 def _match(conn: Connection, tenant_id: str, rules: IdentityConfig, users: Table | None) -> _Match:
-    candidates = _scratch(
+    candidates = scratch_table(
         conn,
         "identity_candidates",
         Column("user_id", BigInteger, primary_key=True),
         Column("zoho_id", String(32), index=True),
         Column("rule", BigInteger),
     )
-    conn.execute(insert(candidates).from_select(["user_id", "zoho_id", "rule"], _candidates(tenant_id, rules, users)))
-    winners = _scratch(
+    fill(conn, candidates, _candidates(tenant_id, rules, users))
+    winners = scratch_table(
         conn,
         "identity_winners",
         Column("zoho_id", String(32), primary_key=True),
@@ -288,12 +273,7 @@ def _match(conn: Connection, tenant_id: str, rules: IdentityConfig, users: Table
     c = candidates.c
     first = func.row_number().over(partition_by=c.zoho_id, order_by=c.user_id).label("first")
     ranked = select(c.zoho_id, c.user_id, c.rule, first).where(c.zoho_id.is_not(None)).subquery()
-    conn.execute(
-        insert(winners).from_select(
-            ["zoho_id", "user_id", "rule"],
-            select(ranked.c.zoho_id, ranked.c.user_id, ranked.c.rule).where(ranked.c.first == 1),
-        )
-    )
+    fill(conn, winners, select(ranked.c.zoho_id, ranked.c.user_id, ranked.c.rule).where(ranked.c.first == 1))
     return _Match(candidates, winners)
 
 
@@ -305,14 +285,14 @@ class _Reach:
 
     def __init__(self, conn: Connection, tenant_id: str):
         self.conn, self.tenant_id = conn, tenant_id
-        self.zoho = _scratch(conn, "reached_zoho", Column("zoho_id", String(32), primary_key=True))
-        self.users = _scratch(conn, "reached_users", Column("user_id", BigInteger, primary_key=True))
+        self.zoho = scratch_table(conn, "reached_zoho", Column("zoho_id", String(32), primary_key=True))
+        self.users = scratch_table(conn, "reached_users", Column("user_id", BigInteger, primary_key=True))
 
     def add_zoho(self, rows) -> None:
-        _insert_ignoring_repeats(self.conn, self.zoho, rows, ["zoho_id"])
+        fill(self.conn, self.zoho, rows, ignore_repeats=True)
 
     def add_users(self, rows) -> None:
-        _insert_ignoring_repeats(self.conn, self.users, rows, ["user_id"])
+        fill(self.conn, self.users, rows, ignore_repeats=True)
 
     def sharing_keys(self, rules: IdentityConfig, keys_of_zoho: Table | None = None, keys_of_users: Table | None = None):
         """Add the students and users sharing a key with the reached ones: for each reached user,
@@ -405,7 +385,7 @@ class Students:
             reach.add_zoho(keys.ids("zoho", entity))
         reach.add_users(keys.ids("moodle", "users", as_type=BigInteger))
         source, where = keys.raw(tenant, "moodle", "enrolments", live=False)
-        reach.add_users(select(enrolment_user()).select_from(source).where(*where))
+        reach.add_users(select(moodle_user_of()).select_from(source).where(*where))
         reach.linked()
         reach.sharing_keys(rules)
         return reach

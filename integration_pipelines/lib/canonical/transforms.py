@@ -30,12 +30,17 @@ from integration_pipelines.lib.warehouse.sql import (
     strip,
 )
 
-INTEGER_TEXT = r"^[+-]?[0-9]+$"
+# At most 18 digits: every such integer fits a BIGINT column (a longer one may not).
+INTEGER_TEXT = r"^[+-]?[0-9]{1,18}$"
+INTEGER_LIMIT = 10**18
 NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DATE_TEXT = r"^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # there is no year 0
 # What Zoho sends for a datetime: ISO 8601 with seconds and an offset (a naive time cannot be
 # ordered against other sources' times).
-DATETIME_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)$"
+DATETIME_TEXT = (
+    r"^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"([+-]([01][0-9]|2[0-3]):[0-5][0-9]|Z)$"
+)
 # The largest amount a NUMERIC(12, 2) column holds.
 MONEY_LIMIT = 10**10
 
@@ -135,9 +140,15 @@ def _int(f: Field) -> Converted:
         (f.kind == "text", cast(strip(f.text), BigInteger)),
         else_=None,
     )
+    # Nested CASEs, not ANDs: PostgreSQL may evaluate either side of an AND first, and a cast of
+    # what does not fit fails the whole statement.
+    integral = case(
+        (func.abs(as_float) < INTEGER_LIMIT, cast(cast(as_float, BigInteger), Float) == as_float), else_=False
+    )
     valid = or_(
-        _is(f.kind, "null", "integer"),
-        case((f.kind == "real", cast(cast(as_float, BigInteger), Float) == as_float), else_=False),
+        f.kind == "null",
+        and_(f.kind == "integer", matches(f.text, INTEGER_TEXT)),
+        case((f.kind == "real", integral), else_=False),
         and_(f.kind == "text", matches(strip(f.text), INTEGER_TEXT)),
     )
     return Converted(value, valid)

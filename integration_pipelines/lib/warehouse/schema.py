@@ -51,10 +51,11 @@ raw_records = Table(
     # Canonical steps read the records written since their watermark, oldest first.
     Index("ix_raw_records_changes", "tenant_id", "source", "entity", "updated_at"),
 )
-# A Moodle user's enrolments, found without a pass over every enrolment: whether a user whose
-# enrolments changed still holds a student role anywhere, and which enrolments a change reaches.
-def enrolment_user(raw=raw_records):
-    """The user of a raw Moodle enrolment (of `raw_records` or an alias of it), as indexed."""
+# A Moodle user's enrolments and grades, found without a pass over every one: whether a user
+# whose enrolments changed still holds a student role anywhere, and which enrolments and grades
+# a change to a student reaches.
+def moodle_user_of(raw=raw_records):
+    """The user a raw Moodle record (of `raw_records` or an alias of it) is about, as indexed."""
     return json_integer(raw.c.payload, "userid")
 
 
@@ -63,11 +64,13 @@ def is_moodle_enrolment(raw=raw_records):
 
 
 Index(
-    "ix_raw_records_enrolment_user",
+    "ix_raw_records_moodle_user",
     raw_records.c.tenant_id,
-    enrolment_user(),
-    sqlite_where=is_moodle_enrolment(),
-    postgresql_where=is_moodle_enrolment(),
+    raw_records.c.source,
+    raw_records.c.entity,
+    moodle_user_of(),
+    sqlite_where=raw_records.c.source == "moodle",
+    postgresql_where=raw_records.c.source == "moodle",
 )
 
 

@@ -177,8 +177,15 @@ class iso_time(FunctionElement):
 
 @compiles(iso_time, "sqlite")
 def _iso_time_sqlite(element, compiler, **kw):
-    # SQLite's own format for a UTCDateTime: microseconds always present (`%f` gives three digits).
-    return f"(strftime('%Y-%m-%d %H:%M:%f', {compiler.process(element.clauses, **kw)}) || '000')"
+    # SQLite's own format for a UTCDateTime, microseconds always present. strftime's `%f` keeps
+    # milliseconds only, so the fraction is taken from the text (an offset moves whole minutes):
+    # the digits after the seconds' '.', up to the offset (`Z`, or `±HH:MM`).
+    value = compiler.process(element.clauses, **kw)
+    digits = (
+        f"CASE WHEN substr({value}, 20, 1) = '.' THEN substr({value}, 21, "
+        f"length({value}) - CASE WHEN substr({value}, -1) = 'Z' THEN 21 ELSE 26 END) ELSE '' END"
+    )
+    return f"(strftime('%Y-%m-%d %H:%M:%S', {value}) || '.' || substr({digits} || '000000', 1, 6))"
 
 
 @compiles(iso_time, "postgresql")

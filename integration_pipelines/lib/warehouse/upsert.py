@@ -48,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
 from integration_pipelines.lib.warehouse.sql import row_fingerprint
 from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
@@ -270,15 +271,18 @@ class _TableWriter:
             .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
         )
         names = ", ".join(f'"{c}"' for c in self.columns)
+        keys = ", ".join(f'"{c}"' for c in key)
+        # The stage's key is unique (a batch holds a key once; a canonical SELECT makes each once),
+        # and indexed: the merge and the anti-join of soft deletes look staged rows up by it.
+        self._index_stage = f'CREATE UNIQUE INDEX IF NOT EXISTS "{stage.name}_key" ON "{stage.name}" ({keys})'
+        # The target's column types without its constraints (created_at is not staged): on SQLite
+        # its affinities too, so that staged keys compare with the target's through the index.
+        like_target = f'SELECT {names}, CAST(NULL AS TEXT) AS problem FROM "{table.name}"'
         if self._postgres:
-            # The target's column types without its constraints (created_at is not staged).
-            like_target = f'SELECT {names}, CAST(NULL AS TEXT) AS problem FROM "{table.name}" WITH NO DATA'
-            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" AS {like_target}'
+            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" AS {like_target} WITH NO DATA'
             self._clear_stage = f'TRUNCATE "{stage.name}"'
         else:
-            # Untyped columns: SQLite stores staged values as given, and the target's own column
-            # affinities apply when they are copied across.
-            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" ({names}, problem)'
+            self._create_stage = f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" AS {like_target} LIMIT 0'
             self._clear_stage = f'DELETE FROM "{stage.name}"'
 
     def _converter(self, column_type, dialect):
@@ -319,6 +323,7 @@ class _TableWriter:
     def _cursor(self, conn: Connection):
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute(self._create_stage)
+        cursor.execute(self._index_stage)
         cursor.execute(self._clear_stage)
         return cursor
 
@@ -384,7 +389,13 @@ def upsert_select(conn: Connection, table_name: str, rows: Select, *, now: datet
     may name a `problem` (text) for a row that must not be written; then nothing is, and the
     result's `problem` says which row and why. Keys must be unique within the select."""
     writer = _TableWriter.of(conn.dialect, table_name)
-    return writer.write_select(conn, rows, now or datetime.now(UTC))
+    written = writer.write_select(conn, rows, now or datetime.now(UTC))
+    if conn.dialect.name == "postgresql" and rows_written(conn)[table_name] >= ANALYZE_MIN_ROWS:
+        # The next statement of this transaction (a soft delete, the next table's lookups) must not
+        # be planned against statistics that predate this write; nothing is left to refresh after.
+        conn.execute(text(f'ANALYZE "{table_name}"'))
+        rows_written(conn)[table_name] = 0
+    return written
 
 
 def soft_delete_unstaged(
@@ -394,6 +405,9 @@ def soft_delete_unstaged(
     and that the write's stage does not hold: rows no longer made by what they are made of."""
     spec, stage = written.writer.spec, written.stage
     table, now = spec.table, now or datetime.now(UTC)
+    if conn.dialect.name == "postgresql" and written.staged >= ANALYZE_MIN_ROWS:
+        # A temporary table has no statistics until analysed; the anti-join must know it is large.
+        conn.execute(text(f'ANALYZE "{stage.name}"'))
     staged = select(literal(1)).where(*(stage.c[c] == table.c[c] for c in spec.key_columns)).exists()
     stmt = update(table).where(*where, table.c.deleted_at.is_(None), ~staged).values(deleted_at=now, updated_at=now)
     deleted = conn.execute(stmt).rowcount

@@ -2,7 +2,7 @@
 
 - `identity_zoho_students` and `identity_moodle_users` hold what identity matches on, indexed,
   so that the students a change reaches are linked by a few index lookups.
-- `raw_records` gains an index of Moodle enrolments by user, and `students` one by `updated_at`.
+- `raw_records` gains an index of Moodle records (enrolments, grades) by user, and `students` one by `updated_at`.
 - `payments.amount` becomes a `Money` column: still NUMERIC(12, 2) on PostgreSQL; on SQLite, whose
   NUMERIC is a float (123456789012345.67 read back as 123456789012346.0), the exact decimal text.
 
@@ -20,7 +20,7 @@ from alembic import op
 
 # The index's expressions as the schema declares them: a query finds the index only through the
 # very same expression.
-from integration_pipelines.lib.warehouse.schema import enrolment_user, is_moodle_enrolment
+from integration_pipelines.lib.warehouse.schema import moodle_user_of
 from integration_pipelines.lib.warehouse.types import Money, UTCDateTime
 
 revision = "0003"
@@ -66,11 +66,11 @@ def upgrade() -> None:
     for column in ("crm_key", "number_key", "email_key"):
         op.create_index(f"ix_identity_moodle_users_{column}", "identity_moodle_users", ["tenant_id", column])
     op.create_index(
-        "ix_raw_records_enrolment_user",
+        "ix_raw_records_moodle_user",
         "raw_records",
-        [sa.column("tenant_id"), enrolment_user()],
-        sqlite_where=is_moodle_enrolment(),
-        postgresql_where=is_moodle_enrolment(),
+        [sa.column("tenant_id"), sa.column("source"), sa.column("entity"), moodle_user_of()],
+        sqlite_where=sa.column("source") == "moodle",
+        postgresql_where=sa.column("source") == "moodle",
     )
     op.create_index("ix_students_updated_at", "students", ["tenant_id", "updated_at"])
     if op.get_bind().dialect.name == "sqlite":
@@ -83,6 +83,6 @@ def downgrade() -> None:
         with op.batch_alter_table("payments") as batch:
             batch.alter_column("amount", type_=sa.Numeric(12, 2), existing_nullable=True)
     op.drop_index("ix_students_updated_at", table_name="students")
-    op.drop_index("ix_raw_records_enrolment_user", table_name="raw_records")
+    op.drop_index("ix_raw_records_moodle_user", table_name="raw_records")
     op.drop_table("identity_moodle_users")
     op.drop_table("identity_zoho_students")
