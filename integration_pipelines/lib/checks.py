@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Float, and_, cast, func, or_, select
 
+from integration_pipelines.lib.mapping import BTEC_GRADES
 from integration_pipelines.lib.warehouse.schema import (
     classes,
     enrollments,
@@ -20,9 +21,11 @@ from integration_pipelines.lib.warehouse.schema import (
     students,
     sync_state,
 )
+from integration_pipelines.lib.warehouse.sql import matches
 
-BTEC_GRADES = ("Refer", "Pass", "Merit", "Distinction")
 SAMPLE_SIZE = 5
+# One @ with something either side and no space: loose on purpose, it finds what is plainly no address.
+EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+$"
 
 
 @dataclass
@@ -136,7 +139,8 @@ def grade_domain(conn: Connection, tenant_id: str) -> CheckOutcome:
 
 def payments_non_negative(conn: Connection, tenant_id: str) -> CheckOutcome:
     """Fees and instalments are amounts owed or paid: never negative (refunds are a status)."""
-    stmt = select(payments.c.payment_key).where(_tenant(payments, tenant_id), payments.c.amount < 0)
+    # Compared as a number: on SQLite an amount is its exact decimal text (see `Money`).
+    stmt = select(payments.c.payment_key).where(_tenant(payments, tenant_id), cast(payments.c.amount, Float) < 0)
     return _violations(conn, stmt, payments.c.payment_key)
 
 
@@ -173,5 +177,29 @@ def freshness(
             "last_synced_at": last.isoformat() if last else None,
             "age_hours": round(age.total_seconds() / 3600, 2) if age is not None else None,
             "max_age_hours": max_age.total_seconds() / 3600,
+        },
+    )
+
+
+def student_emails(conn: Connection, tenant_id: str) -> CheckOutcome:
+    """Every linked student has an email, and every email looks like one: a missing or malformed
+    address is a data-quality finding (the student still syncs), for admissions to correct."""
+    missing = select(students.c.student_key).where(
+        _tenant(students, tenant_id), students.c.identity_match.is_not(None), students.c.email.is_(None)
+    )
+    malformed = select(students.c.student_key).where(
+        _tenant(students, tenant_id), students.c.email.is_not(None), ~matches(students.c.email, EMAIL_SHAPE)
+    )
+    no_email, bad_email = (
+        _violations(conn, missing, students.c.student_key),
+        _violations(conn, malformed, students.c.student_key),
+    )
+    return CheckOutcome(
+        passed=no_email.passed and bad_email.passed,
+        metadata={
+            "linked_without_email": no_email.metadata["violations"],
+            "linked_without_email_sample": no_email.metadata["sample"],
+            "malformed_email": bad_email.metadata["violations"],
+            "malformed_email_sample": bad_email.metadata["sample"],
         },
     )

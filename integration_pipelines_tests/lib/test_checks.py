@@ -116,6 +116,7 @@ def all_checks(conn, now=NOW) -> dict[str, checks.CheckOutcome]:
         "grade_domain": checks.grade_domain(conn, T),
         "payments_non_negative": checks.payments_non_negative(conn, T),
         "unmatched_identity_share": checks.unmatched_identity_share(conn, T, warn_above=0.10),
+        "student_emails": checks.student_emails(conn, T),
         "freshness": checks.freshness(conn, T, "canonical.students", timedelta(hours=26), now=now),
     }
 
@@ -160,6 +161,7 @@ BREAKAGES = {
     "grade_references": lambda c: _set(c, "grades", "moodle:3:41", student_key="moodle:999"),
     "grade_domain": lambda c: _set(c, "grades", "moodle:4:42", raw_grade=120.0),
     "payments_non_negative": lambda c: _set(c, "payments", "zoho:p1", amount=Decimal("-5.00")),
+    "student_emails": lambda c: _set(c, "students", "zoho:s1", email="not an email"),
     "unmatched_identity_share": lambda c: _set(c, "students", "zoho:s2", identity_match=None),
 }
 
@@ -205,3 +207,17 @@ def test_a_missing_parent_is_counted_and_sampled(college):
     assert not outcome.passed
     figures = ("missing_classes", "missing_classes_sample", "deleted_classes", "missing_students")
     assert tuple(outcome.metadata[f] for f in figures) == (1, ["zoho:nowhere"], 1, 0)
+
+
+def test_a_linked_student_without_an_email_is_a_finding_too(college):
+    with college.begin() as conn:
+        _set(conn, "students", "zoho:s1", email=None)
+        outcome = checks.student_emails(conn, T)
+    assert (outcome.passed, outcome.metadata["linked_without_email"]) == (False, 1)
+
+
+def test_a_large_payment_is_not_negative(college):
+    # On SQLite an amount is its decimal text; compared as text, "10.00" < "9.00" and "-0.00" < "0".
+    with college.begin() as conn:
+        _set(conn, "payments", "zoho:p1", amount=Decimal("1000.00"))
+        assert checks.payments_non_negative(conn, T).passed

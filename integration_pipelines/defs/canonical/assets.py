@@ -53,9 +53,7 @@ def canonical_asset(table: str, description: str, deps: list, **kwargs):
 
 
 programs = canonical_asset("programs", "Programmes the college offers (Zoho).", _zoho_deps("programs"))
-units = canonical_asset(
-    "units", "BTEC units of each programme, with their credits (Zoho).", _zoho_deps("units")
-)
+units = canonical_asset("units", "BTEC units of each programme, with their credits (Zoho).", _zoho_deps("units"))
 classes = canonical_asset(
     "classes",
     "Taught groups of a programme, each linked to its Moodle course (Zoho).",

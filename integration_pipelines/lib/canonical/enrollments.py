@@ -61,7 +61,9 @@ def _course_of_class(tenant_id: str, class_zoho_id):
     return (
         select(classes.c.moodle_course_id)
         .where(
-            classes.c.tenant_id == tenant_id, classes.c.class_key == zoho_key(class_zoho_id), classes.c.deleted_at.is_(None)
+            classes.c.tenant_id == tenant_id,
+            classes.c.class_key == zoho_key(class_zoho_id),
+            classes.c.deleted_at.is_(None),
         )
         .scalar_subquery()
     )
@@ -173,7 +175,9 @@ class Enrollments:
         )
         p, e = raw_records.c.payload, enrollments.c
         reached = [
-            select(placed.c.course_id, placed.c.user_id).where(placed.c.course_id.is_not(None), placed.c.user_id.is_not(None)),
+            select(placed.c.course_id, placed.c.user_id).where(
+                placed.c.course_id.is_not(None), placed.c.user_id.is_not(None)
+            ),
             # Where the changed Zoho enrollments stood before.
             select(e.moodle_course_id, e.moodle_user_id).where(
                 e.tenant_id == tenant,
@@ -242,7 +246,10 @@ class Enrollments:
         conn.execute(
             update(placed)
             .where(z.course_id.is_(None), z.user_id.is_(None))
-            .values(course_id=_course_of_class(tenant, z.class_zoho_id), user_id=_account_of_student(tenant, z.student_zoho_id))
+            .values(
+                course_id=_course_of_class(tenant, z.class_zoho_id),
+                user_id=_account_of_student(tenant, z.student_zoho_id),
+            )
         )
 
     def _moodle_enrolments(self, scope: Scope, pairs: Table | None) -> Table:
@@ -305,7 +312,9 @@ class Enrollments:
         student_key = _student_of_account(tenant, m.user_id)
         klass = (
             select(classes.c.zoho_id)
-            .where(classes.c.tenant_id == tenant, classes.c.moodle_course_id == m.course_id, classes.c.deleted_at.is_(None))
+            .where(
+                classes.c.tenant_id == tenant, classes.c.moodle_course_id == m.course_id, classes.c.deleted_at.is_(None)
+            )
             .order_by(classes.c.zoho_id)
             .limit(1)
             .scalar_subquery()
@@ -329,9 +338,7 @@ class Enrollments:
                 null(),
             )
             .select_from(
-                moodle.outerjoin(
-                    student, and_(student.c.tenant_id == tenant, student.c.student_key == student_key)
-                )
+                moodle.outerjoin(student, and_(student.c.tenant_id == tenant, student.c.student_key == student_key))
             )
             .where(~absorbed)
         )

@@ -119,9 +119,17 @@ def _feed(tenant_id: str, keys: RawKeys, entity: str, items: Table, pairs: Table
     """One Moodle feed's grades as (assignment, user, raw grade, when graded, raw record's time)."""
     p, r = raw_records.c.payload, raw_records.c
     if entity == "grades":
-        assignment, raw_grade, graded = json_text(p, "iteminstance"), json_text(p, "graderaw"), json_text(p, "gradedategraded")
+        assignment, raw_grade, graded = (
+            json_text(p, "iteminstance"),
+            json_text(p, "graderaw"),
+            json_text(p, "gradedategraded"),
+        )
     else:
-        assignment, raw_grade, graded = json_text(p, "assignmentid"), json_text(p, "grade"), json_text(p, "timemodified")
+        assignment, raw_grade, graded = (
+            json_text(p, "assignmentid"),
+            json_text(p, "grade"),
+            json_text(p, "timemodified"),
+        )
     user = json_text(p, "userid")
     stmt = select(
         cast(assignment, BigInteger).label("assignment_id"),

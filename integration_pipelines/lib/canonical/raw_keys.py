@@ -101,7 +101,9 @@ class RawKeys:
         k = self.table.c
         joined = self.table.join(
             r,
-            and_(r.c.tenant_id == tenant_id, r.c.source == k.source, r.c.entity == k.entity, r.c.record_id == k.record_id),
+            and_(
+                r.c.tenant_id == tenant_id, r.c.source == k.source, r.c.entity == k.entity, r.c.record_id == k.record_id
+            ),
         )
         return joined, [*where, k.source == source, k.entity == entity]
 
@@ -117,4 +119,3 @@ class RawKeys:
 
     def drop(self, conn: Connection) -> None:
         drop_scratch(conn, self.table)
-

@@ -111,7 +111,7 @@ def _zoho_keys_rows(scope: Scope, mapping: EntityMapping, zoho_ids: Table | None
         email_key(live.columns["email"]).label("email_key"),
         false().label("deleted"),
         live.modified_at.label("source_modified_at"),
-    # A record with a problem makes no entry: the students' own statement stops on it, naming it.
+        # A record with a problem makes no entry: the students' own statement stops on it, naming it.
     ).where(*base, r.entity == mapping.module, live.problem.is_(None))
     listed = raw_records.alias("listed")
     seen = raw_records.alias("seen")
@@ -231,7 +231,9 @@ def _candidates(tenant_id: str, rules: IdentityConfig, users: Table | None):
         )
         hits.append(
             select(U.moodle_user_id, Z.zoho_id, literal(2))
-            .select_from(identity_moodle_users.join(identity_zoho_students, and_(*z_live, Z.number_key == U.number_key)))
+            .select_from(
+                identity_moodle_users.join(identity_zoho_students, and_(*z_live, Z.number_key == U.number_key))
+            )
             .where(*in_scope, ~later_wins)
         )
     hits.append(
@@ -294,7 +296,9 @@ class _Reach:
     def add_users(self, rows) -> None:
         fill(self.conn, self.users, rows, ignore_repeats=True)
 
-    def sharing_keys(self, rules: IdentityConfig, keys_of_zoho: Table | None = None, keys_of_users: Table | None = None):
+    def sharing_keys(
+        self, rules: IdentityConfig, keys_of_zoho: Table | None = None, keys_of_users: Table | None = None
+    ):
         """Add the students and users sharing a key with the reached ones: for each reached user,
         every student any of its keys names; for each reached student, every user naming it."""
         t = self.tenant_id
@@ -308,7 +312,8 @@ class _Reach:
             pairs.append((Z.number_key, uk.number_key))
         for z_col, u_col in pairs:
             self.add_zoho(
-                select(Z.zoho_id).select_from(u_keys.join(identity_zoho_students, and_(Z.tenant_id == t, z_col == u_col)))
+                select(Z.zoho_id)
+                .select_from(u_keys.join(identity_zoho_students, and_(Z.tenant_id == t, z_col == u_col)))
                 .where(uk.tenant_id == t, reached_u)
             )
         for z_col, u_col in [(zk.zoho_id, U.crm_key), (zk.email_key, U.email_key)] + (
@@ -545,7 +550,9 @@ class Students:
         ambiguous = conn.execute(select(func.count()).where(c.zoho_id.is_(None))).scalar_one()
         to_deleted = conn.execute(
             select(func.count())
-            .select_from(match.winners.join(identity_zoho_students, and_(Z.tenant_id == tenant, Z.zoho_id == w.zoho_id)))
+            .select_from(
+                match.winners.join(identity_zoho_students, and_(Z.tenant_id == tenant, Z.zoho_id == w.zoho_id))
+            )
             .where(Z.deleted, Z.deleted_at.is_(None))
         ).scalar_one()
         return {

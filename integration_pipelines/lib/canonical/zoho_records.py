@@ -105,5 +105,3 @@ def problem_error(mapping: EntityMapping, column: str, record_id: str, payload: 
     else:
         reason = f"expected {expected}, got {payload[field]!r}"
     return RecordTransformError(mapping.name, name, record_id, reason)
-
-

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import make_url
 
 from integration_pipelines.lib.warehouse.sql import register_sqlite_functions
 
@@ -35,12 +35,6 @@ def normalise_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
-
-
-def warehouse_dialect(url: str) -> Dialect:
-    """The dialect of the warehouse at `url`, without connecting to it: enough to prepare rows
-    for it (`row_preparer`) where no connection is needed, in a reader process, say."""
-    return make_url(normalise_url(url)).get_dialect()()
 
 
 def create_warehouse_engine(url: str, **kwargs) -> Engine:

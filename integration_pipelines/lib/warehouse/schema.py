@@ -51,6 +51,8 @@ raw_records = Table(
     # Canonical steps read the records written since their watermark, oldest first.
     Index("ix_raw_records_changes", "tenant_id", "source", "entity", "updated_at"),
 )
+
+
 # A Moodle user's enrolments and grades, found without a pass over every one: whether a user
 # whose enrolments changed still holds a student role anywhere, and which enrolments and grades
 # a change to a student reaches.

@@ -27,7 +27,10 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 # What Python's str.strip() removes that shows up in typed-in data: ASCII whitespace, the
 # no-break and typographic spaces, and the line and paragraph separators.
-WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+WHITESPACE = (
+    " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def _path_literal(compiler, path: tuple[str, ...], postgres: bool) -> str:
@@ -229,7 +232,8 @@ def _is_calendar_date_sqlite(element, compiler, **kw):
 @compiles(is_calendar_date, "postgresql")
 def _is_calendar_date_postgresql(element, compiler, **kw):
     value = compiler.process(element.clauses, **kw)
-    last_day = f"extract(day from date_trunc('month', CAST(substr({value}, 1, 8) || '01' AS DATE)) + interval '1 month - 1 day')"
+    first_of_month = f"CAST(substr({value}, 1, 8) || '01' AS DATE)"
+    last_day = f"extract(day from date_trunc('month', {first_of_month}) + interval '1 month - 1 day')"
     return (
         f"(CASE WHEN {value} ~ '^[0-9]{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$' "
         f"THEN CAST(substr({value}, 9, 2) AS INTEGER) <= {last_day} ELSE false END)"
@@ -364,7 +368,8 @@ def _round_to_sqlite(element, compiler, **kw):
 
 @compiles(round_to, "postgresql")
 def _round_to_postgresql(element, compiler, **kw):
-    return f"CAST(round(CAST({compiler.process(element.clauses, **kw)} AS NUMERIC), {int(element.places)}) AS DOUBLE PRECISION)"
+    value = compiler.process(element.clauses, **kw)
+    return f"CAST(round(CAST({value} AS NUMERIC), {int(element.places)}) AS DOUBLE PRECISION)"
 
 
 class json_integer(_JsonPathFunction):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,22 +128,8 @@ def upsert_rows(
     batches, so a sync can stream millions of rows through in constant memory. A `snapshot`
     notes the key of every row written (changed or not) as seen; the rows must lie in its scope.
     """
-    prepared = prepare_rows(conn.dialect, table_name, rows)
-    return upsert_prepared(conn, table_name, prepared, now=now, snapshot=snapshot)
-
-
-def prepare_rows(dialect: Dialect, table_name: str, rows: Iterable[Mapping[str, Any]]) -> Generator[tuple, None, Any]:
-    """Rows as `upsert_prepared` writes them to `table_name` on `dialect`'s backend: validated,
-    fingerprinted and converted. Needs no connection, so it can run where the rows are made (a
-    reader process, say); returns what `rows` returns, if it is a generator."""
-    values = row_preparer(dialect, table_name)
-    rows = iter(rows)
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration as end:
-            return end.value
-        yield values(row)
+    prepare = row_preparer(conn.dialect, table_name)
+    return upsert_prepared(conn, table_name, map(prepare, rows), now=now, snapshot=snapshot)
 
 
 def row_preparer(dialect: Dialect, table_name: str) -> Callable[[Mapping[str, Any]], tuple]:
@@ -159,7 +145,7 @@ def upsert_prepared(
     now: datetime | None = None,
     snapshot: Snapshot | None = None,
 ) -> UpsertCounts:
-    """`upsert_rows` for rows `prepare_rows` already prepared for this connection's backend."""
+    """`upsert_rows` for rows already prepared for this connection's backend (`row_preparer`)."""
     writer = _TableWriter.of(conn.dialect, table_name)
     now = now or datetime.now(UTC)
     counts = UpsertCounts()

@@ -177,7 +177,13 @@ def synthetic_college(college: RawCollege, students: int, seed: int) -> None:
     college.zoho(
         "Classes",
         *(
-            {"id": f"c{c}", "Name": f"C{c}", "Programme": {"id": "p"}, "Moodle_Course_ID": c, "Modified_Time": T0.isoformat()}
+            {
+                "id": f"c{c}",
+                "Name": f"C{c}",
+                "Programme": {"id": "p"},
+                "Moodle_Course_ID": c,
+                "Modified_Time": T0.isoformat(),
+            }
             for c in courses
         ),
     )
@@ -186,7 +192,10 @@ def synthetic_college(college: RawCollege, students: int, seed: int) -> None:
     college.enrolments(*enrolments, *(enrolment(c, 1, role="editingteacher") for c in courses))
     college.zoho("Enrollments", *enrollments)
     items = [
-        (str(5000 + c), {"id": 5000 + c, "iteminstance": 6000 + c, "idnumber": "", "grademax": 20, "scaleid": None, "courseid": c})
+        (
+            str(5000 + c),
+            {"id": 5000 + c, "iteminstance": 6000 + c, "idnumber": "", "grademax": 20, "scaleid": None, "courseid": c},
+        )
         for c in courses
     ]
     college.land("moodle", "grade_items", items)

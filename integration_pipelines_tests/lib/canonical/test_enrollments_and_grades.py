@@ -20,13 +20,26 @@ def college(warehouse) -> RawCollege:
     college.zoho(
         "Classes",
         *(
-            {"id": cid, "Name": cid, "Programme": {"id": "p"}, "Moodle_Course_ID": course, "Modified_Time": T0.isoformat()}
+            {
+                "id": cid,
+                "Name": cid,
+                "Programme": {"id": "p"},
+                "Moodle_Course_ID": course,
+                "Modified_Time": T0.isoformat(),
+            }
             for cid, course in (("c1", COURSE), ("c2", OTHER_COURSE))
         ),
     )
     college.zoho(
         "Units",
-        {"id": "u1", "Name": "U1", "Unit_Code": "U1", "Programme": {"id": "p"}, "Credits": 10, "Modified_Time": T0.isoformat()},
+        {
+            "id": "u1",
+            "Name": "U1",
+            "Unit_Code": "U1",
+            "Programme": {"id": "p"},
+            "Credits": 10,
+            "Modified_Time": T0.isoformat(),
+        },
     )
     return college
 
@@ -142,7 +155,10 @@ def test_a_btec_scale_grade_is_awarded_and_a_numeric_one_has_an_equivalent_only(
     college.land(
         "moodle",
         "grade_items",
-        [("55", grade_item(55, 3, grade_max=4, scale=True, unit="U1")), ("56", grade_item(56, 4, grade_max=20, scale=False))],
+        [
+            ("55", grade_item(55, 3, grade_max=4, scale=True, unit="U1")),
+            ("56", grade_item(56, 4, grade_max=20, scale=False)),
+        ],
     )
     land_grades(college, report_grade(55, 3, 41, 3.0, T0), report_grade(56, 4, 41, 12.0, T0))
     college.apply_all()
