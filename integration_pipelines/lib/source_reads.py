@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from integration_pipelines.lib.canonical import epoch
@@ -62,16 +62,34 @@ def requests_by_entity(by_wsfunction: dict[str, int]) -> dict[str, int]:
     return figures
 
 
-def read_moodle_snapshot(
-    make_client: Callable[[], MoodleClient], observed_at: datetime, concurrency: int
-) -> Iterator[RawRecord]:
+# The source time of a Moodle record whose answer carries none. Moodle's users (`core_user_get_users_by_field`
+# gives `firstaccess`/`lastaccess`, which are access times, not modification times), enrolments
+# (`core_enrol_get_enrolled_users`, with or without `onlysuspended`, gives no enrolment time) and
+# assignment grade items (the grade report gives none) say nothing of when they changed. The
+# sync's own clock would make every snapshot of an unchanged site a different raw row, so these
+# get one stable value, the Unix epoch, meaning "unknown". It never blocks a change: the upsert
+# writes a changed fingerprint when the stored source time is older *or equal* (`<=`).
+UNKNOWN_SOURCE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def course_modified_at(course: Mapping[str, Any]) -> datetime:
+    """A course's source time: its `timemodified`, else its `timecreated`, else unknown (epoch)."""
+    return epoch(course.get("timemodified")) or epoch(course.get("timecreated")) or UNKNOWN_SOURCE_TIME
+
+
+def read_moodle_snapshot(make_client: Callable[[], MoodleClient], concurrency: int) -> Iterator[RawRecord]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
-    assignment grade items and grades. Returns the requests made, by wsfunction."""
+    assignment grade items and grades. Returns the requests made, by wsfunction.
+
+    Each record carries the source's own time where Moodle's answer has one (a course's
+    `timemodified`, a grade's `gradedategraded`) and `UNKNOWN_SOURCE_TIME` otherwise, never the
+    sync's clock: two snapshots of an unchanged site land the same raw rows."""
     items_seen: set[int] = set()
+    unknown = UNKNOWN_SOURCE_TIME
     with make_client() as client:
         for record in client.crawl_snapshot(grades=True, enrolment_status=True, concurrency=concurrency):
             if record.kind == "course":
-                yield "courses", str(record.id), encode_json(record.data), observed_at
+                yield "courses", str(record.id), encode_json(record.data), course_modified_at(record.data)
             elif record.kind == "enrolment":
                 payload = {
                     "courseid": record.course_id,
@@ -79,14 +97,14 @@ def read_moodle_snapshot(
                     "suspended": record.suspended,
                     **{k: record.data[k] for k in ENROLMENT_KEYS if k in record.data},
                 }
-                yield "enrolments", f"{record.course_id}:{record.user_id}", encode_json(payload), observed_at
+                yield "enrolments", f"{record.course_id}:{record.user_id}", encode_json(payload), unknown
             elif record.kind == "user":
-                yield "users", str(record.id), encode_json(record.data), observed_at
+                yield "users", str(record.id), encode_json(record.data), unknown
             elif record.kind == "grade" and record.data.get("itemmodule") == "assign":
                 if record.item_id not in items_seen:
                     items_seen.add(record.item_id)
                     item = {k: record.data.get(k) for k in GRADE_ITEM_KEYS} | {"courseid": record.course_id}
-                    yield "grade_items", str(record.item_id), encode_json(item), observed_at
+                    yield "grade_items", str(record.item_id), encode_json(item), unknown
                 if record.data.get("graderaw") is not None:
                     # The item's own fields land once, as a grade item; a grade keeps what is its own.
                     payload = {
@@ -97,7 +115,7 @@ def read_moodle_snapshot(
                         "graderaw": record.data["graderaw"],
                         "gradedategraded": record.data.get("gradedategraded"),
                     }
-                    graded = epoch(record.data.get("gradedategraded")) or observed_at
+                    graded = epoch(record.data.get("gradedategraded")) or unknown
                     yield "grades", f"{record.item_id}:{record.user_id}", encode_json(payload), graded
         return dict(client.counter.by_endpoint)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot, requests_by_entity
 from integration_pipelines_tests.lib.test_moodle_client import FakeSite, make_client
 
@@ -11,7 +9,7 @@ from integration_pipelines_tests.lib.test_moodle_client import FakeSite, make_cl
 def test_each_phase_counts_on_the_entity_it_feeds_and_the_figures_add_up_to_the_total() -> None:
     site = FakeSite(n_courses=5, n_users=300, per_course=80)
     client, _ = make_client(site, page_size=30)
-    reading = Reading(read_moodle_snapshot(lambda: client, datetime.now(UTC), 4))
+    reading = Reading(read_moodle_snapshot(lambda: client, 4))
     entities = {entity for entity, *_ in reading}
     figures = requests_by_entity(reading.result)
     assert set(figures) == {"courses", "enrolments", "users", "grade_items", "grades"} >= entities

@@ -8,8 +8,6 @@ snapshots, assignment grades come from `mod_assign_get_grades` with `since`, and
 webhook events.
 """
 
-from datetime import UTC, datetime
-
 from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, MaterializeResult, asset, multi_asset
 
 from integration_pipelines.defs.moodle.resources import MoodleResource
@@ -72,8 +70,7 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
     Moodle while this one lands what they read. Each asset's `requests` counts the requests of
     the phase that feeds it (see `REQUESTS_OF`), so the five add up to the crawl's total.
     """
-    observed_at = datetime.now(UTC)
-    reader = Reading(read_moodle_snapshot(moodle.client_factory(), observed_at, moodle.concurrency))
+    reader = Reading(read_moodle_snapshot(moodle.client_factory(), moodle.concurrency))
     with warehouse.begin() as conn:
         lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
         for entity, record_id, payload, modified_at in reader:
