@@ -39,7 +39,7 @@ def demo(students: int, seed: int) -> None:
     """Run the whole path once on the embedded default: sandbox, full_sync, a profile read."""
     from integration_pipelines.demo import run_demo
 
-    run_demo(students=students, seed=seed, echo=click.echo)
+    run_demo(students=students, seed=seed)
 
 
 @main.command("dagster-home")
