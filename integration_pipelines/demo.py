@@ -21,9 +21,11 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping
-from contextlib import redirect_stdout
+from contextlib import ExitStack, redirect_stdout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Engine, func, select
@@ -36,6 +38,9 @@ from integration_pipelines.settings import get_settings
 
 if TYPE_CHECKING:
     from dagster import DagsterEvent, JobDefinition, LoggerDefinition
+
+    from integration_pipelines.sandbox import Sandbox, SandboxConfig
+
 MATCH_LABELS = {"crm_field": "crm field", "idnumber": "idnumber", "email": "email"}
 ROW_COUNTS = ("rows_read", "inserted", "updated", "unchanged", "deleted")
 PROGRESS_LOGGER = "demo_progress"
@@ -48,13 +53,15 @@ def run_demo(*, students: int, seed: int, out: TextIO | None = None) -> dict:
     # BackfillPolicy is marked beta in Dagster 1.13; the demo's output is for people, not for that.
     warnings.filterwarnings("ignore", category=BetaWarning)
 
-    from integration_pipelines.sandbox import SandboxConfig, run_sandbox
+    from integration_pipelines.sandbox import SandboxConfig
 
     console = Console(out if out is not None else sys.stdout)
     settings = get_settings()
     os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings.dagster_home))
     console.line(f"Data directory: {settings.data_dir}")
-    with run_sandbox(SandboxConfig(students=students, seed=seed)) as sandbox:
+    with ExitStack() as stack:
+        port_file = settings.data_dir / "demo-sandbox.port"
+        sandbox = _start_sandbox(stack, SandboxConfig(students=students, seed=seed), port_file)
         console.line(f"Sandbox college ({students} students, seed {seed}) at {sandbox.base_url}")
         # Point the resources at the sandbox. Its credentials are fake and public by design.
         os.environ.update(sandbox.client_environment())
@@ -396,6 +403,30 @@ def student_summary(held: Mapping[str, int], synced: Mapping[str, Any]) -> list[
         if disagreements:
             lines.append(f"  the students step reported otherwise: {', '.join(disagreements)}")
     return lines
+
+
+def _start_sandbox(stack: ExitStack, config: SandboxConfig, port_file: Path) -> Sandbox:
+    """The sandbox, on the port the last demo used when it is free (else any free port, then kept).
+
+    The sandbox's answers carry its own address (Moodle's profile image and course URLs), as a real
+    Moodle's carry its wwwroot. On a new port every run, the second full_sync would see every
+    Moodle user changed; on the same port it sees what a real college's second night would.
+    """
+    from integration_pipelines.sandbox import run_sandbox
+
+    try:
+        saved = int(port_file.read_text().strip())
+    except (OSError, ValueError):
+        saved = 0
+    if 0 < saved < 65536:
+        try:
+            return stack.enter_context(run_sandbox(config.model_copy(update={"port": saved})))
+        except OSError:  # taken by something else since: any free port will do
+            pass
+    sandbox = stack.enter_context(run_sandbox(config))
+    port_file.parent.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(f"{urlsplit(sandbox.base_url).port}\n")
+    return sandbox
 
 
 def _a_linked_student(engine: Engine, tenant_id: str) -> int:
