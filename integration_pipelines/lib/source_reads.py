@@ -10,6 +10,7 @@ an extra read-ahead thread no faster.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -22,9 +23,21 @@ from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.moodle import MoodleClient
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
-from integration_pipelines.lib.zoho import ZohoClient, check_mapped_fields, parse_zoho_datetime
+from integration_pipelines.lib.zoho import (
+    ZohoAPIError,
+    ZohoAuthError,
+    ZohoBulkReadError,
+    ZohoClient,
+    ZohoResponseError,
+    bulk,
+    check_mapped_fields,
+    parse_zoho_datetime,
+)
+from integration_pipelines.lib.zoho.bulk import LOOKUP_NAME_FIELD, BulkRecordShaper
 
 RawRecord = tuple[str, str, EncodedJSON, datetime]
+
+logger = logging.getLogger(__name__)
 
 
 # Enrolment payloads keep what is specific to the course; the user's profile lands once, as a user.
@@ -132,10 +145,12 @@ class Reading:
 
 @dataclass(frozen=True)
 class ModuleRead:
-    """Marks the end of one Zoho module's records in `read_zoho_modules`, and what reading it cost."""
+    """Marks the end of one Zoho module's records in `read_zoho_modules`, what reading it cost,
+    and how its records were read: `"bulk"` (a Bulk Read export) or `"pages"` (the record API)."""
 
     module: str
     requests: int
+    read_by: str = "pages"
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,94 @@ class ZohoModule:
 # Records put on the queue at a time by a module's reader (one page's worth).
 _CHUNK = 200
 
+# A Bulk Read job's polls start at the client's `bulk_poll_interval` and grow by this factor,
+# to at most `bulk.MAX_POLL_INTERVAL`, within the client's `bulk_timeout`.
+BULK_POLL_BACKOFF = 1.5
+
+
+@dataclass
+class _Plan:
+    """How one module is read, decided before any module's records are: its field list, and its
+    shaper when it is read by Bulk Read."""
+
+    read: ZohoModule
+    field_list: list[dict[str, Any]]
+    shaper: BulkRecordShaper | None = None
+
+    @property
+    def read_by(self) -> str:
+        return "pages" if self.shaper is None else "bulk"
+
+
+class _LookupNames:
+    """The record names of lookup targets (id -> `Name`), each module's read once per read.
+
+    A module read by Bulk Read that other bulk-read modules look up fills its own names from its
+    export (one job for both). Any other target is read by a job of its own, by the first module
+    that needs it. Whoever claims a module's names fills them without waiting on anything else,
+    so a module waiting on another's names never waits on a reader that waits on it."""
+
+    def __init__(self, client: ZohoClient):
+        self._client = client
+        self._lock = threading.Lock()
+        self._slots: dict[str, _NamesSlot] = {}
+
+    def claim(self, module: str) -> _NamesSlot | None:
+        """The module's slot, to fill, if nobody has claimed it yet."""
+        with self._lock:
+            if module in self._slots:
+                return None
+            slot = self._slots[module] = _NamesSlot()
+            return slot
+
+    def get(self, module: str) -> Mapping[str, str]:
+        slot = self.claim(module)
+        if slot is not None:
+            try:
+                deleted = list(self._client.iter_deleted(module))
+                with bulk.spooled_bulk_read(
+                    self._client, module, ["id", LOOKUP_NAME_FIELD], backoff=BULK_POLL_BACKOFF
+                ) as export:
+                    slot.fill(record_names(export, deleted))
+            except BaseException as error:
+                slot.fail(error)
+                raise
+        with self._lock:
+            slot = self._slots[module]
+        return slot.wait(module)
+
+
+def record_names(export: bulk.BulkExport, deleted: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Id -> name of a module's records: the live ones' `Name` from its export, and the deleted
+    ones' `display_name` from its deleted list (a lookup to a deleted record keeps its name)."""
+    names = {str(r["id"]): r.get("display_name") or None for r in deleted if r.get("id")}
+    names.update((row["Id"], row.get(LOOKUP_NAME_FIELD) or None) for row in export.rows())
+    return names
+
+
+class _NamesSlot:
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._names: Mapping[str, str] = {}
+        self._error: BaseException | None = None
+
+    def fill(self, names: Mapping[str, str]) -> None:
+        self._names = names
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def wait(self, module: str) -> Mapping[str, str]:
+        self._done.wait()
+        if self._error is not None:
+            raise ZohoBulkReadError(
+                f"Zoho Bulk Read: the names of the {module} records (for lookups to them) could not be read: "
+                f"{self._error}"
+            ) from self._error
+        return self._names
+
 
 def read_zoho_modules(
     make_client: Callable[[], ZohoClient],
@@ -158,6 +261,7 @@ def read_zoho_modules(
     until: datetime | None = None,
     *,
     concurrency: int | None = None,
+    bulk_threshold: int = 0,
 ) -> Iterator[RawRecord | ModuleRead]:
     """Each Zoho module's records (all of them, or those modified in [since, until)) and its
     deleted list (`<module>.deleted`), as raw records; a `ModuleRead` follows the last of each
@@ -172,12 +276,23 @@ def read_zoho_modules(
     blindly would spend credits on pages that may not exist. Records of different modules
     therefore arrive interleaved, each module's in its order. Before its first page, a module's
     mapped fields are checked against its field list (`check_mapped_fields`).
+
+    A full read (no window) of a module holding more than `bulk_threshold` records (0 or less:
+    never; the count is `GET /{module}/actions/count`, one request) is a Bulk Read export
+    instead of pages: its CSV rows become the records the pages would have been, typed by the
+    module's field metadata (`BulkRecordShaper`), lookups with the names of the records they
+    point at. A module with a field a CSV cannot rebuild (an owner lookup, say), or whose count
+    Zoho will not give, is read by pages all the same, with a warning. Its deleted list is read
+    as for pages.
     """
+    full = since is None and until is None
     with make_client() as client:
         limit = concurrency or client.configure_concurrency_from_org()
         client.limiter.set_limit(limit)
-        out: queue.Queue = queue.Queue(maxsize=8 * max(1, min(limit, len(modules))))
+        workers = max(1, min(limit, len(modules)))
+        out: queue.Queue = queue.Queue(maxsize=8 * workers)
         stop = threading.Event()
+        names = _LookupNames(client)
 
         def put(item) -> bool:
             while not stop.is_set():
@@ -188,12 +303,65 @@ def read_zoho_modules(
                     continue
             return False
 
-        def read(read: ZohoModule) -> None:
-            module = read.module
+        def plan(read: ZohoModule) -> _Plan:
+            with client.counter.scope(read.module):
+                field_list = client.list_fields(read.module)
+                check_mapped_fields(client, read.entity, read.module, read.fields, field_list)
+                if not (full and bulk_threshold > 0):
+                    return _Plan(read, field_list)
+                try:
+                    count = client.record_count(read.module)
+                except (ZohoAPIError, ZohoResponseError) as error:
+                    if isinstance(error, ZohoAuthError):
+                        raise
+                    logger.warning("Zoho %s: no record count (%s); reading it by pages", read.module, error)
+                    return _Plan(read, field_list)
+                if count <= bulk_threshold:
+                    return _Plan(read, field_list)
+                shaper = BulkRecordShaper.for_fields(read.module, read.fields, field_list)
+                if unsupported := shaper.unsupported():
+                    logger.warning(
+                        "Zoho %s: %d records, over the Bulk Read threshold of %d, but a Bulk Read CSV cannot "
+                        "rebuild %s as the record API returns it; reading it by pages",
+                        read.module,
+                        count,
+                        bulk_threshold,
+                        ", ".join(unsupported),
+                    )
+                    return _Plan(read, field_list)
+                return _Plan(read, field_list, shaper)
+
+        def records(p: _Plan, targets: set[str], deleted: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            """The module's records; for a module others look up, its deleted list is read first, into
+            `deleted`, for the names of the deleted records they may still point at."""
+            module = p.read.module
+            if p.shaper is None:
+                yield from client.iter_records(module, p.read.fields, modified_since=since)
+                return
+            fields = ["id", *p.shaper.fields]
+            own = names.claim(module) if module in targets else None
+            if own is not None and LOOKUP_NAME_FIELD not in fields:
+                fields.append(LOOKUP_NAME_FIELD)
+            try:
+                if own is not None:
+                    deleted.extend(client.iter_deleted(module, since=since))
+                with bulk.spooled_bulk_read(client, module, fields, backoff=BULK_POLL_BACKOFF) as export:
+                    if own is not None:
+                        own.fill(record_names(export, deleted))
+                        own = None
+                    convert = p.shaper.converter(names.get)
+                    for row in export.rows():
+                        yield convert(row)
+            finally:
+                if own is not None:  # the export failed before it could fill the names
+                    own.fail(ZohoBulkReadError(f"Zoho Bulk Read of {module} did not complete"))
+
+        def read(p: _Plan, targets: set[str]) -> None:
+            module = p.read.module
             with client.counter.scope(module):
-                check_mapped_fields(client, read.entity, module, read.fields)
                 chunk: list[RawRecord] = []
-                for record in client.iter_records(module, read.fields, modified_since=since):
+                deleted_list: list[dict[str, Any]] = []
+                for record in records(p, targets, deleted_list):
                     modified = parse_zoho_datetime(record["Modified_Time"])
                     if until is not None and modified >= until:
                         break  # sorted by Modified_Time: the rest belongs to later windows
@@ -203,7 +371,7 @@ def read_zoho_modules(
                             return
                         chunk = []
                 deleted = deleted_entity_name(module)
-                for record in client.iter_deleted(module, since=since):
+                for record in deleted_list or client.iter_deleted(module, since=since):
                     deleted_time = parse_zoho_datetime(record["deleted_time"])
                     if until is None or deleted_time < until:
                         chunk.append((deleted, record["id"], encode_json(record), deleted_time))
@@ -213,18 +381,23 @@ def read_zoho_modules(
                             chunk = []
             if chunk and not put(chunk):
                 return
-            put(ModuleRead(module, client.counter.by_scope[module]))
+            put(ModuleRead(module, client.counter.by_scope[module], p.read_by))
 
-        def guarded(module: ZohoModule) -> None:
+        def guarded(p: _Plan, targets: set[str]) -> None:
             try:
-                read(module)
+                read(p, targets)
             except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
                 put(_ReadFailed(error))
 
-        pool = ThreadPoolExecutor(max_workers=max(1, min(limit, len(modules))), thread_name_prefix="zoho-read")
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zoho-read")
         try:
-            for module in modules:
-                pool.submit(guarded, module)
+            plans = [f.result() for f in [pool.submit(plan, m) for m in modules]]
+            # Modules that bulk-read modules look up: each fills its names from its own export
+            # when it is read by Bulk Read too; those go first, so they are under way when needed.
+            targets = {t for p in plans if p.shaper for t in p.shaper.lookup_targets().values()}
+            bulk_targets = {p.read.module for p in plans if p.shaper} & targets
+            for p in sorted(plans, key=lambda p: p.read.module not in bulk_targets):
+                pool.submit(guarded, p, bulk_targets)
             remaining = len(modules)
             while remaining:
                 item = out.get()

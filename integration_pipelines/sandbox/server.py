@@ -298,6 +298,8 @@ class SandboxApp:
                 return self.zoho.org()
             if len(rest) == 1:
                 return self.zoho.list_records(rest[0], params, headers)
+            if len(rest) == 3 and rest[1:] == ["actions", "count"]:
+                return self.zoho.record_count(rest[0], params)
             if len(rest) == 2 and rest[1] == "deleted":
                 return self.zoho.deleted_records(rest[0], params, headers)
             if len(rest) == 2:

@@ -382,6 +382,18 @@ class ZohoService:
         return ZohoResponse(200, {"data": [render(self.college, module, rec, [n for n in names if n != "id"])]})
 
     # --- GET /crm/v8/{module}/deleted ----------------------------------------------------------
+    def record_count(self, module: str, params: dict[str, str]) -> ZohoResponse:
+        """``GET /crm/v8/{module}/actions/count`` (OAS ``record.json`` "Record Count"): the live
+        records, as ``{"count": "<n>"}`` (the OAS types it as a string). ``criteria``, ``cvid``,
+        ``email``, ``phone`` and ``word`` are not emulated and answer INVALID_DATA."""
+        bad = self.module_or_error(module)
+        if bad:
+            return bad
+        unsupported = next((p for p in ("criteria", "cvid", "email", "phone", "word") if params.get(p)), None)
+        if unsupported:
+            return error(400, "INVALID_DATA", "invalid data", {"param_name": unsupported})
+        return ZohoResponse(200, {"count": str(len(self.college.zoho[module].index("id")))})
+
     def deleted_records(self, module: str, params: dict[str, str], headers: dict) -> ZohoResponse:
         bad = self.module_or_error(module)
         if bad:

@@ -9,7 +9,7 @@ from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.raw_sync import land_modules
-from integration_pipelines.lib.source_reads import ZohoModule, read_zoho_modules
+from integration_pipelines.lib.source_reads import ModuleRead, ZohoModule, read_zoho_modules
 from integration_pipelines.lib.warehouse.upsert import SyncCounts
 
 ZOHO_ENTITIES = tuple(FIELD_MAPPING.zoho.entities)
@@ -49,9 +49,16 @@ def zoho_snapshot(context: AssetExecutionContext, zoho: ZohoResource, warehouse:
     cost (`requests`), once, on its own asset.
     """
     entities = _selected(context, raw_zoho_key)
-    for entity, counts, requests in _land_modules(zoho, warehouse, entities, snapshot=True):
+    read_by: dict[str, str] = {}
+    for entity, counts, requests in _land_modules(zoho, warehouse, entities, snapshot=True, read_by=read_by):
         yield MaterializeResult(
-            asset_key=raw_zoho_key(entity), metadata={**counts.as_metadata(), "requests": requests, "mode": "snapshot"}
+            asset_key=raw_zoho_key(entity),
+            metadata={
+                **counts.as_metadata(),
+                "requests": requests,
+                "mode": "snapshot",
+                "read_by": read_by.get(entity, "pages"),
+            },
         )
 
 
@@ -89,19 +96,36 @@ def zoho_changes(context: AssetExecutionContext, zoho: ZohoResource, warehouse: 
 
 
 def _land_modules(
-    zoho: ZohoResource, warehouse: WarehouseResource, entities: list[str], *, snapshot: bool = False, window=None
+    zoho: ZohoResource,
+    warehouse: WarehouseResource,
+    entities: list[str],
+    *,
+    snapshot: bool = False,
+    window=None,
+    read_by: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, SyncCounts, int]]:
     """Read each entity's module (all its records for a snapshot, else those modified in the
     window) and its deleted list, modules side by side (`read_zoho_modules`), and land them in
     one transaction; once it commits, yield what each module landed and the requests reading it
     cost (its field check, pages, deleted list, and any token refresh it waited for), once each.
     The edition lookup that sets the concurrency is one request per run, in no module's figure.
+    A snapshot reads a module over `ZohoResource.bulk_read_threshold` records by Bulk Read; how
+    each entity's module was read (`"bulk"` or `"pages"`) goes into `read_by`.
     """
     mappings = {e: FIELD_MAPPING.zoho.entities[e] for e in entities}
     since, until = (window.start, window.end) if window else (None, None)
     modules = [ZohoModule(e, m.module, tuple(m.source_fields)) for e, m in mappings.items()]
     entity_of = {m.module: m.entity for m in modules}
-    reader = read_zoho_modules(zoho.client_factory(), modules, since, until, concurrency=zoho.max_concurrency)
+    reader = read_zoho_modules(
+        zoho.client_factory(),
+        modules,
+        since,
+        until,
+        concurrency=zoho.max_concurrency,
+        bulk_threshold=zoho.bulk_read_threshold if snapshot else 0,
+    )
+    if read_by is not None:
+        reader = _noting_read_by(reader, entity_of, read_by)
     landed = []
     with warehouse.begin() as conn:
         for module, counts, requests in land_modules(
@@ -111,3 +135,11 @@ def _land_modules(
                 warehouse.record_sync(conn, f"zoho.{module}", counts.read)
             landed.append((entity_of[module], counts, requests))
     yield from landed
+
+
+def _noting_read_by(reader, entity_of: dict[str, str], read_by: dict[str, str]):
+    """The reader's items, unchanged, noting how each module was read as its `ModuleRead` passes."""
+    for item in reader:
+        if isinstance(item, ModuleRead):
+            read_by[entity_of[item.module]] = item.read_by
+        yield item

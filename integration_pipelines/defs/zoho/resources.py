@@ -27,6 +27,13 @@ class ZohoResource(ConfigurableResource):
         "read from /crm/v8/org at the start of each read; 5 when it cannot be read.",
     )
 
+    bulk_read_threshold: int = Field(
+        100_000,
+        description="A full read (the nightly snapshot) of a module holding more records than this (Zoho's "
+        "GET /crm/v8/{module}/actions/count) exports it with Bulk Read (scope ZohoCRM.bulk.read) instead of "
+        "paging the record API; 0 or less never does. Change windows always page.",
+    )
+
     def client_factory(self) -> Callable[[], ZohoClient]:
         """Builds a client wherever it is called, another process included (it pickles)."""
         settings = get_settings()

@@ -11,8 +11,10 @@ it did not see as deleted through `Snapshot`.
 
 Rows reach the merge as Python values (`upsert_rows`: raw records as the sources sent them) or
 straight from a `SELECT` the database runs (`upsert_select`: canonical rows computed from the raw
-layer). Either way the merge computes the fingerprint in SQL, and counts what it inserted (staged
-keys the table lacked) and wrote (the statement's row count), so nothing comes back row by row.
+layer). Either way the merge computes the fingerprint in SQL, and counts what it inserted and
+updated in the database (PostgreSQL counts the statement's own RETURNING in a WITH; SQLite, which
+has no writes in a WITH, counts the staged keys the table lacks, then takes the row count), so
+nothing comes back row by row.
 """
 
 from __future__ import annotations
@@ -237,19 +239,31 @@ class _TableWriter:
         ).where(true())  # SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE.
         into = [*self.columns, "fingerprint", "created_at", "updated_at"]
         insert = (postgresql.insert if self._postgres else sqlite.insert)(table)
-        merge = _upsert(insert.from_select(into, staged), spec, into).compile(dialect=dialect)
+        merge = _upsert(insert.from_select(into, staged), spec, into)
+        key = list(spec.key_columns)
+        if self._postgres:
+            # The rows it wrote are counted where they are written (a row it inserted has
+            # created_at equal to updated_at): one statement, and nothing comes back row by row.
+            merge = merge.returning((table.c.created_at == table.c.updated_at).label("new"))
+            compiled = merge.compile(dialect=dialect)
+            self._merge = f"WITH written AS ({compiled}) SELECT count(*), count(*) FILTER (WHERE new) FROM written"
+            self._count_new = None
+        else:
+            # SQLite has no writes in a WITH: the staged keys the table lacks are what it will insert
+            # (found through its key, whatever the statistics), and the statement's row count is
+            # what it wrote.
+            compiled = merge.compile(dialect=dialect)
+            self._merge = str(compiled)
+            target_has_key = select(literal(1)).where(*(table.c[c] == stage.c[c] for c in key)).exists()
+            self._count_new = str(
+                select(func.count())
+                .select_from(stage)
+                .where(~target_has_key)
+                .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+            )
         # Compiled once and run on the driver's cursor, like the staging; its one parameter is `now`
         # (named on PostgreSQL, repeated by position on SQLite).
-        self._merge = str(merge)
-        self._merge_positions = merge.positiontup
-        key = list(spec.key_columns)
-        target_has_key = select(literal(1)).where(*(table.c[c] == stage.c[c] for c in key)).exists()
-        self._count_new = str(
-            select(func.count())
-            .select_from(stage)
-            .where(~target_has_key)
-            .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        )
+        self._merge_positions = compiled.positiontup
         self._first_problem = str(
             select(*(stage.c[c] for c in key), stage.c.problem)
             .where(stage.c.problem.is_not(None))
@@ -341,11 +355,16 @@ class _TableWriter:
 
     def _merge_staged(self, conn, cursor, now: datetime, snapshot: Snapshot | None, staged: int) -> UpsertCounts:
         stamp = self._stamp(now)
-        cursor.execute(self._count_new)
-        (inserted,) = cursor.fetchone()
         positions = self._merge_positions
-        cursor.execute(self._merge, {"now": stamp} if positions is None else [stamp for _ in positions])
-        written = cursor.rowcount
+        params = {"now": stamp} if positions is None else [stamp for _ in positions]
+        if self._count_new is None:
+            cursor.execute(self._merge, params)
+            written, inserted = cursor.fetchone()
+        else:
+            cursor.execute(self._count_new)
+            (inserted,) = cursor.fetchone()
+            cursor.execute(self._merge, params)
+            written = cursor.rowcount
         if snapshot is not None:
             snapshot.saw_staged(cursor, self.stage.name)
         rows_written(conn)[self.spec.table.name] += written

@@ -417,6 +417,20 @@ class ZohoClient:
             self.limiter.set_limit(concurrency_for_edition(edition, default=self.limiter.limit))
         return self.limiter.limit
 
+    def record_count(self, module: str) -> int:
+        """``GET /crm/v8/{module}/actions/count``: how many records the module holds (one request).
+        Zoho's OAS types ``count`` as a string; an integer is accepted too."""
+        v = self.api_version
+        endpoint = f"GET /crm/{v}/{module}/actions/count"
+        body = self._get_json(f"/crm/{v}/{module}/actions/count", endpoint=endpoint)
+        count = body.get("count", 0 if not body else None)
+        try:
+            if isinstance(count, bool):
+                raise ValueError
+            return int(count)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ZohoResponseError(f"Zoho {endpoint}: no usable count in the answer", endpoint=endpoint) from None
+
     # -- reading records ---------------------------------------------------------------
 
     def _iter_pages(
@@ -713,8 +727,6 @@ class ZohoClient:
 
     # -- Bulk Read ---------------------------------------------------------------------
 
-    # -- Bulk Read ---------------------------------------------------------------------
-
     def bulk_read(
         self,
         module: str,
@@ -723,9 +735,12 @@ class ZohoClient:
         criteria: Mapping[str, Any] | None = None,
         poll_interval: float | None = None,
         timeout: float | None = None,
+        backoff: float = 1.0,
     ) -> Iterator[dict[str, str]]:
         """CSV rows of a Bulk Read export: see :func:`bulk.bulk_read`."""
-        return bulk.bulk_read(self, module, fields, criteria=criteria, poll_interval=poll_interval, timeout=timeout)
+        return bulk.bulk_read(
+            self, module, fields, criteria=criteria, poll_interval=poll_interval, timeout=timeout, backoff=backoff
+        )
 
 
 def _keep_id_exact(record: Any, module: str, page: int, index: int) -> None:

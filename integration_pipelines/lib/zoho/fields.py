@@ -7,8 +7,8 @@ without complaint and fail the run far from its cause.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from integration_pipelines.lib.zoho.errors import ZohoFieldError
 
@@ -16,11 +16,18 @@ if TYPE_CHECKING:
     from integration_pipelines.lib.zoho.client import ZohoClient
 
 
-def check_mapped_fields(client: ZohoClient, entity: str, module: str, fields: Sequence[str]) -> None:
+def check_mapped_fields(
+    client: ZohoClient,
+    entity: str,
+    module: str,
+    fields: Sequence[str],
+    field_list: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
     """Raise :class:`ZohoFieldError` naming the entity, the module and every field of ``fields``
     that the module's field list (``GET /crm/v8/settings/fields?module=``) does not have. One
-    request."""
-    known = {f.get("api_name") for f in client.list_fields(module)} | {"id"}
+    request, none when the caller passes the module's ``field_list`` it has already read."""
+    listed = client.list_fields(module) if field_list is None else field_list
+    known = {f.get("api_name") for f in listed} | {"id"}
     unknown = [f for f in dict.fromkeys(fields) if f not in known]
     if unknown:
         names = ", ".join(repr(f) for f in unknown)
