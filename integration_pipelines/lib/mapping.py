@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from integration_pipelines.lib.canonical.transforms import TRANSFORMS as SQL_TRANSFORMS
+from integration_pipelines.lib.warehouse.schema import ZOHO_ENTITY_TABLES, column_kind
 
 __all__ = [
     "BTEC_GRADES",
@@ -95,7 +96,9 @@ _KIND_TRANSFORMS: dict[str, tuple[str, ...]] = {
 
 
 # =============================================================================================
-# The canonical model: the columns each entity may fill (the seed's canonical tables).
+# The canonical model: the columns each entity may fill, as the warehouse schema declares them
+# (`info=mapped(...)` in lib/warehouse/schema.py): one catalogue for the mapping, the upsert and
+# the API.
 # =============================================================================================
 @dataclass(frozen=True)
 class CanonicalColumn:
@@ -110,64 +113,14 @@ class CanonicalColumn:
     required: bool = False
 
 
-def _cols(*spec: tuple[str, str, bool]) -> tuple[CanonicalColumn, ...]:
-    return tuple(CanonicalColumn(*s) for s in spec)
-
-
 CANONICAL_COLUMNS: Mapping[str, tuple[CanonicalColumn, ...]] = MappingProxyType(
     {
-        "programs": _cols(
-            ("code", "text", True), ("name", "text", False), ("level", "text", False), ("credits", "int", False)
-        ),
-        "units": _cols(
-            ("program_zoho_id", "ref", True),
-            ("code", "text", True),
-            ("name", "text", False),
-            # credits weight the points-per-credit averages (lib/btec.py)
-            ("credits", "int", True),
-        ),
-        "classes": _cols(
-            ("program_zoho_id", "ref", True),
-            ("name", "text", False),
-            # the link to the Moodle course that teaches the class
-            ("moodle_course_id", "int", True),
-            ("start_date", "date", False),
-            ("end_date", "date", False),
-        ),
-        "students": _cols(
-            ("student_number", "text", True),
-            ("first_name", "text", False),
-            ("last_name", "text", False),
-            # student_number and email are what the identity match uses
-            ("email", "text", True),
-            ("program_zoho_id", "ref", False),
-            ("status", "text", False),
-        ),
-        "enrollments": _cols(
-            ("student_zoho_id", "ref", True),
-            ("class_zoho_id", "ref", True),
-            ("status", "text", False),
-            ("enrolled_on", "date", False),
-        ),
-        "registrations": _cols(
-            ("student_zoho_id", "ref", True), ("unit_zoho_id", "ref", True), ("status", "text", False)
-        ),
-        "payments": _cols(
-            ("student_zoho_id", "ref", True),
-            ("kind", "text", False),
-            ("amount", "decimal", True),
-            ("currency", "text", False),
-            ("method", "text", False),
-            ("status", "text", False),
-            ("due_date", "date", False),
-            ("paid_on", "date", False),
-        ),
-        "btec_grades": _cols(
-            ("student_zoho_id", "ref", True),
-            ("unit_zoho_id", "ref", True),
-            ("btec_grade", "text", True),
-            ("graded_at", "datetime", False),
-        ),
+        entity: tuple(
+            CanonicalColumn(column.name, column_kind(column), column.info["required"])
+            for column in table.columns
+            if column.info.get("mapped")
+        )
+        for entity, table in ZOHO_ENTITY_TABLES.items()
     }
 )
 """Canonical entity -> the columns its mapping may fill, in table order."""

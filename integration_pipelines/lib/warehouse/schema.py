@@ -93,34 +93,42 @@ def canonical_table(
 
 ZOHO_ID = String(32)
 
+
+def mapped(*, required: bool = False) -> dict:
+    """`info` of a column a college's field mapping fills from its Zoho module (lib/mapping.py).
+    A required column is one other tables join on, or a mart cannot do without: a mapping must
+    name it. The kind of value it takes follows from its type (`column_kind`)."""
+    return {"mapped": True, "required": required}
+
+
 programs = canonical_table(
     "programs",
     "program_key",
     Column("zoho_id", ZOHO_ID),
-    Column("code", String(64)),
-    Column("name", Text),
-    Column("level", String(32)),
-    Column("credits", Integer),
+    Column("code", String(64), info=mapped(required=True)),
+    Column("name", Text, info=mapped()),
+    Column("level", String(32), info=mapped()),
+    Column("credits", Integer, info=mapped()),
 )
 units = canonical_table(
     "units",
     "unit_key",
     Column("zoho_id", ZOHO_ID),
-    Column("program_zoho_id", ZOHO_ID),
-    Column("code", String(64)),
-    Column("name", Text),
-    Column("credits", Integer),
+    Column("program_zoho_id", ZOHO_ID, info=mapped(required=True)),
+    Column("code", String(64), info=mapped(required=True)),
+    Column("name", Text, info=mapped()),
+    Column("credits", Integer, info=mapped(required=True)),
     indexes=(("code",),),
 )
 classes = canonical_table(
     "classes",
     "class_key",
     Column("zoho_id", ZOHO_ID),
-    Column("program_zoho_id", ZOHO_ID),
-    Column("name", Text),
-    Column("moodle_course_id", BigInteger),
-    Column("start_date", Date),
-    Column("end_date", Date),
+    Column("program_zoho_id", ZOHO_ID, info=mapped(required=True)),
+    Column("name", Text, info=mapped()),
+    Column("moodle_course_id", BigInteger, info=mapped(required=True)),
+    Column("start_date", Date, info=mapped()),
+    Column("end_date", Date, info=mapped()),
     indexes=(("moodle_course_id",),),
 )
 students = canonical_table(
@@ -129,12 +137,12 @@ students = canonical_table(
     "student_key",
     Column("zoho_id", ZOHO_ID),
     Column("moodle_user_id", BigInteger),
-    Column("student_number", String(64)),
-    Column("first_name", Text),
-    Column("last_name", Text),
-    Column("email", Text),
-    Column("program_zoho_id", ZOHO_ID),
-    Column("status", String(32)),
+    Column("student_number", String(64), info=mapped(required=True)),
+    Column("first_name", Text, info=mapped()),
+    Column("last_name", Text, info=mapped()),
+    Column("email", Text, info=mapped(required=True)),
+    Column("program_zoho_id", ZOHO_ID, info=mapped()),
+    Column("status", String(32), info=mapped()),
     # How the Moodle and Zoho records were linked: crm_field, idnumber, email, or null (one source only).
     Column("identity_match", String(16)),
     # By updated_at: the tables that look students up follow the students a change rewrote.
@@ -146,13 +154,13 @@ enrollments = canonical_table(
     "enrollment_key",
     Column("zoho_id", ZOHO_ID),
     Column("student_key", String(96)),
-    Column("student_zoho_id", ZOHO_ID),
+    Column("student_zoho_id", ZOHO_ID, info=mapped(required=True)),
     Column("moodle_user_id", BigInteger),
     Column("class_key", String(96)),
-    Column("class_zoho_id", ZOHO_ID),
+    Column("class_zoho_id", ZOHO_ID, info=mapped(required=True)),
     Column("moodle_course_id", BigInteger),
-    Column("status", String(16)),
-    Column("enrolled_on", Date),
+    Column("status", String(16), info=mapped()),
+    Column("enrolled_on", Date, info=mapped()),
     indexes=(("student_key",), ("class_key",), ("moodle_course_id", "moodle_user_id")),
 )
 registrations = canonical_table(
@@ -160,9 +168,9 @@ registrations = canonical_table(
     "registration_key",
     Column("zoho_id", ZOHO_ID),
     Column("student_key", String(96)),
-    Column("student_zoho_id", ZOHO_ID),
-    Column("unit_zoho_id", ZOHO_ID),
-    Column("status", String(16)),
+    Column("student_zoho_id", ZOHO_ID, info=mapped(required=True)),
+    Column("unit_zoho_id", ZOHO_ID, info=mapped(required=True)),
+    Column("status", String(16), info=mapped()),
     indexes=(("student_key",),),
 )
 payments = canonical_table(
@@ -170,14 +178,14 @@ payments = canonical_table(
     "payment_key",
     Column("zoho_id", ZOHO_ID),
     Column("student_key", String(96)),
-    Column("student_zoho_id", ZOHO_ID),
-    Column("kind", String(16)),
-    Column("amount", Money()),
-    Column("currency", String(3)),
-    Column("method", String(32)),
-    Column("status", String(16)),
-    Column("due_date", Date),
-    Column("paid_on", Date),
+    Column("student_zoho_id", ZOHO_ID, info=mapped(required=True)),
+    Column("kind", String(16), info=mapped()),
+    Column("amount", Money(), info=mapped(required=True)),
+    Column("currency", String(3), info=mapped()),
+    Column("method", String(32), info=mapped()),
+    Column("status", String(16), info=mapped()),
+    Column("due_date", Date, info=mapped()),
+    Column("paid_on", Date, info=mapped()),
     indexes=(("student_key",),),
 )
 grades = canonical_table(
@@ -187,9 +195,9 @@ grades = canonical_table(
     Column("source", String(8)),
     Column("zoho_id", ZOHO_ID),
     Column("student_key", String(96)),
-    Column("student_zoho_id", ZOHO_ID),
+    Column("student_zoho_id", ZOHO_ID, info=mapped(required=True)),
     Column("moodle_user_id", BigInteger),
-    Column("unit_zoho_id", ZOHO_ID),
+    Column("unit_zoho_id", ZOHO_ID, info=mapped(required=True)),
     Column("moodle_course_id", BigInteger),
     Column("moodle_grade_item_id", BigInteger),
     Column("moodle_assignment_id", BigInteger),
@@ -197,9 +205,9 @@ grades = canonical_table(
     Column("grade_max", Float),
     Column("percentage", Float),
     # The grade as awarded on the BTEC scale (scale items, Zoho), and its conversion for every grade.
-    Column("btec_grade", String(16)),
+    Column("btec_grade", String(16), info=mapped(required=True)),
     Column("btec_equivalent", String(16)),
-    Column("graded_at", UTCDateTime()),
+    Column("graded_at", UTCDateTime(), info=mapped()),
     indexes=(("student_key",), ("moodle_user_id",)),
 )
 
@@ -285,3 +293,33 @@ CANONICAL_TABLE_NAMES = (
     "payments",
     "grades",
 )
+
+
+# The Zoho entity each table takes its mapped columns from (the mapping file's `zoho.entities`).
+ZOHO_ENTITY_TABLES = {
+    "programs": programs,
+    "units": units,
+    "classes": classes,
+    "students": students,
+    "enrollments": enrollments,
+    "registrations": registrations,
+    "payments": payments,
+    "btec_grades": grades,
+}
+
+
+def column_kind(column: Column) -> str:
+    """The kind of value a mapped column takes, from its type: a Zoho record id (`ref`), text,
+    an integer, money (`decimal`), a date or a datetime."""
+    if column.name.endswith("_zoho_id"):
+        return "ref"
+    for kind, types in (
+        ("decimal", (Money,)),
+        ("datetime", (UTCDateTime,)),
+        ("date", (Date,)),
+        ("int", (Integer, BigInteger)),
+        ("text", (String, Text)),
+    ):
+        if isinstance(column.type, types):
+            return kind
+    raise TypeError(f"{column.table.name}.{column.name}: no mapped kind for {column.type!r}")
