@@ -224,9 +224,14 @@ class SyncProgress:
             evaluation = event.asset_check_evaluation_data
             step.checks.append((evaluation.check_name, evaluation.passed, evaluation.severity.value))
             if not evaluation.passed:
+                facts = ", ".join(
+                    f"{k} {v.value}"
+                    for k, v in evaluation.metadata.items()
+                    if isinstance(v.value, int | float | str) and len(str(v.value)) <= 40
+                )
                 self.console.line(
                     f"  {self.console.bang} check {evaluation.asset_key.to_user_string()}/{evaluation.check_name} "
-                    f"did not pass ({evaluation.severity.value.lower()})"
+                    f"did not pass ({evaluation.severity.value.lower()}){': ' + facts if facts else ''}"
                 )
         elif event.is_step_success or event.is_step_failure or event.is_step_skipped:
             step.seconds = time.monotonic() - step.started
