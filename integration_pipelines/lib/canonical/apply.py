@@ -56,9 +56,11 @@ class CanonicalTable(Protocol):
 
     def inputs(self, mapping: FieldMapping) -> list[Entity]:
         """The raw entities (source, entity) whose records this table is made of."""
+        ...
 
     def apply(self, scope: Scope) -> TableResult:
         """Write the rows the scope's raw keys reach; soft-delete those they no longer make."""
+        ...
 
 
 def _tables() -> dict[str, CanonicalTable]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Float,
     String,
@@ -45,12 +46,12 @@ from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_u
 MOODLE_FEEDS = ("grades", "assign_grades")
 
 
-def scale_grade(raw) -> case:
+def scale_grade(raw) -> ColumnElement:
     """The BTEC grade a `gradingform_btec` scale value awards: 1 Refer ... 4 Distinction."""
     return case(*((raw == float(i), grade) for i, grade in enumerate(BTEC_GRADES, start=1)), else_=None)
 
 
-def numeric_grade(percent, thresholds: BtecThresholds) -> case:
+def numeric_grade(percent, thresholds: BtecThresholds) -> ColumnElement:
     """The BTEC equivalent of a percentage: Refer < pass <= Pass < merit <= Merit < distinction <= Distinction."""
     return case(
         (percent >= thresholds.distinction_mark, "Distinction"),

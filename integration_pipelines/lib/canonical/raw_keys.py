@@ -28,7 +28,7 @@ from sqlalchemy.sql import FromClause
 
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.warehouse.schema import raw_records
-from integration_pipelines.lib.warehouse.upsert import load_rows
+from integration_pipelines.lib.warehouse.upsert import driver_cursor, load_rows
 
 # (source, entity): a raw entity, e.g. ("zoho", "Students") or ("moodle", "users").
 Entity = tuple[str, str]
@@ -80,7 +80,7 @@ class RawKeys:
         """A given set of (source, entity, record id): what an event batch landed, say."""
         table = cls._create(conn)
         unique = sorted(set((s, e, str(i)) for s, e, i in keys))
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = driver_cursor(conn)
         try:
             load_rows(cursor, conn.dialect.name == "postgresql", table.name, ["source", "entity", "record_id"], unique)
         finally:

@@ -87,11 +87,11 @@ def normalise_email(value: str | None) -> str | None:
     return value or None
 
 
-def email_key(text) -> case:
+def email_key(text) -> ColumnElement:
     return func.lower(blank_to_null(text))
 
 
-def number_key(text) -> case:
+def number_key(text) -> ColumnElement:
     return func.upper(blank_to_null(text))
 
 

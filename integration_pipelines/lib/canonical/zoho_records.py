@@ -97,6 +97,7 @@ def problem_error(mapping: EntityMapping, column: str, record_id: str, payload: 
         name = MODIFIED_TIME_FIELD
     else:
         ref = mapping.column(column)
+        assert ref is not None, f"{column} is a column the mapping names"
         field, expected, name = ref.source, TRANSFORMS[ref.transform].expected, f"{column} (from {ref.source})"
     if field not in payload:
         reason = f"the record has no {field}"

@@ -121,7 +121,9 @@ def schema_head() -> str:
     """The newest schema revision this code knows."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "the migrations directory holds no revision"
+    return head
 
 
 def schema_revision(engine: Engine) -> str | None:

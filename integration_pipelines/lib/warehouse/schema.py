@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql import FromClause
 
 from integration_pipelines.lib.warehouse.sql import json_integer
 from integration_pipelines.lib.warehouse.types import Money, UTCDateTime
@@ -56,12 +57,12 @@ raw_records = Table(
 # A Moodle user's enrolments and grades, found without a pass over every one: whether a user
 # whose enrolments changed still holds a student role anywhere, and which enrolments and grades
 # a change to a student reaches.
-def moodle_user_of(raw=raw_records):
+def moodle_user_of(raw: FromClause = raw_records):
     """The user a raw Moodle record (of `raw_records` or an alias of it) is about, as indexed."""
     return json_integer(raw.c.payload, "userid")
 
 
-def is_moodle_enrolment(raw=raw_records):
+def is_moodle_enrolment(raw: FromClause = raw_records):
     return (raw.c.source == "moodle") & (raw.c.entity == "enrolments")
 
 

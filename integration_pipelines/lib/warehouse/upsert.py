@@ -31,6 +31,7 @@ from sqlalchemy import (
     JSON,
     Column,
     ColumnElement,
+    CompoundSelect,
     Connection,
     MetaData,
     Select,
@@ -171,6 +172,13 @@ def upsert_prepared(
     return counts
 
 
+def driver_cursor(conn: Connection):
+    """A cursor of the driver's own, for bulk loads and statements compiled once."""
+    driver = conn.connection.driver_connection
+    assert driver is not None, "a connection in use has its driver connection"
+    return driver.cursor()
+
+
 def load_rows(cursor, postgres: bool, table_name: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
     """Insert `rows` (tuples in `columns` order) into `table_name` in bulk, on a cursor of the
     driver's own: COPY on PostgreSQL (psycopg), `executemany` on SQLite. Binding thousands of
@@ -222,7 +230,9 @@ class _TableWriter:
             for i, name in enumerate(self.columns)
             if (converter := self._converter(table.c[name].type, dialect)) is not None
         ]
-        self._stamp = self._converter(table.c.created_at.type, dialect)
+        stamp = self._converter(table.c.created_at.type, dialect)
+        assert stamp is not None, "a UTCDateTime is always converted"
+        self._stamp = stamp
         self.stage = Table(
             f"stage_{table.name}",
             MetaData(),
@@ -321,7 +331,7 @@ class _TableWriter:
         return tuple(values)
 
     def _cursor(self, conn: Connection):
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = driver_cursor(conn)
         cursor.execute(self._create_stage)
         cursor.execute(self._index_stage)
         cursor.execute(self._clear_stage)
@@ -337,7 +347,7 @@ class _TableWriter:
         finally:
             cursor.close()
 
-    def write_select(self, conn: Connection, rows: Select, now: datetime) -> StagedWrite:
+    def write_select(self, conn: Connection, rows: Select | CompoundSelect, now: datetime) -> StagedWrite:
         """Stage what `rows` selects (the stage's columns, by name, `problem` optional) and merge
         it, unless a row names a problem."""
         cursor = self._cursor(conn)
@@ -387,7 +397,9 @@ class StagedWrite:
         return self.writer.stage
 
 
-def upsert_select(conn: Connection, table_name: str, rows: Select, *, now: datetime | None = None) -> StagedWrite:
+def upsert_select(
+    conn: Connection, table_name: str, rows: Select | CompoundSelect, *, now: datetime | None = None
+) -> StagedWrite:
     """Write the rows a `SELECT` makes (the canonical tables, computed in the database) through
     the one merge: same fingerprint and source-time rules as `upsert_rows`. The select names its
     columns as the table's key and business columns, `source_modified_at` and `deleted_at`, and
