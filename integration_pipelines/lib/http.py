@@ -480,6 +480,7 @@ class HttpSession:
         """
         assert self.client is not None
         failure: TransportFailure | None = None
+        response: httpx.Response | None = None
         with self._slot() if limited else nullcontext():
             self.counter.record(endpoint)
             started = time.perf_counter()
@@ -492,6 +493,7 @@ class HttpSession:
             # headers and URL) is not kept as __context__, so no traceback can print it.
             self.counter.record_status("transport")
             raise failure
+        assert response is not None  # the request returned, since it did not fail
         self.counter.record_status(response.status_code)
         self.logger.debug("%s %s -> %s in %.3fs", method, endpoint, response.status_code, time.perf_counter() - started)
         return response
@@ -508,7 +510,7 @@ class HttpSession:
                 response = cm.__enter__()
             except httpx.HTTPError as exc:
                 failure = self._transport_failure(exc, endpoint)
-            if failure is None:
+            else:
                 self.counter.record_status(response.status_code)
                 body_failure: TransportFailure | None = None
                 try:

@@ -160,7 +160,7 @@ class IdentityConfig(_Section):
     """Shortname of the Moodle custom profile field holding the Zoho id; None disables this key."""
     match_on_idnumber: bool = True
     """Match Moodle ``idnumber`` against the Zoho student number."""
-    unmatched_warn_share: float = Field(0.10, ge=0.0, le=1.0, allow_inf_nan=False)
+    unmatched_warn_share: float = Field(default=0.10, ge=0.0, le=1.0, allow_inf_nan=False)
     """The unmatched-identity asset check warns when more than this share of students is unmatched."""
 
 
@@ -181,6 +181,7 @@ class BtecThresholds(_Section):
     @classmethod
     def _strictly_increasing(cls, value: float, info: ValidationInfo) -> float:
         # Fields validate in order, so the one below is in info.data unless it was itself invalid.
+        assert info.field_name is not None  # a field validator always validates a field
         below = {"merit_mark": ("pass_mark", "pass"), "distinction_mark": ("merit_mark", "merit")}[info.field_name]
         lower = info.data.get(below[0])
         if lower is not None and value <= lower:
@@ -217,7 +218,8 @@ class PointsPerCredit(_Section):
         return getattr(self, grade)
 
 
-DEFAULT_BTEC_THRESHOLDS = BtecThresholds(pass_mark=40.0, merit_mark=60.0, distinction_mark=70.0)
+# By alias, as a mapping file gives them: a type checker knows the constructor's keywords by alias only.
+DEFAULT_BTEC_THRESHOLDS = BtecThresholds.model_validate({"pass": 40.0, "merit": 60.0, "distinction": 70.0})
 DEFAULT_POINTS_PER_CREDIT = PointsPerCredit(Refer=0.0, Pass=7.0, Merit=8.0, Distinction=9.0)
 
 
@@ -355,9 +357,9 @@ class _EntitiesSectionBase(_Section):
         return section
 
 
-_EntitiesSection = create_model(
-    "EntitiesSection", __base__=_EntitiesSectionBase, **{name: (model, ...) for name, model in _ENTITY_MODELS.items()}
-)
+# One required field per entity, made at import: their definitions are data to a type checker (Any).
+_ENTITY_FIELDS: dict[str, Any] = {name: (model, ...) for name, model in _ENTITY_MODELS.items()}
+_EntitiesSection = create_model("EntitiesSection", __base__=_EntitiesSectionBase, **_ENTITY_FIELDS)
 
 
 class _ZohoSection(_Section):
@@ -629,9 +631,10 @@ def _section_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
             return None
         annotation = field.annotation
         candidates = getattr(annotation, "__args__", (annotation,))  # X | None -> (X, NoneType)
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
+        found = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if found is None:
             return None
+        model = found
     return model
 
 

@@ -17,10 +17,11 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.moodle import MoodleClient
+from integration_pipelines.lib.moodle.records import MoodleCourse, MoodleEnrolment, MoodleGrade, MoodleUser
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 from integration_pipelines.lib.zoho import (
@@ -69,7 +70,7 @@ REQUESTS_OF = {
 def requests_by_entity(by_wsfunction: dict[str, int]) -> dict[str, int]:
     """A crawl's requests by wsfunction as the snapshot entities' figures: each phase's on the
     entity it feeds (`REQUESTS_OF`), anything else on courses, so they add up to the total."""
-    figures = dict.fromkeys(("courses", "enrolments", "users", "grade_items", "grades"), 0)
+    figures: dict[str, int] = dict.fromkeys(("courses", "enrolments", "users", "grade_items", "grades"), 0)
     for wsfunction, count in by_wsfunction.items():
         figures[REQUESTS_OF.get(wsfunction, "courses")] += count
     return figures
@@ -90,20 +91,22 @@ def course_modified_at(course: Mapping[str, Any]) -> datetime:
     return epoch(course.get("timemodified")) or epoch(course.get("timecreated")) or UNKNOWN_SOURCE_TIME
 
 
-def read_moodle_snapshot(make_client: Callable[[], MoodleClient], concurrency: int) -> Iterator[RawRecord]:
+def read_moodle_snapshot(
+    make_client: Callable[[], MoodleClient], concurrency: int
+) -> Generator[RawRecord, None, dict[str, int]]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
     assignment grade items and grades. Returns the requests made, by wsfunction.
 
     Each record carries the source's own time where Moodle's answer has one (a course's
     `timemodified`, a grade's `gradedategraded`) and `UNKNOWN_SOURCE_TIME` otherwise, never the
     sync's clock: two snapshots of an unchanged site land the same raw rows."""
-    items_seen: set[int] = set()
+    items_seen: set[int | None] = set()
     unknown = UNKNOWN_SOURCE_TIME
     with make_client() as client:
         for record in client.crawl_snapshot(grades=True, enrolment_status=True, concurrency=concurrency):
-            if record.kind == "course":
+            if isinstance(record, MoodleCourse):
                 yield "courses", str(record.id), encode_json(record.data), course_modified_at(record.data)
-            elif record.kind == "enrolment":
+            elif isinstance(record, MoodleEnrolment):
                 payload = {
                     "courseid": record.course_id,
                     "userid": record.user_id,
@@ -111,9 +114,9 @@ def read_moodle_snapshot(make_client: Callable[[], MoodleClient], concurrency: i
                     **{k: record.data[k] for k in ENROLMENT_KEYS if k in record.data},
                 }
                 yield "enrolments", f"{record.course_id}:{record.user_id}", encode_json(payload), unknown
-            elif record.kind == "user":
+            elif isinstance(record, MoodleUser):
                 yield "users", str(record.id), encode_json(record.data), unknown
-            elif record.kind == "grade" and record.data.get("itemmodule") == "assign":
+            elif isinstance(record, MoodleGrade) and record.data.get("itemmodule") == "assign":
                 if record.item_id not in items_seen:
                     items_seen.add(record.item_id)
                     item = {k: record.data.get(k) for k in GRADE_ITEM_KEYS} | {"courseid": record.course_id}
@@ -133,11 +136,16 @@ def read_moodle_snapshot(make_client: Callable[[], MoodleClient], concurrency: i
         return dict(client.counter.by_endpoint)
 
 
-class Reading:
-    """Iterates a reader's generator and keeps what it returns as `result` (its requests)."""
+_Result = TypeVar("_Result")
 
-    def __init__(self, records: Generator[Any, None, Any]):
-        self._records, self.result = records, None
+
+class Reading(Generic[_Result]):
+    """Iterates a reader's generator and keeps what it returns as `result` (its requests, None
+    until the generator has returned)."""
+
+    def __init__(self, records: Generator[Any, None, _Result]):
+        self._records: Generator[Any, None, _Result] = records
+        self.result: _Result | None = None
 
     def __iter__(self) -> Iterator[Any]:
         self.result = yield from self._records
@@ -205,7 +213,7 @@ class _LookupNames:
             slot = self._slots[module] = _NamesSlot()
             return slot
 
-    def get(self, module: str) -> Mapping[str, str]:
+    def get(self, module: str) -> Mapping[str, str | None]:
         slot = self.claim(module)
         if slot is not None:
             try:
@@ -222,7 +230,7 @@ class _LookupNames:
         return slot.wait(module)
 
 
-def record_names(export: bulk.BulkExport, deleted: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def record_names(export: bulk.BulkExport, deleted: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
     """Id -> name of a module's records: the live ones' `Name` from its export, and the deleted
     ones' `display_name` from its deleted list (a lookup to a deleted record keeps its name)."""
     names = {str(r["id"]): r.get("display_name") or None for r in deleted if r.get("id")}
@@ -233,10 +241,10 @@ def record_names(export: bulk.BulkExport, deleted: Sequence[Mapping[str, Any]]) 
 class _NamesSlot:
     def __init__(self) -> None:
         self._done = threading.Event()
-        self._names: Mapping[str, str] = {}
+        self._names: Mapping[str, str | None] = {}
         self._error: BaseException | None = None
 
-    def fill(self, names: Mapping[str, str]) -> None:
+    def fill(self, names: Mapping[str, str | None]) -> None:
         self._names = names
         self._done.set()
 
@@ -244,7 +252,7 @@ class _NamesSlot:
         self._error = error
         self._done.set()
 
-    def wait(self, module: str) -> Mapping[str, str]:
+    def wait(self, module: str) -> Mapping[str, str | None]:
         self._done.wait()
         if self._error is not None:
             raise ZohoBulkReadError(

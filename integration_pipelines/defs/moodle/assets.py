@@ -78,6 +78,7 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
         results = lander.finish()
         for entity, counts in results.items():
             warehouse.record_sync(conn, f"moodle.{entity}", counts.read)
+    assert reader.result is not None  # set once the reader's generator returned, above
     requests = requests_by_entity(reader.result)
     for entity, counts in results.items():
         yield MaterializeResult(

@@ -312,7 +312,8 @@ _JSON_TYPE_OF = {
 # record-name field, `Name` in custom modules.
 LOOKUP_NAME_FIELD = "Name"
 
-LookupNames = Callable[[str], Mapping[str, str]]
+# A lookup target's record names (id -> `Name`); a record without a name maps to None.
+LookupNames = Callable[[str], Mapping[str, str | None]]
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ class BulkRecordShaper:
                 plan.append((name, kind, self.lookup_target(name)))
             else:
                 plan.append((name, kind, _SCALARS[kind]))
-        names: dict[str, Mapping[str, str]] = {}
+        names: dict[str, Mapping[str, str | None]] = {}
 
         def convert(row: Mapping[str, str]) -> dict[str, Any]:
             rid = row.get("Id", row.get("id"))
@@ -404,9 +405,9 @@ class BulkRecordShaper:
         row: Mapping[str, str],
         name: str,
         target: str,
-        names: dict[str, Mapping[str, str]],
+        names: dict[str, Mapping[str, str | None]],
         lookup_names: LookupNames,
-    ) -> dict[str, str] | None:
+    ) -> dict[str, str | None] | None:
         if f"{name}.id" in row:
             rid, label = row[f"{name}.id"], row.get(name) or None
         elif name in row:

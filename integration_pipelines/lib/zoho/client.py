@@ -645,6 +645,7 @@ class ZohoClient:
                 if not (ordered and moved_on):
                     raise
                 logger.info("Zoho %s/deleted: past %d records, continuing from %s", module, DISCRETE_PAGE_LIMIT, newest)
+                assert newest is not None  # moved_on says so
                 cursor, at_cursor = parse_zoho_datetime(newest), newest_ids
 
     # -- writing -----------------------------------------------------------------------
