@@ -34,6 +34,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    tuple_,
     union,
     update,
 )
@@ -110,14 +111,14 @@ class Enrollments:
         owned = [enrollments.c.tenant_id == tenant]
         if pairs is not None:
             e = enrollments.c
+            # Each part found through an index: the Zoho enrollments by key, the Moodle-only rows
+            # by (course, user).
             owned.append(
                 or_(
-                    e.zoho_id.in_(select(placed.c.zoho_id)),
+                    e.enrollment_key.in_(select(zoho_key(placed.c.zoho_id))),
                     and_(
                         e.zoho_id.is_(None),
-                        select(literal(1))
-                        .where(pairs.c.course_id == e.moodle_course_id, pairs.c.user_id == e.moodle_user_id)
-                        .exists(),
+                        tuple_(e.moodle_course_id, e.moodle_user_id).in_(select(pairs.c.course_id, pairs.c.user_id)),
                     ),
                 )
             )
@@ -181,7 +182,7 @@ class Enrollments:
             # Where the changed Zoho enrollments stood before.
             select(e.moodle_course_id, e.moodle_user_id).where(
                 e.tenant_id == tenant,
-                e.zoho_id.in_(select(placed.c.zoho_id)),
+                e.enrollment_key.in_(select(zoho_key(placed.c.zoho_id))),
                 e.moodle_course_id.is_not(None),
                 e.moodle_user_id.is_not(None),
             ),
@@ -209,9 +210,7 @@ class Enrollments:
         others = select(e.zoho_id).where(
             e.tenant_id == tenant,
             e.zoho_id.is_not(None),
-            select(literal(1))
-            .where(pairs.c.course_id == e.moodle_course_id, pairs.c.user_id == e.moodle_user_id)
-            .exists(),
+            tuple_(e.moodle_course_id, e.moodle_user_id).in_(select(pairs.c.course_id, pairs.c.user_id)),
         )
         r = raw_records.c
         rows = self._placed_rows(tenant, mapping).where(
@@ -272,8 +271,9 @@ class Enrollments:
             r.source_modified_at,
         ).where(r.tenant_id == tenant, is_moodle_enrolment(), r.deleted_at.is_(None), holds_student_role(p))
         if pairs is not None:
+            # The pairs' enrolments by their keys (`<course>:<user>`), through the primary key.
             record_of = cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String)
-            rows = rows.select_from(pairs.join(raw_records, r.record_id == record_of))
+            rows = rows.where(r.record_id.in_(select(record_of)))
         fill(conn, moodle, rows)
         return moodle
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    tuple_,
     union,
     union_all,
 )
@@ -150,7 +151,7 @@ def _feed(tenant_id: str, keys: RawKeys, entity: str, items: Table, pairs: Table
     else:
         record_of = cast(pairs.c.assignment_id, String) + ":" + cast(pairs.c.user_id, String)
         frm = pairs
-    return stmt.select_from(frm.join(raw_records, and_(*base, r.record_id == record_of)))
+    return stmt.where(*base, r.record_id.in_(select(record_of).select_from(frm)))
 
 
 def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_since) -> Table:
@@ -277,10 +278,13 @@ class Grades:
         written = upsert_select(conn, "grades", rows, now=scope.now)
         owned = [grades.c.tenant_id == tenant, grades.c.source == "moodle"]
         if pairs is not None:
-            reached = select(literal(1)).where(
-                pairs.c.assignment_id == grades.c.moodle_assignment_id, pairs.c.user_id == grades.c.moodle_user_id
-            )
-            owned.append(reached.exists())
+            # Found by the grades' index of users, then the pair.
+            owned += [
+                grades.c.moodle_user_id.in_(select(pairs.c.user_id)),
+                tuple_(grades.c.moodle_assignment_id, grades.c.moodle_user_id).in_(
+                    select(pairs.c.assignment_id, pairs.c.user_id)
+                ),
+            ]
         deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)
         # Scratch tables go with the transaction should it fail: dropped here only on success.
         drop_scratch(conn, items, pairs)

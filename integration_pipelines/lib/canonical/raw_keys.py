@@ -16,7 +16,6 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    and_,
     cast,
     func,
     literal,
@@ -90,22 +89,17 @@ class RawKeys:
         return cls(table, len(unique))
 
     def raw(self, tenant_id: str, source: str, entity: str, *, live: bool = True) -> tuple[FromClause, list]:
-        """The raw records of one entity this covers, as a FROM clause and its conditions: joined
-        to the keys (so each is found by the raw layer's primary key), or the whole entity."""
+        """The raw records of one entity this covers, as a FROM clause and its conditions: those
+        whose ids the keys hold (each found by the raw layer's primary key), or the whole entity."""
         r = raw_records
         where = [r.c.tenant_id == tenant_id, r.c.source == source, r.c.entity == entity]
         if live:
             where.append(r.c.deleted_at.is_(None))
-        if self.table is None:
-            return r, where
-        k = self.table.c
-        joined = self.table.join(
-            r,
-            and_(
-                r.c.tenant_id == tenant_id, r.c.source == k.source, r.c.entity == k.entity, r.c.record_id == k.record_id
-            ),
-        )
-        return joined, [*where, k.source == source, k.entity == entity]
+        if self.table is not None:
+            # `record_id IN (…)`, not a join: SQLite, which plans without statistics here, would
+            # rather walk the whole entity and probe the keys than the other way round.
+            where.append(r.c.record_id.in_(self.ids(source, entity)))
+        return r, where
 
     def ids(self, source: str, entity: str, prefix: str = "", as_type=None) -> Select:
         """The record ids of one entity this covers (not for everything), each after `prefix` (a

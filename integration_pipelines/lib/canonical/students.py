@@ -46,7 +46,6 @@ from sqlalchemy import (
     case,
     cast,
     delete,
-    exists,
     false,
     func,
     literal,
@@ -197,7 +196,7 @@ def _moodle_keys_rows(scope: Scope, rules: IdentityConfig, user_ids: Table | Non
         r.source_modified_at,
     ).where(r.tenant_id == tenant, r.source == "moodle", r.entity == "users", r.deleted_at.is_(None))
     if user_ids is not None:
-        rows = rows.where(user_id.in_(select(user_ids.c.user_id)))
+        rows = rows.where(r.record_id.in_(select(cast(user_ids.c.user_id, String))))  # by the primary key
     return rows
 
 
@@ -377,7 +376,7 @@ class Students:
                 )
             )
         deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)
-        found = self._found(conn, tenant, match)
+        found = self._found(conn, tenant, match, whole=reach is None)
         drop_scratch(conn, match.candidates, match.winners, *(() if reach is None else (reach.zoho, reach.users)))
         return TableResult(SyncCounts(read=written.staged + deleted, written=written.counts, deleted=deleted), found)
 
@@ -527,8 +526,27 @@ class Students:
         }
 
     @staticmethod
-    def _found(conn: Connection, tenant: str, match: _Match) -> dict[str, int | float]:
-        """How the link stands (the whole table) and what this application found."""
+    def _found(conn: Connection, tenant: str, match: _Match, *, whole: bool) -> dict[str, int | float]:
+        """What this application found (conflicts, ambiguous emails, links to deleted students)
+        and, applying everything, how the link stands over the whole table. (Counting the whole
+        table after a handful of changes would cost more than applying them.)"""
+        c, w = match.candidates.c, match.winners.c
+        won = select(literal(1)).where(w.zoho_id == c.zoho_id, w.user_id == c.user_id).exists()
+        conflicts = conn.execute(select(func.count()).where(c.zoho_id.is_not(None), ~won)).scalar_one()
+        ambiguous = conn.execute(select(func.count()).where(c.zoho_id.is_(None))).scalar_one()
+        deleted_student = (
+            select(literal(1))
+            .where(Z.tenant_id == tenant, Z.zoho_id == w.zoho_id, Z.deleted, Z.deleted_at.is_(None))
+            .exists()
+        )
+        to_deleted = conn.execute(select(func.count()).select_from(match.winners).where(deleted_student)).scalar_one()
+        found: dict[str, int | float] = {
+            "ambiguous_emails": ambiguous,
+            "identity_conflicts": conflicts,
+            "linked_to_deleted": to_deleted,
+        }
+        if not whole:
+            return found
         s = students.c
         live = [s.tenant_id == tenant, s.deleted_at.is_(None)]
         by_rule = dict(
@@ -539,30 +557,13 @@ class Students:
         zoho_only = conn.execute(
             select(func.count()).where(*live, s.zoho_id.is_not(None), s.identity_match.is_(None))
         ).scalar_one()
-        total = sum(by_rule.values())
-        unmatched = by_rule.get("none", 0)
-        c, w = match.candidates.c, match.winners.c
-        conflicts = conn.execute(
-            select(func.count()).where(
-                c.zoho_id.is_not(None), ~exists().where(w.zoho_id == c.zoho_id, w.user_id == c.user_id)
-            )
-        ).scalar_one()
-        ambiguous = conn.execute(select(func.count()).where(c.zoho_id.is_(None))).scalar_one()
-        to_deleted = conn.execute(
-            select(func.count())
-            .select_from(
-                match.winners.join(identity_zoho_students, and_(Z.tenant_id == tenant, Z.zoho_id == w.zoho_id))
-            )
-            .where(Z.deleted, Z.deleted_at.is_(None))
-        ).scalar_one()
+        total, unmatched = sum(by_rule.values()), by_rule.get("none", 0)
         return {
             **{f"matched_by_{rule}": by_rule.get(rule, 0) for rule in MATCH_RULES},
             "zoho_only": zoho_only,
             "moodle_only": unmatched - zoho_only,
             "unmatched_share": round(unmatched / total, 4) if total else 0.0,
-            "ambiguous_emails": ambiguous,
-            "identity_conflicts": conflicts,
-            "linked_to_deleted": to_deleted,
+            **found,
         }
 
 

@@ -383,7 +383,10 @@ class json_integer(_JsonPathFunction):
 
 @compiles(json_integer, "sqlite")
 def _json_integer_sqlite(element, compiler, **kw):
-    return f"json_extract({_payload(compiler, element, kw)}, {_path_literal(compiler, element.path, False)})"
+    # Cast, so that the expression has INTEGER affinity: compared with an integer column (an
+    # `IN` over user ids, say), an expression without affinity would not be looked up by its index.
+    p, path = _payload(compiler, element, kw), _path_literal(compiler, element.path, False)
+    return f"CAST(json_extract({p}, {path}) AS INTEGER)"
 
 
 @compiles(json_integer, "postgresql")
