@@ -108,21 +108,22 @@ class Enrollments:
         moodle = self._moodle_enrolments(scope, pairs)
         written = upsert_select(conn, "enrollments", self._rows(scope, placed, moodle), now=scope.now)
         raise_for_problem(conn, tenant, mapping, written)
-        owned = [enrollments.c.tenant_id == tenant]
-        if pairs is not None:
+        tenant_rows = enrollments.c.tenant_id == tenant
+        if pairs is None:
+            deleted = soft_delete_unstaged(conn, written, tenant_rows, now=scope.now)
+        else:
+            # The rows the keys reach, in two statements, each through an index: the Zoho
+            # enrollments by key, the Moodle-only rows by (course, user). (One statement with an
+            # OR of the two left PostgreSQL scanning every enrollment for each reached one.)
             e = enrollments.c
-            # Each part found through an index: the Zoho enrollments by key, the Moodle-only rows
-            # by (course, user).
-            owned.append(
-                or_(
-                    e.enrollment_key.in_(select(zoho_key(placed.c.zoho_id))),
-                    and_(
-                        e.zoho_id.is_(None),
-                        tuple_(e.moodle_course_id, e.moodle_user_id).in_(select(pairs.c.course_id, pairs.c.user_id)),
-                    ),
-                )
-            )
-        deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)
+            reached = [
+                e.enrollment_key.in_(select(zoho_key(placed.c.zoho_id))),
+                and_(
+                    e.zoho_id.is_(None),
+                    tuple_(e.moodle_course_id, e.moodle_user_id).in_(select(pairs.c.course_id, pairs.c.user_id)),
+                ),
+            ]
+            deleted = sum(soft_delete_unstaged(conn, written, tenant_rows, part, now=scope.now) for part in reached)
         drop_scratch(conn, placed, moodle, pairs)
         return TableResult(SyncCounts(read=written.staged + deleted, written=written.counts, deleted=deleted))
 

@@ -50,7 +50,6 @@ from sqlalchemy import (
     func,
     literal,
     null,
-    or_,
     select,
     true,
     tuple_,
@@ -367,15 +366,17 @@ class Students:
             self._competitors(scope, rules, reach, match)
         written = upsert_select(conn, "students", self._rows(scope, mapping, reach, match), now=scope.now)
         raise_for_problem(conn, tenant, mapping, written)
-        owned = [students.c.tenant_id == tenant]
-        if reach is not None:
-            owned.append(
-                or_(
-                    students.c.zoho_id.in_(select(reach.zoho.c.zoho_id)),
-                    and_(students.c.zoho_id.is_(None), students.c.moodle_user_id.in_(select(reach.users.c.user_id))),
-                )
-            )
-        deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)
+        tenant_rows = students.c.tenant_id == tenant
+        if reach is None:
+            deleted = soft_delete_unstaged(conn, written, tenant_rows, now=scope.now)
+        else:
+            # The reached students, then the reached Moodle-only accounts: two statements, each
+            # through an index (an OR of the two is planned as a pass over every student).
+            reached = [
+                students.c.zoho_id.in_(select(reach.zoho.c.zoho_id)),
+                and_(students.c.zoho_id.is_(None), students.c.moodle_user_id.in_(select(reach.users.c.user_id))),
+            ]
+            deleted = sum(soft_delete_unstaged(conn, written, tenant_rows, part, now=scope.now) for part in reached)
         found = self._found(conn, tenant, match, whole=reach is None)
         drop_scratch(conn, match.candidates, match.winners, *(() if reach is None else (reach.zoho, reach.users)))
         return TableResult(SyncCounts(read=written.staged + deleted, written=written.counts, deleted=deleted), found)
