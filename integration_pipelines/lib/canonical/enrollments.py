@@ -41,7 +41,7 @@ from sqlalchemy import (
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity
-from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, present, scratch_table
 from integration_pipelines.lib.canonical.students import holds_student_role
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
 from integration_pipelines.lib.mapping import EntityMapping, FieldMapping
@@ -184,8 +184,8 @@ class Enrollments:
             select(e.moodle_course_id, e.moodle_user_id).where(
                 e.tenant_id == tenant,
                 e.enrollment_key.in_(select(zoho_key(placed.c.zoho_id))),
-                e.moodle_course_id.is_not(None),
-                e.moodle_user_id.is_not(None),
+                present(e.moodle_course_id),
+                present(e.moodle_user_id),
             ),
         ]
         if not keys.all:

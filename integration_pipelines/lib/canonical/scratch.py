@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 
-from sqlalchemy import Column, Connection, Index, MetaData, Table, insert, text
+from sqlalchemy import Column, ColumnElement, Connection, Index, MetaData, Table, func, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 _names = itertools.count()
@@ -23,6 +23,13 @@ def scratch_table(conn: Connection, purpose: str, *columns: Column, index: tuple
     if index:
         Index(f"{table.name}_ix", *(table.c[c] for c in index)).create(conn)
     return table
+
+
+def present(column) -> ColumnElement:
+    """`column IS NOT NULL`, put so that no index serves it. Beside an `IN` over a scratch table
+    (the few keys a change reaches), SQLite, planning without statistics, would otherwise walk the
+    column's index over every non-null value rather than look each key up."""
+    return func.coalesce(column, None).is_not(None)
 
 
 def fill(conn: Connection, table: Table, rows, *, ignore_repeats: bool = False) -> int:

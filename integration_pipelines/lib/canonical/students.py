@@ -58,7 +58,7 @@ from sqlalchemy import (
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity
-from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, present, scratch_table
 from integration_pipelines.lib.canonical.transforms import TRANSFORMS, Field
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
 from integration_pipelines.lib.mapping import EntityMapping, FieldMapping, IdentityConfig
@@ -336,12 +336,12 @@ class _Reach:
         s, t = students.c, self.tenant_id
         self.add_zoho(
             select(s.zoho_id).where(
-                s.tenant_id == t, s.zoho_id.is_not(None), s.moodle_user_id.in_(select(self.users.c.user_id))
+                s.tenant_id == t, present(s.zoho_id), s.moodle_user_id.in_(select(self.users.c.user_id))
             )
         )
         self.add_users(
             select(s.moodle_user_id).where(
-                s.tenant_id == t, s.moodle_user_id.is_not(None), s.zoho_id.in_(select(self.zoho.c.zoho_id))
+                s.tenant_id == t, present(s.moodle_user_id), s.zoho_id.in_(select(self.zoho.c.zoho_id))
             )
         )
 
