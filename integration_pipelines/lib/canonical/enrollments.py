@@ -42,7 +42,7 @@ from sqlalchemy import (
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, present, scratch_table
-from integration_pipelines.lib.canonical.students import holds_student_role
+from integration_pipelines.lib.canonical.students import account_of_student, holds_student_role, student_of_account
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
 from integration_pipelines.lib.mapping import EntityMapping, FieldMapping
 from integration_pipelines.lib.warehouse.schema import (
@@ -66,30 +66,6 @@ def _course_of_class(tenant_id: str, class_zoho_id):
             classes.c.class_key == zoho_key(class_zoho_id),
             classes.c.deleted_at.is_(None),
         )
-        .scalar_subquery()
-    )
-
-
-def _account_of_student(tenant_id: str, student_zoho_id):
-    return (
-        select(students.c.moodle_user_id)
-        .where(
-            students.c.tenant_id == tenant_id,
-            students.c.zoho_id == student_zoho_id,
-            students.c.moodle_user_id.is_not(None),
-        )
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _student_of_account(tenant_id: str, user_id):
-    """The student a Moodle account is: a live row before a tombstone."""
-    return (
-        select(students.c.student_key)
-        .where(students.c.tenant_id == tenant_id, students.c.moodle_user_id == user_id)
-        .order_by(students.c.deleted_at.is_(None).desc(), students.c.deleted_at.desc(), students.c.student_key)
-        .limit(1)
         .scalar_subquery()
     )
 
@@ -248,7 +224,7 @@ class Enrollments:
             .where(z.course_id.is_(None), z.user_id.is_(None))
             .values(
                 course_id=_course_of_class(tenant, z.class_zoho_id),
-                user_id=_account_of_student(tenant, z.student_zoho_id),
+                user_id=account_of_student(tenant, z.student_zoho_id),
             )
         )
 
@@ -310,7 +286,7 @@ class Enrollments:
             z.problem,
         ).select_from(placed.outerjoin(moodle, and_(m.course_id == z.course_id, m.user_id == z.user_id)))
         absorbed = select(literal(1)).where(z.course_id == m.course_id, z.user_id == m.user_id).exists()
-        student_key = _student_of_account(tenant, m.user_id)
+        student_key = student_of_account(tenant, m.user_id)
         klass = (
             select(classes.c.zoho_id)
             .where(

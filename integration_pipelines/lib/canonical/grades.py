@@ -38,6 +38,7 @@ from sqlalchemy import (
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
+from integration_pipelines.lib.canonical.students import account_of_student, student_of_account
 from integration_pipelines.lib.canonical.zoho_tables import ZohoTable, student_key
 from integration_pipelines.lib.mapping import BTEC_GRADES, BtecThresholds, FieldMapping
 from integration_pipelines.lib.warehouse.schema import grades, moodle_user_of, raw_records, students, units
@@ -62,20 +63,6 @@ def numeric_grade(percent, thresholds: BtecThresholds) -> ColumnElement:
     )
 
 
-def _moodle_account(columns, tenant_id: str):
-    """A Zoho student's Moodle account, where it has one."""
-    return (
-        select(students.c.moodle_user_id)
-        .where(
-            students.c.tenant_id == tenant_id,
-            students.c.zoho_id == columns["student_zoho_id"],
-            students.c.moodle_user_id.is_not(None),
-        )
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 ZOHO_GRADES = ZohoTable(
     "grades",
     "btec_grades",
@@ -83,7 +70,7 @@ ZOHO_GRADES = ZohoTable(
         "student_key": student_key,
         "source": literal("zoho"),
         "btec_equivalent": lambda columns, _: columns["btec_grade"],
-        "moodle_user_id": _moodle_account,
+        "moodle_user_id": lambda columns, tenant: account_of_student(tenant, columns["student_zoho_id"]),
     },
     reach=lambda: [grades.c.source == "zoho"],
 )
@@ -187,17 +174,6 @@ def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_sinc
     return pairs
 
 
-def _student_of(user_id, tenant_id: str):
-    """The student a Moodle account is: a live row before a tombstone."""
-    return (
-        select(students.c.student_key)
-        .where(students.c.tenant_id == tenant_id, students.c.moodle_user_id == user_id)
-        .order_by(students.c.deleted_at.is_(None).desc(), students.c.deleted_at.desc(), students.c.student_key)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 def moodle_grade_rows(tenant_id: str, keys: RawKeys, items: Table, pairs: Table | None, thresholds: BtecThresholds):
     """`SELECT` of the canonical rows of Moodle grades: the newer of the two feeds' per key."""
     feeds = union_all(*(_feed(tenant_id, keys, entity, items, pairs) for entity in MOODLE_FEEDS)).subquery("feeds")
@@ -212,7 +188,7 @@ def moodle_grade_rows(tenant_id: str, keys: RawKeys, items: Table, pairs: Table 
                 order_by=func.coalesce(graded_at, feeds.c.observed_at).desc(),
             )
             .label("newest"),
-            _student_of(feeds.c.user_id, tenant_id).label("student_key"),
+            student_of_account(tenant_id, feeds.c.user_id).label("student_key"),
         )
         .where(feeds.c.raw_grade.is_not(None), feeds.c.raw_grade >= 0)  # a negative grade is none
         .subquery("ranked")

@@ -346,6 +346,34 @@ class _Reach:
         )
 
 
+# -- what other tables look up in the students ------------------------------------------------
+
+
+def account_of_student(tenant_id: str, student_zoho_id) -> ColumnElement:
+    """A Zoho student's Moodle account, where it has one (a scalar subquery)."""
+    return (
+        select(students.c.moodle_user_id)
+        .where(
+            students.c.tenant_id == tenant_id,
+            students.c.zoho_id == student_zoho_id,
+            students.c.moodle_user_id.is_not(None),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def student_of_account(tenant_id: str, user_id) -> ColumnElement:
+    """The student a Moodle account is, a live row before a tombstone (a scalar subquery)."""
+    return (
+        select(students.c.student_key)
+        .where(students.c.tenant_id == tenant_id, students.c.moodle_user_id == user_id)
+        .order_by(students.c.deleted_at.is_(None).desc(), students.c.deleted_at.desc(), students.c.student_key)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 
