@@ -63,16 +63,13 @@ class CanonicalTable(Protocol):
         ...
 
 
-def _tables() -> dict[str, CanonicalTable]:
+def canonical_tables() -> dict[str, CanonicalTable]:
+    """Every canonical table, in an order in which each follows what it looks up."""
+    # Imported here because each table's module imports `Scope` and `TableResult` from this one.
     from integration_pipelines.lib.canonical import enrollments, grades, students, zoho_tables
 
     tables = [*zoho_tables.TABLES[:3], students.TABLE, enrollments.TABLE, *zoho_tables.TABLES[3:], grades.TABLE]
     return {t.name: t for t in tables}
-
-
-def canonical_tables() -> dict[str, CanonicalTable]:
-    """Every canonical table, in an order in which each follows what it looks up."""
-    return _tables()
 
 
 def stream_of(table: str) -> str:
