@@ -25,10 +25,11 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from integration_pipelines.api.problems import Problem
+from integration_pipelines.lib.events import log
 from integration_pipelines.lib.events.inbox import EventsInbox
 from integration_pipelines.lib.events.models import (
     InboxEvent,
@@ -38,7 +39,8 @@ from integration_pipelines.lib.events.models import (
     ZohoNotification,
     derived_event_id,
 )
-from integration_pipelines.settings import Settings
+from integration_pipelines.lib.warehouse.engine import begin_write
+from integration_pipelines.settings import Settings, get_settings
 
 
 def _unauthorized() -> Problem:
@@ -119,18 +121,48 @@ def _without_token(body: dict) -> dict:
     return {k: v for k, v in body.items() if k != "token"}
 
 
+def require_admin_secret(authorization: Annotated[str | None, Header()] = None) -> None:
+    """Admin routes take `Authorization: Bearer <API_ADMIN_SECRET>` until API keys (with an admin
+    scope) arrive. No secret configured: the admin routes are closed."""
+    secret = get_settings().api_admin_secret.get_secret_value()
+    scheme, _, presented = (authorization or "").partition(" ")
+    ok = hmac.compare_digest(presented.encode(), (secret or "\x00closed\x00").encode())
+    if not (secret and scheme.lower() == "bearer" and ok):
+        raise _unauthorized()
+
+
+def _instant(name: str, value: str | None) -> datetime | None:
+    """A date or an instant (ISO 8601; UTC when no zone is given)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise Problem(422, "Invalid request", f"Invalid parameter(s): {name}", errors=[{"parameter": name}]) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = orjson.dumps([row["received_at"].isoformat(), row["event_id"]])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        received, event_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(received), str(event_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise Problem(422, "Invalid request", "Invalid parameter(s): cursor", errors=[{"parameter": "cursor"}]) from exc
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def build_router(settings: Settings) -> APIRouter:
     """The events routes for one deployment's settings."""
     router = APIRouter(tags=["events"])
     inbox = EventsInbox.at(settings.events_inbox_dir or settings.data_dir / "events" / "inbox")
-
-    def require_admin_secret(authorization: Annotated[str | None, Header()] = None) -> None:
-        """Admin routes take `Authorization: Bearer <API_ADMIN_SECRET>` (until API keys arrive)."""
-        secret = settings.api_admin_secret.get_secret_value()
-        scheme, _, presented = (authorization or "").partition(" ")
-        ok = hmac.compare_digest(presented.encode(), (secret or "\x00closed\x00").encode())
-        if not (secret and scheme.lower() == "bearer" and ok):
-            raise _unauthorized()
 
     @router.post("/v1/events/moodle/{event_type}", status_code=202)
     async def moodle_contract_event(
@@ -213,5 +245,67 @@ def build_router(settings: Settings) -> APIRouter:
         identity = [parsed.channel_id, parsed.server_time, parsed.module, parsed.operation.lower(), sorted(parsed.ids)]
         digest = hashlib.sha256(orjson.dumps(identity)).hexdigest()[:40]
         return await _answer(inbox, tenant_id, f"zoho-{digest}", "zoho", _without_token(body))
+
+    @router.get("/v1/events", dependencies=[Depends(require_admin_secret)])
+    def list_events(
+        request: Request,
+        type: Annotated[str | None, Query(max_length=100, description="Event type, e.g. user_graded.")] = None,
+        status: Annotated[
+            Literal["pending", "processed", "ignored", "failed", "dead"] | None, Query(description="Status.")
+        ] = None,
+        since: Annotated[str | None, Query(description="Received at or after (ISO 8601 date or time).")] = None,
+        until: Annotated[str | None, Query(description="Received before (ISO 8601 date or time).")] = None,
+        user: Annotated[int | None, Query(ge=0, description="The Moodle user the event concerns.")] = None,
+        tenant: Annotated[str | None, Query(max_length=64, description="Only this tenant's events.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
+        format: Annotated[Literal["json", "csv"], Query(description="csv: the page as a CSV file.")] = "json",
+        payload: Annotated[bool, Query(description="Include each event's payload (JSON only).")] = False,
+    ) -> Response:
+        """The events log, newest received first, one page at a time (admin only)."""
+        where = log.LogFilter(
+            tenant_id=tenant,
+            event_type=type,
+            status=status,
+            user_id=user,
+            since=_instant("since", since),
+            until=_instant("until", until),
+            after=_decode_cursor(cursor) if cursor else None,
+        )
+        with request.app.state.engine.connect() as conn:
+            found = log.page(conn, where, limit, with_payload=payload and format == "json")
+        next_cursor = _encode_cursor(found[-1]) if len(found) == limit else None
+        if format == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=log.LISTED_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in found:
+                writer.writerow({k: _jsonable(v) for k, v in row.items()})
+            headers = {"Content-Disposition": 'attachment; filename="events.csv"'}
+            if next_cursor:
+                headers["X-Next-Cursor"] = next_cursor
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+        events = [{k: _jsonable(v) for k, v in row.items()} for row in found]
+        return JSONResponse({"events": events, "next_cursor": next_cursor})
+
+    @router.post("/v1/events/{event_id}/retry", status_code=202, dependencies=[Depends(require_admin_secret)])
+    def retry_event(request: Request, event_id: str) -> JSONResponse:
+        """Put a failed or dead event back in line, with a fresh count of attempts (admin only);
+        the next retry pass (`events_retry` schedule) applies it."""
+        engine = request.app.state.engine
+        with begin_write(engine) as conn:
+            current = log.status_of(conn, event_id)
+            if current is None:
+                raise Problem(404, "Event not found", f"No event {event_id!r} in the events log.", event_id=event_id)
+            if current not in ("failed", "dead"):
+                raise Problem(
+                    409,
+                    "Event not retryable",
+                    f"Event {event_id!r} is {current}: only failed and dead events are retried.",
+                    event_id=event_id,
+                    event_status=current,
+                )
+            log.requeue(conn, datetime.now(UTC), event_ids=[event_id])
+        return JSONResponse({"status": "requeued", "event_id": event_id}, status_code=202)
 
     return router

@@ -169,3 +169,63 @@ def remove(conn: Connection, event_ids: Sequence[str]) -> int:
     return conn.execute(
         delete(log_table).where(c.event_id.in_(list(event_ids)), c.status.not_in(RETAINED_STATUSES))
     ).rowcount
+
+
+LISTED_COLUMNS = (
+    "event_id",
+    "tenant_id",
+    "source",
+    "sender",
+    "event_type",
+    "record_id",
+    "user_id",
+    "status",
+    "retry_count",
+    "last_error",
+    "event_time",
+    "received_at",
+    "processed_at",
+    "next_attempt_at",
+)
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What `GET /v1/events` asks for: filters, and the page after `after` (received_at, event_id)."""
+
+    tenant_id: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+    user_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: tuple[datetime, str] | None = None
+
+
+def page(conn: Connection, where: LogFilter, limit: int, *, with_payload: bool = False) -> list[dict[str, Any]]:
+    """One page of the log, newest received first (keyset paging on received_at, event_id)."""
+    from sqlalchemy import tuple_
+
+    c = log_table.c
+    columns = [c[name] for name in LISTED_COLUMNS] + ([c.payload] if with_payload else [])
+    conditions = []
+    if where.tenant_id:
+        conditions.append(c.tenant_id == where.tenant_id)
+    if where.event_type:
+        conditions.append(c.event_type == where.event_type)
+    if where.status:
+        conditions.append(c.status == where.status)
+    if where.user_id is not None:
+        conditions.append(c.user_id == where.user_id)
+    if where.since:
+        conditions.append(c.received_at >= where.since)
+    if where.until:
+        conditions.append(c.received_at < where.until)
+    if where.after:
+        conditions.append(tuple_(c.received_at, c.event_id) < tuple_(*where.after))
+    stmt = select(*columns).where(*conditions).order_by(c.received_at.desc(), c.event_id.desc()).limit(limit)
+    return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+def status_of(conn: Connection, event_id: str) -> str | None:
+    return conn.execute(select(log_table.c.status).where(log_table.c.event_id == event_id)).scalar()
