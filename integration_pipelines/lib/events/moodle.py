@@ -137,6 +137,7 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
             previous = work.deleted_users.get(event.objectid)
             work.deleted_users[event.objectid] = max(at, previous) if previous else at
             identity = {k: other.get(k) for k in ("username", "email", "idnumber") if k in other}
+            identity["timedeleted"] = event.timecreated
             # The user row Moodle keeps is anonymised: the event is the only place its identity survives.
             work.changes.append(
                 RawChange("users", str(event.objectid), {"id": event.objectid, "deleted": 1, **identity}, at, at)
@@ -160,7 +161,7 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
                 "graderaw": final,
                 "gradedategraded": event.timecreated,
             }
-            deleted = at if final is None else None
+            deleted = at if final is None else None  # its gradedategraded tells two such tombstones apart
             work.changes.append(RawChange("grades", f"{item.item_id}:{user}", payload, at, deleted))
         elif name == "grade_deleted":
             assert user is not None
@@ -168,10 +169,14 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
             if item is None:
                 work.notes[event_id] = f"grade item {other['itemid']} is no assignment's (course total or manual item)"
                 continue
+            # A tombstone names its time: two deletions of one grade must differ in content, or the
+            # merge (which skips unchanged content) would keep the first one's time, and a grade
+            # given between the two would then outrank the second.
             gone = {"itemid": item.item_id, "iteminstance": item.assignment_id, "courseid": item.course_id}
-            gone |= {"userid": user, "graderaw": None, "gradedategraded": None}
+            gone |= {"userid": user, "graderaw": None, "gradedategraded": None, "timedeleted": event.timecreated}
             work.changes.append(RawChange("grades", f"{item.item_id}:{user}", gone, at, at))
             assigned = {"assignmentid": item.assignment_id, "userid": user, "grade": None, "timemodified": None}
+            assigned["timedeleted"] = event.timecreated
             work.changes.append(RawChange("assign_grades", f"{item.assignment_id}:{user}", assigned, at, at))
         elif name == "submission_graded":
             item = by_cm.get(event.contextinstanceid)

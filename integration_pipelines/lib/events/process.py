@@ -252,8 +252,16 @@ class EventProcessor:
     ) -> list[tuple[str, str, str]]:
         keys: list[tuple[str, str, str]] = []
         if changes:
-            lander = RawLander(conn, tenant_id, "moodle", sorted({c.entity for c in changes}), snapshot=False)
+            # One change per record: the merge stages a batch and merges it in one statement, in
+            # which a record may appear once. The newest stands (for equal times, the later event),
+            # which is what landing them one after the other would leave.
+            newest: dict[tuple[str, str], moodle.RawChange] = {}
             for change in changes:
+                key = (change.entity, change.record_id)
+                if key not in newest or change.modified_at >= newest[key].modified_at:
+                    newest[key] = change
+            lander = RawLander(conn, tenant_id, "moodle", sorted({c.entity for c in changes}), snapshot=False)
+            for change in newest.values():
                 lander.land(change.entity, change.record_id, change.payload, change.modified_at, change.deleted_at)
                 keys.append(("moodle", change.entity, change.record_id))
             lander.finish()

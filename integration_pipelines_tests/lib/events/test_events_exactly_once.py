@@ -45,3 +45,30 @@ def test_the_replay_check_catches_a_lost_event(exactly_once, warehouse_url, tmp_
     exactly_once.worker(warehouse_url, str(inbox.inbox), 100)
     outcome = exactly_once.check(warehouse_url, inbox, generated, valid_ids, malformed)
     assert any("log holds" in p for p in outcome["problems"])
+
+
+@pytest.mark.parametrize("order", [(0, 2, 1), (2, 0, 1), (1, 2, 0)])
+def test_a_grade_deleted_twice_stays_deleted_whatever_arrives_between(exactly_once, warehouse_url, tmp_path, order):
+    """Deleted at t1, given at t2, deleted again at t3, arriving in any order, one batch each:
+    deleted. (Two deletions must differ in content, or the second one's time would not be kept.)"""
+    import random
+
+    from integration_pipelines.lib.events.inbox import EventsInbox
+
+    exactly_once.seed_college(warehouse_url)
+    rng = random.Random(5)
+    events = [
+        exactly_once.moodle_event("grade_deleted", rng, 1_000, 10_001, 0),
+        exactly_once.moodle_event("user_graded", rng, 2_000, 10_001, 0),
+        exactly_once.moodle_event("grade_deleted", rng, 3_000, 10_001, 0),
+    ]
+    inbox = EventsInbox.at(tmp_path / "events" / "inbox")
+    for i in order:
+        exactly_once.drop(inbox, [events[i]], seed=i)
+        for path in inbox.inbox.glob("malformed-*"):
+            path.unlink()
+        exactly_once.worker(warehouse_url, str(inbox.inbox), 10)
+    expected, _ = exactly_once.replay(events)
+    assert expected == {}
+    outcome = exactly_once.check(warehouse_url, inbox, events, set(), [])
+    assert outcome["grades"] == 0
