@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from integration_pipelines.api.events import build_router as build_events_router
 from integration_pipelines.api.problems import Problem, install_problem_handlers
 from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.lib.warehouse.schema import sync_state
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profile = {k: _jsonable(k, v) for k, v in row.items()}
         return {"student_key": profile.pop("student_key"), "profile": profile}
 
+    app.include_router(build_events_router(settings))  # webhooks and the events log (api/events.py)
     return app
 
 
