@@ -6,6 +6,7 @@ from pydantic import Field
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
+from integration_pipelines.lib.outbound.outbox import outbox_counts
 from integration_pipelines.lib.outbound.writeback import write_back
 
 OUTBOUND_GROUP = "outbound"
@@ -45,7 +46,10 @@ def zoho_grade_writeback(
             report.conflicts,
             ", ".join(report.conflict_keys),
         )
-    return MaterializeResult(metadata=report.as_metadata())
+    with warehouse.engine.connect() as conn:
+        standing = outbox_counts(conn, warehouse.tenant)
+    # What the outbox holds after the run, by status: what is parked or in conflict overall.
+    return MaterializeResult(metadata={**report.as_metadata(), "outbox": standing})
 
 
 OUTBOUND_ASSETS = [zoho_grade_writeback]

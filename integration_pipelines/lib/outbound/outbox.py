@@ -223,7 +223,7 @@ def resolve_conflicts(
 
 def outbox_counts(conn: Connection, tenant_id: str) -> dict[str, int]:
     """Rows per status (every status present, zero when none)."""
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     rows = conn.execute(
         select(grade_outbox.c.status, func.count())
         .where(grade_outbox.c.tenant_id == tenant_id)
