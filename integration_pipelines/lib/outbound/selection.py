@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
+from integration_pipelines.lib.canonical.zoho_records import ZOHO_KEY_PREFIX
 from integration_pipelines.lib.warehouse.schema import grade_outbox, grades, students, units
 
 
@@ -58,6 +59,7 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
     moodle = (
         select(
             m.c.grade_key,
+            m.c.student_key,
             m.c.student_zoho_id,
             m.c.unit_zoho_id,
             m.c.btec_equivalent,
@@ -77,25 +79,7 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
         )
         .subquery("moodle")
     )
-    z = grades.alias("zoho_grade")
-    zoho = (
-        select(
-            z.c.student_zoho_id,
-            z.c.unit_zoho_id,
-            z.c.zoho_id,
-            z.c.btec_grade,
-            z.c.source_modified_at,
-            func.row_number()
-            .over(
-                partition_by=(z.c.student_zoho_id, z.c.unit_zoho_id),
-                order_by=(z.c.source_modified_at.desc(), z.c.zoho_id.desc()),
-            )
-            .label("newest"),
-        )
-        .where(z.c.tenant_id == tenant_id, z.c.source == "zoho", z.c.deleted_at.is_(None))
-        .subquery("zoho")
-    )
-    o = grade_outbox
+    z, o = grades.alias("zoho_grade"), grade_outbox
     stmt = (
         select(
             moodle.c.grade_key,
@@ -106,9 +90,9 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
             moodle.c.btec_equivalent,
             moodle.c.graded_at,
             moodle.c.source_modified_at,
-            zoho.c.zoho_id,
-            zoho.c.btec_grade,
-            zoho.c.source_modified_at.label("zoho_modified_at"),
+            z.c.zoho_id,
+            z.c.btec_grade,
+            z.c.source_modified_at.label("zoho_modified_at"),
             o.c.status,
             o.c.fingerprint,
             o.c.sent_fingerprint,
@@ -124,23 +108,27 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
             )
             .join(
                 units,
+                # By the units' primary key, `zoho:<id>`.
                 and_(
                     units.c.tenant_id == tenant_id,
-                    units.c.zoho_id == moodle.c.unit_zoho_id,
+                    units.c.unit_key == ZOHO_KEY_PREFIX + moodle.c.unit_zoho_id,
                     units.c.deleted_at.is_(None),
                 ),
             )
             .outerjoin(
-                zoho,
+                # Zoho's records of the student (by the grades' index of students), for the unit.
+                z,
                 and_(
-                    zoho.c.student_zoho_id == moodle.c.student_zoho_id,
-                    zoho.c.unit_zoho_id == moodle.c.unit_zoho_id,
-                    zoho.c.newest == 1,
+                    z.c.tenant_id == tenant_id,
+                    z.c.student_key == moodle.c.student_key,
+                    z.c.source == "zoho",
+                    z.c.unit_zoho_id == moodle.c.unit_zoho_id,
+                    z.c.deleted_at.is_(None),
                 ),
             )
             .outerjoin(
-                o,
                 # By the outbox's primary key.
+                o,
                 and_(
                     o.c.tenant_id == tenant_id,
                     o.c.record_key == moodle.c.student_zoho_id + ":" + moodle.c.unit_zoho_id,
@@ -154,10 +142,22 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
         )
         .order_by(moodle.c.student_zoho_id, moodle.c.unit_zoho_id)
     )
+    # Zoho may hold more than one record of a student x unit: the newest stands for Zoho's view.
+    newest: dict[str, Any] = {}
     for row in conn.execute(stmt):
         key = record_key_of(row.student_zoho_id, row.unit_zoho_id)
         if only is not None and key not in only:
             continue
+        seen = newest.get(key)
+        if seen is None or (
+            row.zoho_modified_at is not None
+            and (
+                seen.zoho_modified_at is None
+                or (row.zoho_modified_at, row.zoho_id) > (seen.zoho_modified_at, seen.zoho_id)
+            )
+        ):
+            newest[key] = row
+    for key, row in newest.items():
         yield GradeState(
             record_key=key,
             grade_key=row.grade_key,
