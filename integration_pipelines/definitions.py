@@ -21,6 +21,9 @@ from integration_pipelines.defs.marts.assets import dbt_marts
 from integration_pipelines.defs.marts.project import dbt_cli_resource
 from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
 from integration_pipelines.defs.moodle.resources import MoodleResource
+from integration_pipelines.defs.outbound.assets import OUTBOUND_ASSETS
+from integration_pipelines.defs.outbound.jobs import grade_writeback, resolve_grade_conflicts
+from integration_pipelines.defs.outbound.schedules import grade_writeback_retries
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.schedules import full_sync_nightly, incremental_sync_hourly
 from integration_pipelines.defs.sync.sensors import full_sync_covers_change_windows
@@ -58,12 +61,20 @@ _settings = get_settings()
 defs = Definitions(
     # The canonical tables and the marts carry the freshness policy, by group.
     assets=with_freshness(
-        [moodle_snapshot, moodle_grade_changes, zoho_snapshot, zoho_changes, *CANONICAL_ASSETS, dbt_marts],
+        [
+            moodle_snapshot,
+            moodle_grade_changes,
+            zoho_snapshot,
+            zoho_changes,
+            *CANONICAL_ASSETS,
+            dbt_marts,
+            *OUTBOUND_ASSETS,
+        ],
         sync_freshness_policy(_settings),
     ),
     asset_checks=CANONICAL_CHECKS,
-    jobs=[full_sync, incremental_sync, process_events, requeue_events, events_retention],
-    schedules=[full_sync_nightly, incremental_sync_hourly, events_retry, events_retention_daily],
+    jobs=[full_sync, incremental_sync, process_events, requeue_events, events_retention, grade_writeback, resolve_grade_conflicts],
+    schedules=[full_sync_nightly, incremental_sync_hourly, events_retry, events_retention_daily, grade_writeback_retries],
     sensors=[automation_sensor, full_sync_covers_change_windows, events_inbox_sensor],
     executor=run_executor(_settings.warehouse_backend),
     resources={

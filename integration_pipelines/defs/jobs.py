@@ -8,6 +8,8 @@ from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 
 SNAPSHOTS = AssetSelection.assets(moodle_snapshot, zoho_snapshot)
 CHANGE_WINDOWS = AssetSelection.assets(moodle_grade_changes, zoho_changes)
+# Writing to Zoho is not part of a sync: the write-back follows the grades on its own (issue 18).
+OUTBOUND = AssetSelection.groups("outbound")
 
 
 def _op_name(asset: object) -> str:
@@ -21,7 +23,7 @@ _FULL_CONFIG = {"ops": {_op_name(asset): {"config": {"full": True}} for asset in
 
 full_sync = define_asset_job(
     "full_sync",
-    selection=AssetSelection.all() - CHANGE_WINDOWS,
+    selection=AssetSelection.all() - CHANGE_WINDOWS - OUTBOUND,
     config=_FULL_CONFIG,
     description="Nightly reconciliation: snapshot both sources, apply every raw record to the canonical "
     "tables, rebuild the marts. The only path that sees records deleted without a trace.",
@@ -29,7 +31,7 @@ full_sync = define_asset_job(
 
 incremental_sync = define_asset_job(
     "incremental_sync",
-    selection=AssetSelection.all() - SNAPSHOTS,
+    selection=AssetSelection.all() - SNAPSHOTS - OUTBOUND,
     # Partitioned by the change windows: Dagster takes the partitioning from the selected assets.
     description="What changed in a window: Zoho records by modification time, Moodle assignment grades by "
     "`since`; then the canonical tables apply just those changes, and the marts rebuild.",

@@ -59,10 +59,12 @@ __all__ = [
     "ColumnMapping",
     "EntityMapping",
     "FieldMapping",
+    "GradeWritebackConfig",
     "IdentityConfig",
     "MappingError",
     "MappingProblem",
     "MoodleConfig",
+    "OutboundConfig",
     "PointsPerCredit",
     "RecordTransformError",
     "ZohoMapping",
@@ -373,6 +375,38 @@ class MoodleConfig(_Section):
     """A Moodle grade item (assignment) belongs to the unit whose code equals its idnumber."""
 
 
+# --- Outbound (issue 18): how a BTEC grade is written back to Zoho --------------------------------
+_KEY_PLACEHOLDERS = {"student_number", "unit_code"}
+
+
+def _check_key_format(value: str) -> str:
+    names = set(re.findall(r"{([^{}]*)}", value))
+    if not names or not names <= _KEY_PLACEHOLDERS:
+        raise PydanticCustomError(
+            "key_format",
+            "{value} must be built from {{student_number}} and {{unit_code}} only",
+            {"value": repr(value)},
+        )
+    return value
+
+
+class GradeWritebackConfig(_Section):
+    """How a Moodle grade becomes one Zoho grade record per student x unit (lib/outbound/).
+
+    The module and the fields written are the ``btec_grades`` entity's own (its mapping, read in
+    reverse); what only writing needs is the field Zoho finds the record by on an upsert."""
+
+    duplicate_check_field: ApiName = "Grade_Key"
+    """The module's unique field, one value per student x unit: the upsert's duplicate check, which
+    makes a repeated upsert update the record the first one created."""
+    key_format: Annotated[str, AfterValidator(_check_key_format)] = "{student_number}-{unit_code}"
+    """The value of ``duplicate_check_field``, from the student's number and the unit's code."""
+
+
+class OutboundConfig(_Section):
+    btec_grades: GradeWritebackConfig = GradeWritebackConfig()
+
+
 class _MappingFile(_Section):
     key_noun: ClassVar[str] = "section"
 
@@ -381,6 +415,7 @@ class _MappingFile(_Section):
     btec: BtecConfig = BtecConfig()
     zoho: _ZohoSection
     moodle: MoodleConfig = MoodleConfig()
+    outbound: OutboundConfig = OutboundConfig()
 
 
 # =============================================================================================
@@ -453,6 +488,8 @@ class FieldMapping:
     moodle: MoodleConfig
     file: str
     """The file it was loaded from, for logs and run metadata."""
+    outbound: OutboundConfig = OutboundConfig()
+    """How grades are written back to Zoho (issue 18)."""
 
 
 def _compile(spec: _MappingFile, file: str) -> FieldMapping:
@@ -471,6 +508,7 @@ def _compile(spec: _MappingFile, file: str) -> FieldMapping:
         zoho=ZohoMapping(MappingProxyType(entities)),
         moodle=spec.moodle,
         file=file,
+        outbound=spec.outbound,
     )
 
 
@@ -619,6 +657,7 @@ _OWN_ERRORS = {
     "required_column",
     "field_ref_type",
     "transform_kind",
+    "key_format",
 }
 
 

@@ -67,6 +67,13 @@ class SandboxConfig(BaseModel):
     fault_kinds: tuple[str, ...] = ("429", "5xx", "timeout", "drop")
     fault_delay_seconds: float = Field(0.2, ge=0.0, description="How long a 'timeout' fault holds the response.")
     fault_retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with injected 429s.")
+    write_fault_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of Zoho upserts whose answer is lost after the write was applied (the connection "
+        "drops): what makes a resend a duplicate unless it is matched on duplicate_check_fields.",
+    )
 
     response_delay_seconds: float = Field(
         0.0, ge=0.0, description="Latency added to every data request (makes concurrency observable)."

@@ -245,6 +245,10 @@ class SandboxApp:
             resp = await self._zoho_route(scope, receive)
         finally:
             self.zoho_in_flight -= 1
+        if resp.drop_answer:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+            await send({"type": "http.response.body", "body": b'{"data":[', "more_body": True})
+            raise DroppedConnection("injected write fault: the upsert was applied, its answer is lost")
         if resp.raw is not None:
             await send_response(
                 send,

@@ -1,5 +1,8 @@
 """Fake Zoho CRM v8 (records, deleted records, metadata, upsert) and Zoho Accounts OAuth.
 
+Write faults (``SandboxConfig.write_fault_rate``): an upsert is applied, then its answer is lost
+(the connection drops), as when a network fails between Zoho committing and the client reading.
+
 Answers follow Zoho's OpenAPI files (``zoho_oas/record.json``) and the behaviours in
 API_NOTES B1–B5. Handlers return a :class:`ZohoResponse`; the server turns it into HTTP.
 Secrets (client secret, refresh and access tokens) never appear in a message or a log.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import random
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +35,7 @@ class ZohoResponse:
     body: Any = None  # None = no body (204/304)
     headers: dict = field(default_factory=dict)
     raw: bytes | None = None  # a non-JSON body (Bulk Read zip)
+    drop_answer: bool = False  # a write fault: applied, then the connection drops before the answer
 
 
 def error(
@@ -173,6 +178,8 @@ class ZohoService:
         self.cursors: dict[str, Cursor] = {}
         self._dup_indexes: dict[tuple[str, str], dict] = {}
         self._dup_version = -1
+        self._write_fault_rng = random.Random(config.seed * 7_919 + 3)
+        self.lost_answers = 0  # upserts applied whose answer a write fault dropped
 
     # --- helpers ------------------------------------------------------------------------------
     def module_or_error(self, name: str) -> ZohoResponse | None:
@@ -594,7 +601,12 @@ class ZohoService:
         for i, item in enumerate(records):
             results.append(self._upsert_one(module, mod, specs, dup_fields, i, item))
         # Zoho answers a batch write with 207 Multi-Status and one status per record.
-        return ZohoResponse(207, {"data": results})
+        response = ZohoResponse(207, {"data": results})
+        if self.config.write_fault_rate > 0 and self._write_fault_rng.random() < self.config.write_fault_rate:
+            # A write fault: the batch is applied, but its answer never reaches the client.
+            response.drop_answer = True
+            self.lost_answers += 1
+        return response
 
     def _upsert_one(self, module: str, mod: Any, specs: dict, dup_fields: list, i: int, item: Any) -> dict:
         col = self.college

@@ -27,6 +27,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     func,
     literal,
     select,
@@ -41,7 +42,14 @@ from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scra
 from integration_pipelines.lib.canonical.students import account_of_student, student_of_account
 from integration_pipelines.lib.canonical.zoho_tables import ZohoTable, student_key
 from integration_pipelines.lib.mapping import BTEC_GRADES, BtecThresholds, FieldMapping
-from integration_pipelines.lib.warehouse.schema import grades, moodle_user_of, raw_records, students, units
+from integration_pipelines.lib.warehouse.schema import (
+    grade_outbox,
+    grades,
+    moodle_user_of,
+    raw_records,
+    students,
+    units,
+)
 from integration_pipelines.lib.warehouse.sql import epoch_time, json_kind, json_text, round_to, strip
 from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_unstaged, upsert_select
 
@@ -63,6 +71,22 @@ def numeric_grade(percent, thresholds: BtecThresholds) -> ColumnElement:
     )
 
 
+# --- No echo (issue 18): our own write-back, read back from Zoho, is not a second grade. ---------
+def not_our_echo(columns, tenant_id: str) -> ColumnElement:
+    """A Zoho grade record makes a row unless it is a grade we wrote there (lib/outbound/): the
+    outbox holds its Zoho id with the very grade it carries. Its Moodle original is the grade;
+    once someone changes it in Zoho it is theirs again, and a row (a conflict, to the write-back)."""
+    ours = select(grade_outbox.c.record_key).where(
+        grade_outbox.c.tenant_id == tenant_id,
+        grade_outbox.c.zoho_id == columns["zoho_id"],
+        grade_outbox.c.btec_grade == columns["btec_grade"],
+    )
+    return ~exists(ours)
+
+
+# --- end of no echo ---------------------------------------------------------------------------
+
+
 ZOHO_GRADES = ZohoTable(
     "grades",
     "btec_grades",
@@ -73,6 +97,7 @@ ZOHO_GRADES = ZohoTable(
         "moodle_user_id": lambda columns, tenant: account_of_student(tenant, columns["student_zoho_id"]),
     },
     reach=lambda: [grades.c.source == "zoho"],
+    keep=not_our_echo,
 )
 
 

@@ -50,17 +50,20 @@ def map_record(mapping: EntityMapping, payload: ColumnElement = raw_records.c.pa
     return MappedRecord(columns, modified.value, case(*invalid, else_=None))
 
 
-def zoho_select(mapping: EntityMapping, tenant_id: str, keys: RawKeys, key_column: str, **derived):
+def zoho_select(mapping: EntityMapping, tenant_id: str, keys: RawKeys, key_column: str, *, keep=None, **derived):
     """`SELECT` of the canonical rows of the live raw records of `mapping`'s module that `keys`
     covers: tenant, `key_column` (`zoho:<id>`), `zoho_id`, the mapped columns, the source's
     time and the problem. `derived` adds columns computed from the mapped ones (each a function
-    of the mapped columns and the tenant, or a plain expression)."""
+    of the mapped columns and the tenant, or a plain expression); `keep`, a function of the same,
+    is a condition a record must meet to make a row."""
     source, where = keys.raw(tenant_id, "zoho", mapping.module)
     r = raw_records.c
     mapped = map_record(mapping)
     columns = {"zoho_id": r.record_id, **mapped.columns}
     for name, make in derived.items():
         columns[name] = make(columns, tenant_id) if callable(make) else make
+    if keep is not None:
+        where = [*where, keep(columns, tenant_id)]
     return (
         select(
             literal(tenant_id).label("tenant_id"),

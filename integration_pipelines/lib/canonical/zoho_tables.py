@@ -30,12 +30,14 @@ def student_key(columns: Mapping[str, ColumnElement], tenant_id: str) -> ColumnE
 class ZohoTable:
     """A canonical table whose rows are the records of one Zoho module (the mapping's `entity`),
     with `derived` columns computed from the mapped ones. `reach` narrows the rows it owns when
-    the table also holds rows from elsewhere (grades: Moodle's too)."""
+    the table also holds rows from elsewhere (grades: Moodle's too); `keep`, when given, is what
+    a record must meet to make a row (a function of the mapped columns and the tenant)."""
 
     name: str
     entity: str
     derived: Mapping[str, Derived] = field(default_factory=dict)
     reach: Callable[[], list[ColumnElement]] = list
+    keep: Callable[[Mapping[str, ColumnElement], str], ColumnElement] | None = None
 
     def inputs(self, mapping: FieldMapping) -> list[Entity]:
         return [("zoho", mapping.zoho.entities[self.entity].module)]
@@ -44,7 +46,7 @@ class ZohoTable:
         conn, keys = scope.conn, scope.keys
         mapping = scope.mapping.zoho.entities[self.entity]
         key = key_column(self.name)
-        rows = zoho_select(mapping, scope.tenant_id, keys, key, **self.derived)
+        rows = zoho_select(mapping, scope.tenant_id, keys, key, keep=self.keep, **self.derived)
         written = upsert_select(conn, self.name, rows, now=scope.now)
         raise_for_problem(conn, scope.tenant_id, mapping, written)
         table = KEYED_TABLES[self.name].table

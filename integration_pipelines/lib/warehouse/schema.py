@@ -354,3 +354,37 @@ integration_events_log = Table(
     Index("ix_integration_events_log_received", "tenant_id", "received_at", "event_id"),
     Index("ix_integration_events_log_user", "tenant_id", "user_id"),
 )
+
+
+# --- Outbound: BTEC grades written back to Zoho (issue 18; migration 0006) -------------------
+# One row per Zoho grade record we write (a student x unit), carrying the Moodle grade it holds.
+# The write-back's state machine (lib/outbound/outbox.py): `in_flight` before a batch is sent,
+# then `sent` (Zoho acknowledged `sent_fingerprint`), `failed` (retried by the next run),
+# `parked` (Zoho rejected it for good, with its message), `conflict` (staff changed Zoho after the
+# Moodle grade), and an engineer's resolution of a conflict, `kept_zoho` or `forced`.
+grade_outbox = Table(
+    "grade_outbox",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("record_key", String(96), primary_key=True),  # `<student zoho id>:<unit zoho id>`
+    Column("grade_key", String(96), nullable=False),  # the canonical Moodle grade it carries
+    Column("student_zoho_id", ZOHO_ID, nullable=False),
+    Column("unit_zoho_id", ZOHO_ID, nullable=False),
+    Column("btec_grade", String(16), nullable=False),
+    Column("payload", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("sent_fingerprint", String(32)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("zoho_id", ZOHO_ID),
+    Column("zoho_grade", String(16)),
+    Column("zoho_modified_at", UTCDateTime()),
+    Column("moodle_graded_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Index("ix_grade_outbox_status", "tenant_id", "status"),
+    # The grades SQL recognises our own writes by their Zoho id when Zoho sends them back.
+    Index("ix_grade_outbox_zoho_id", "tenant_id", "zoho_id"),
+)
