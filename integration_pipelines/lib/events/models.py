@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 # Moodle timestamps are Unix seconds; these bounds only reject what cannot be a Moodle time.
 _MAX_UNIX_SECONDS = 32_503_680_000  # year 3000
@@ -193,6 +193,8 @@ class InboxEvent(BaseModel):
     received_at: datetime
     body: dict[str, Any]
 
+    _validated: MoodleEvent | ZohoNotification | None = PrivateAttr(default=None)
+
     def moodle_event(self) -> MoodleEvent:
         """The Moodle event inside (either Moodle sender)."""
         if self.sender == "moodle_contract":
@@ -203,8 +205,10 @@ class InboxEvent(BaseModel):
         return ZohoNotification.model_validate({**self.body, "token": ""})
 
     def validated(self) -> MoodleEvent | ZohoNotification:
-        """The body, validated again (a file may have been dropped by hand)."""
-        return self.zoho_notification() if self.sender == "zoho" else self.moodle_event()
+        """The body, validated again (a file may have been dropped by hand), once."""
+        if self._validated is None:
+            self._validated = self.zoho_notification() if self.sender == "zoho" else self.moodle_event()
+        return self._validated
 
     @property
     def source(self) -> str:
