@@ -186,7 +186,7 @@ class EventLog:
                     "X-Event-ID": f"sandbox-{cfg.seed}-{seq}",
                 }
                 try:
-                    resp = client.post(cfg.webhook_url, content=self.php_json(body), headers=headers)
+                    resp = client.post(cfg.webhook_url or "", content=self.php_json(body), headers=headers)
                     ok = resp.status_code < 300
                 except httpx.HTTPError:
                     ok = False

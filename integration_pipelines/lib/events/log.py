@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.events.models import InboxEvent
@@ -139,7 +139,7 @@ def requeue(
     """Make events due now with a fresh count of attempts: the given ids, or every event of the
     given statuses (dead, by default) matching the filters. Returns how many."""
     c = log_table.c
-    where = [c.status.in_(list(statuses_) if not event_ids else ["dead", "failed"])]
+    where: list[ColumnElement[bool]] = [c.status.in_(list(statuses_) if not event_ids else ["dead", "failed"])]
     if event_ids:
         where.append(c.event_id.in_(list(event_ids)))
     if event_type:
@@ -171,7 +171,7 @@ def remove(conn: Connection, event_ids: Sequence[str]) -> int:
     ).rowcount
 
 
-LISTED_COLUMNS = (
+LISTED_COLUMNS: tuple[str, ...] = (
     "event_id",
     "tenant_id",
     "source",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -88,7 +89,7 @@ class MoodleEvent(BaseModel):
     other: Annotated[dict[str, Any] | None, BeforeValidator(_other)] = None
     timecreated: MoodleInt = Field(ge=0, le=_MAX_UNIX_SECONDS)
 
-    @property
+    @cached_property
     def short_name(self) -> str:
         """`user_graded` for `\\core\\event\\user_graded`."""
         return self.eventname.rsplit("\\", 1)[-1]
@@ -97,7 +98,7 @@ class MoodleEvent(BaseModel):
     def applied(self) -> bool:
         return self.short_name in APPLIED_MOODLE_EVENTS
 
-    @property
+    @cached_property
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.timecreated, UTC)
 
