@@ -9,6 +9,7 @@ removes old processed and ignored rows, never pending, failed or dead ones.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -94,23 +95,35 @@ def backoff(retry_count: int, base_seconds: float) -> timedelta:
 
 
 def mark_failed(
-    conn: Connection, event_id: str, error: str, now: datetime, *, max_attempts: int, base_seconds: float
-) -> str:
-    """Count a failed attempt: `failed` with its next attempt, or `dead` once out of attempts."""
-    current = conn.execute(select(log_table.c.retry_count).where(log_table.c.event_id == event_id)).scalar() or 0
-    retries = current + 1
-    dead = retries >= max_attempts
-    conn.execute(
-        update(log_table)
-        .where(log_table.c.event_id == event_id)
-        .values(
-            status="dead" if dead else "failed",
-            retry_count=retries,
-            last_error=error[:2000],
-            next_attempt_at=None if dead else now + backoff(retries, base_seconds),
-        )
-    )
-    return "dead" if dead else "failed"
+    conn: Connection,
+    events: Sequence[tuple[str, int]],
+    error: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+    base_seconds: float,
+) -> Counter[str]:
+    """Count a failed attempt of each (event id, retries so far): `failed` with its next attempt,
+    or `dead` once out of attempts. Returns how many became which."""
+    by_retries: dict[int, list[str]] = {}
+    for event_id, retries in events:
+        by_retries.setdefault(retries + 1, []).append(event_id)
+    outcome: Counter[str] = Counter()
+    for retries, ids in by_retries.items():
+        dead = retries >= max_attempts
+        for start in range(0, len(ids), 1000):
+            conn.execute(
+                update(log_table)
+                .where(log_table.c.event_id.in_(ids[start : start + 1000]))
+                .values(
+                    status="dead" if dead else "failed",
+                    retry_count=retries,
+                    last_error=error[:2000],
+                    next_attempt_at=None if dead else now + backoff(retries, base_seconds),
+                )
+            )
+        outcome["dead" if dead else "failed"] += len(ids)
+    return outcome
 
 
 def due(

@@ -5,6 +5,7 @@ files, out-of-order events and failures each do what the events log promises."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,28 @@ def test_zoho_notifications_from_the_sandbox_reach_what_the_nightly_sync_reaches
             strip = lambda rs: {k: {c: v for c, v in r.items() if c != "source_modified_at"} for k, r in rs.items()}  # noqa: E731
             assert strip(ours) == strip(rows(twin, table, TENANT)), table
         twin.dispose()
+
+
+def test_one_event_that_cannot_be_applied_fails_alone(warehouse, tmp_path):
+    """A batch whose application fails is applied event by event: the others are processed."""
+    from integration_pipelines.lib.events.models import InboxEvent
+
+    bench = events_bench(warehouse, None, tmp_path, TENANT, MAPPING)  # no source clients at all
+    fixtures = Path(__file__).parents[2] / "fixtures" / "moodle_events"
+    for name in ("user_graded", "course_completed", "grade_deleted"):
+        bench.drop({**json.loads((fixtures / f"{name}.json").read_text()), "host": "h", "extra": ""})
+    notification = {"server_time": 1717236922000, "module": "Students", "ids": ["1"], "operation": "update"}
+    zoho = InboxEvent(
+        event_id="zoho-1",
+        tenant_id=TENANT,
+        sender="zoho",
+        received_at=datetime.now(UTC),
+        body={**notification, "channel_id": "c"},
+    )
+    bench.inbox.accept(zoho)
+    (result,) = bench.process_all()
+    assert (result.outcomes["processed"], result.outcomes["failed"]) == (3, 1)
+    logged = log_rows(warehouse)
+    assert logged["zoho-1"]["status"] == "failed"
+    assert "need the Zoho client" in logged["zoho-1"]["last_error"]
+    assert {r["status"] for k, r in logged.items() if k != "zoho-1"} == {"processed"}
