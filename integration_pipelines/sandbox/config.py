@@ -84,6 +84,12 @@ class SandboxConfig(BaseModel):
     webhook_token: str = Field("sandbox-webhook-token", repr=False)
     webhook_extra: str = ""
     tenant_id: str = "sandbox"
+    # --- Zoho notifications (issue 15: a watch channel's callbacks, API_NOTES B6) ------------
+    zoho_notify_url: str | None = Field(None, description="If set, mutate POSTs Zoho notifications here.")
+    zoho_notify_token: str = Field("sandbox-zoho-channel-token", repr=False, max_length=50)
+    zoho_notify_channel_id: str = "1000000068001"
+    # The operation spellings are unverified (API_NOTES B6): insert, update, delete by default.
+    zoho_notify_operations: tuple[str, str, str] = ("insert", "update", "delete")
 
     model_config = {"frozen": False}
 

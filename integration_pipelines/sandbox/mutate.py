@@ -75,6 +75,7 @@ class EventLog:
         self.config = config
         self.base_url = base_url
         self.events: list[dict] = []
+        self.zoho_notifications: list[dict] = []
         self.delivered = 0
         self.failed = 0
         self.mutations = 0
@@ -128,17 +129,37 @@ class EventLog:
             self._deliver(len(self.events) - 1, body)
         return body
 
+    def notify_zoho(self, module: str, operation: str, ids: list[str], server_time_ms: int, fields: list[str]) -> dict:
+        """A watch channel's callback for changed records of one module (API_NOTES B6), kept in
+        order (``zoho_notifications``) and POSTed to ``zoho_notify_url`` when configured."""
+        cfg = self.config
+        body = {
+            "server_time": server_time_ms,
+            "query_params": {},
+            "module": module,
+            "resource_uri": f"{self.base_url}/crm/v8/{module}",
+            "ids": ids,
+            "affected_fields": [{i: fields} for i in ids] if operation == cfg.zoho_notify_operations[1] else [],
+            "operation": operation,
+            "channel_id": cfg.zoho_notify_channel_id,
+            "token": cfg.zoho_notify_token,
+        }
+        self.zoho_notifications.append(body)
+        if cfg.zoho_notify_url:
+            self._deliver(-1, body, url=cfg.zoho_notify_url)
+        return body
+
     # --- delivery ------------------------------------------------------------------------------
     @staticmethod
     def php_json(body: dict) -> bytes:
         """``json_encode`` with PHP's default flags: ``/`` escaped, non-ASCII as ``\\uXXXX``."""
         return json.dumps(body, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode()
 
-    def _deliver(self, seq: int, body: dict) -> None:
+    def _deliver(self, seq: int, body: dict, url: str | None = None) -> None:
         if self._queue is None:
             self._queue = queue.Queue()
             threading.Thread(target=self._worker, name="sandbox-webhooks", daemon=True).start()
-        self._queue.put((seq, body))
+        self._queue.put((seq, body, url))
 
     def _worker(self) -> None:
         import httpx
@@ -146,7 +167,16 @@ class EventLog:
         cfg = self.config
         with httpx.Client(timeout=10) as client:
             while True:
-                seq, body = self._queue.get()  # type: ignore[union-attr]
+                seq, body, url = self._queue.get()  # type: ignore[union-attr]
+                if url is not None:  # a Zoho notification: JSON, no Moodle headers
+                    try:
+                        ok = client.post(url, json=body).status_code < 300
+                    except httpx.HTTPError:
+                        ok = False
+                    self.delivered += ok
+                    self.failed += not ok
+                    self._queue.task_done()  # type: ignore[union-attr]
+                    continue
                 headers = {
                     "Accept": "*/*",
                     "Content-Type": "application/json",
@@ -156,7 +186,7 @@ class EventLog:
                     "X-Event-ID": f"sandbox-{cfg.seed}-{seq}",
                 }
                 try:
-                    resp = client.post(cfg.webhook_url, content=self.php_json(body), headers=headers)
+                    resp = client.post(cfg.webhook_url or "", content=self.php_json(body), headers=headers)
                     ok = resp.status_code < 300
                 except httpx.HTTPError:
                     ok = False
@@ -247,10 +277,19 @@ class _Mutator:
                 rec.deleted_type = "recycle"
             if picked:
                 mod.mark_dirty()
+                _, update, delete = self.app.config.zoho_notify_operations
+                self._notify(module, update, [r.zid for r in picked[:n_change]])
+                self._notify(module, delete, [r.zid for r in picked[n_change:]])
                 self.summary["zoho"][module] = {
                     "changed": min(n_change, len(picked)),
                     "deleted": max(0, len(picked) - n_change),
                 }
+
+    def _notify(self, module: str, operation: str, zids: list, fields: tuple[str, ...] = ("Modified_Time",)) -> None:
+        """Zoho's callbacks for these records: up to 100 ids each, as a channel sends them."""
+        ids = [str(z) for z in zids]
+        for start in range(0, len(ids), 100):
+            self.ev.notify_zoho(module, operation, ids[start : start + 100], self.now * 1000, list(fields))
 
     def _change(self, module: str, rec: Any) -> None:
         rng = self.rng
@@ -282,6 +321,7 @@ class _Mutator:
         classes_by_program: dict[int, list] = {}
         for zc in col.zoho["Classes"].index("id"):
             classes_by_program.setdefault(zc.program, []).append(zc)
+        created: dict[str, list] = {"Students": [], "Enrollments": [], "Registrations": [], "Payments": []}
         next_number = (
             2_400_001 + col.size + sum(1 for _ in col.zoho["Students"].records) + len(col.moodle_only_students)
         )
@@ -310,6 +350,7 @@ class _Mutator:
             s.moodle_user_id = uid
             col.users[uid] = user
             col.zoho["Students"].add(s)
+            created["Students"].append(s.zid)
             col.students_by_zid[s.zid] = s
             col.moodle_version += 1
             # user_create_user() with a password: user_password_updated fires first, then user_created.
@@ -373,6 +414,7 @@ class _Mutator:
                     now,
                 )
                 col.zoho["Enrollments"].add(e)
+                created["Enrollments"].append(e.zid)
                 course.enrolments.append(e)
                 col.user_enrolments.setdefault(uid, []).append(e)
                 cid = str(course.id)
@@ -414,10 +456,14 @@ class _Mutator:
                 )
             for u in col.zoho["Units"].index("id"):
                 if u.program == p.zid:
-                    col.zoho["Registrations"].add(Registration(col.new_zid(), now, now, 3, s.zid, u.zid, "Registered"))
+                    registration = Registration(col.new_zid(), now, now, 3, s.zid, u.zid, "Registered")
+                    col.zoho["Registrations"].add(registration)
+                    created["Registrations"].append(registration.zid)
+            payment_zid = col.new_zid()
+            created["Payments"].append(payment_zid)
             col.zoho["Payments"].add(
                 Payment(
-                    col.new_zid(),
+                    payment_zid,
                     now,
                     now,
                     2,
@@ -432,6 +478,9 @@ class _Mutator:
                 )
             )
         self._count("zoho", "new_students", n)
+        insert = self.app.config.zoho_notify_operations[0]
+        for module, records in created.items():
+            self._notify(module, insert, records)
 
     # --- Moodle --------------------------------------------------------------------------------
     def _live_student_enrolments(self) -> list[Enrollment]:

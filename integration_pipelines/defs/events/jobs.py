@@ -7,9 +7,12 @@ events wrote (`dbt build --select source:canonical.<table>+`), so a change reach
 API without a sync.
 """
 
+import functools
+import json
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from dagster import (
     AssetKey,
@@ -96,13 +99,22 @@ def apply_event_batch(
     yield Output(sorted(result.tables_written), output_name="tables")
 
 
+@functools.cache
+def marts_sources(manifest_path: str) -> frozenset[str]:
+    """The canonical tables the dbt project reads (its `canonical` sources)."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    return frozenset(s["name"] for s in manifest.get("sources", {}).values() if s.get("source_name") == "canonical")
+
+
 @op(ins={"tables": In(list)}, tags={"kind": "dbt"})
 def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Rebuild the dbt models downstream of the canonical tables the events wrote (none: nothing)."""
-    if not tables:
-        context.log.info("The events wrote no canonical row: no mart to refresh.")
-        return
     project = get_dbt_project()
+    read_by_marts = marts_sources(str(project.manifest_path))
+    tables = [t for t in tables if t in read_by_marts]
+    if not tables:
+        context.log.info("The events wrote no canonical table a mart reads: no mart to refresh.")
+        return
     profile_env = dbt_environment(warehouse.resolved_url)
     target_path = invocation_target_path(project, context.op.name, context.run.run_id)
     parses = PartialParseCache(project, profile_env)

@@ -33,6 +33,7 @@ from integration_pipelines.settings import get_settings
 BATCH_TAG = "integration_pipelines/events_batch"
 MAX_BATCHES_PER_TICK = 5
 SENSOR_INTERVAL_SECONDS = 5
+MAX_RUNTIME_SECONDS = 1_800
 FINISHED_BADLY = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -44,7 +45,9 @@ def batch_request(batch: str, run_key: str) -> RunRequest:
     return RunRequest(
         run_key=run_key,
         run_config={"ops": {"apply_event_batch": {"config": {"batch": batch}}}},
-        tags={BATCH_TAG: batch},
+        # With run monitoring on, a run that dies unseen (SIGKILL) is failed at this age, and the
+        # next tick requests its batch again.
+        tags={BATCH_TAG: batch, "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)},
     )
 
 

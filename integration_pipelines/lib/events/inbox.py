@@ -112,8 +112,9 @@ class EventsInbox:
             tmp.unlink(missing_ok=True)
 
     def waiting(self, limit: int) -> list[str]:
-        """Up to `limit` names of files waiting in the inbox, oldest first by name order of the
-        listing's first `limit * 4` entries (a listing is cheap; sorting 100,000 names is not needed)."""
+        """Up to `limit` names of files waiting in the inbox, the oldest (by modification time) of
+        the first `limit * 4` the listing yields: a tick's cost is bounded however many files
+        wait, and files that wait longer are taken as the listing reaches them."""
         names: list[tuple[float, str]] = []
         with os.scandir(self.inbox) as entries:
             for entry in entries:

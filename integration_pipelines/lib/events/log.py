@@ -9,12 +9,13 @@ removes old processed and ignored rows, never pending, failed or dead ones.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.events.models import InboxEvent
@@ -94,23 +95,35 @@ def backoff(retry_count: int, base_seconds: float) -> timedelta:
 
 
 def mark_failed(
-    conn: Connection, event_id: str, error: str, now: datetime, *, max_attempts: int, base_seconds: float
-) -> str:
-    """Count a failed attempt: `failed` with its next attempt, or `dead` once out of attempts."""
-    current = conn.execute(select(log_table.c.retry_count).where(log_table.c.event_id == event_id)).scalar() or 0
-    retries = current + 1
-    dead = retries >= max_attempts
-    conn.execute(
-        update(log_table)
-        .where(log_table.c.event_id == event_id)
-        .values(
-            status="dead" if dead else "failed",
-            retry_count=retries,
-            last_error=error[:2000],
-            next_attempt_at=None if dead else now + backoff(retries, base_seconds),
-        )
-    )
-    return "dead" if dead else "failed"
+    conn: Connection,
+    events: Sequence[tuple[str, int]],
+    error: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+    base_seconds: float,
+) -> Counter[str]:
+    """Count a failed attempt of each (event id, retries so far): `failed` with its next attempt,
+    or `dead` once out of attempts. Returns how many became which."""
+    by_retries: dict[int, list[str]] = {}
+    for event_id, retries in events:
+        by_retries.setdefault(retries + 1, []).append(event_id)
+    outcome: Counter[str] = Counter()
+    for retries, ids in by_retries.items():
+        dead = retries >= max_attempts
+        for start in range(0, len(ids), 1000):
+            conn.execute(
+                update(log_table)
+                .where(log_table.c.event_id.in_(ids[start : start + 1000]))
+                .values(
+                    status="dead" if dead else "failed",
+                    retry_count=retries,
+                    last_error=error[:2000],
+                    next_attempt_at=None if dead else now + backoff(retries, base_seconds),
+                )
+            )
+        outcome["dead" if dead else "failed"] += len(ids)
+    return outcome
 
 
 def due(
@@ -139,7 +152,7 @@ def requeue(
     """Make events due now with a fresh count of attempts: the given ids, or every event of the
     given statuses (dead, by default) matching the filters. Returns how many."""
     c = log_table.c
-    where = [c.status.in_(list(statuses_) if not event_ids else ["dead", "failed"])]
+    where: list[ColumnElement[bool]] = [c.status.in_(list(statuses_) if not event_ids else ["dead", "failed"])]
     if event_ids:
         where.append(c.event_id.in_(list(event_ids)))
     if event_type:
@@ -171,7 +184,7 @@ def remove(conn: Connection, event_ids: Sequence[str]) -> int:
     ).rowcount
 
 
-LISTED_COLUMNS = (
+LISTED_COLUMNS: tuple[str, ...] = (
     "event_id",
     "tenant_id",
     "source",

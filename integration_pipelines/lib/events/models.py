@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 # Moodle timestamps are Unix seconds; these bounds only reject what cannot be a Moodle time.
 _MAX_UNIX_SECONDS = 32_503_680_000  # year 3000
@@ -88,7 +89,7 @@ class MoodleEvent(BaseModel):
     other: Annotated[dict[str, Any] | None, BeforeValidator(_other)] = None
     timecreated: MoodleInt = Field(ge=0, le=_MAX_UNIX_SECONDS)
 
-    @property
+    @cached_property
     def short_name(self) -> str:
         """`user_graded` for `\\core\\event\\user_graded`."""
         return self.eventname.rsplit("\\", 1)[-1]
@@ -97,7 +98,7 @@ class MoodleEvent(BaseModel):
     def applied(self) -> bool:
         return self.short_name in APPLIED_MOODLE_EVENTS
 
-    @property
+    @cached_property
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.timecreated, UTC)
 
@@ -193,6 +194,8 @@ class InboxEvent(BaseModel):
     received_at: datetime
     body: dict[str, Any]
 
+    _validated: MoodleEvent | ZohoNotification | None = PrivateAttr(default=None)
+
     def moodle_event(self) -> MoodleEvent:
         """The Moodle event inside (either Moodle sender)."""
         if self.sender == "moodle_contract":
@@ -203,8 +206,10 @@ class InboxEvent(BaseModel):
         return ZohoNotification.model_validate({**self.body, "token": ""})
 
     def validated(self) -> MoodleEvent | ZohoNotification:
-        """The body, validated again (a file may have been dropped by hand)."""
-        return self.zoho_notification() if self.sender == "zoho" else self.moodle_event()
+        """The body, validated again (a file may have been dropped by hand), once."""
+        if self._validated is None:
+            self._validated = self.zoho_notification() if self.sender == "zoho" else self.moodle_event()
+        return self._validated
 
     @property
     def source(self) -> str:

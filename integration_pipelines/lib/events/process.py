@@ -36,12 +36,15 @@ from integration_pipelines.lib.events import log, moodle, zoho
 from integration_pipelines.lib.events.inbox import EventsInbox
 from integration_pipelines.lib.events.models import InboxEvent, MoodleEvent, ZohoNotification, parse_inbox_file
 from integration_pipelines.lib.mapping import FieldMapping
-from integration_pipelines.lib.moodle import MoodleClient
+from integration_pipelines.lib.moodle import MoodleClient, MoodleError
 from integration_pipelines.lib.raw_sync import RawLander, land_modules
 from integration_pipelines.lib.warehouse.engine import begin_write
-from integration_pipelines.lib.zoho import ZohoClient
+from integration_pipelines.lib.zoho import ZohoClient, ZohoError
 
 logger = logging.getLogger(__name__)
+
+# A source that cannot be read: the events that need it are retried later, all together.
+SOURCE_ERRORS: tuple[type[Exception], ...] = (MoodleError, ZohoError)
 
 
 @dataclass(frozen=True)
@@ -167,25 +170,33 @@ class EventProcessor:
     def _apply_group(self, tenant_id: str, group: Sequence[log.LoggedEvent], result: BatchResult) -> None:
         try:
             self._apply_together(tenant_id, group, result)
+        except SOURCE_ERRORS as exc:
+            # The source is unreachable or refused: every event of the group waits its turn to
+            # try again (one by one would ask the failing source once per event).
+            self._fail(group, exc, result)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong is the events' last_error
-            if len(group) > 1:
-                logger.warning("A batch of %d events failed (%s); applying them one by one", len(group), exc)
-                for logged in group:
-                    self._apply_group(tenant_id, [logged], result)
+            if len(group) == 1:
+                self._fail(group, exc, result)
                 return
-            (logged,) = group
-            error = f"{type(exc).__name__}: {exc}"
-            with begin_write(self.engine) as conn:
-                status = log.mark_failed(
-                    conn,
-                    logged.event.event_id,
-                    error,
-                    self.clock(),
-                    max_attempts=self.retry.max_attempts,
-                    base_seconds=self.retry.base_seconds,
-                )
-            logger.warning("Event %s %s: %s", logged.event.event_id, status, error)
-            result.outcomes[status] += 1
+            # Something in the batch cannot be applied: find it, by applying the events one by
+            # one, so that only the events that fail are held back.
+            logger.warning("A batch of %d events failed (%s); applying them one by one", len(group), exc)
+            for logged in group:
+                self._apply_group(tenant_id, [logged], result)
+
+    def _fail(self, group: Sequence[log.LoggedEvent], exc: BaseException, result: BatchResult) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        with begin_write(self.engine) as conn:
+            outcome = log.mark_failed(
+                conn,
+                [(logged.event.event_id, logged.retry_count) for logged in group],
+                error,
+                self.clock(),
+                max_attempts=self.retry.max_attempts,
+                base_seconds=self.retry.base_seconds,
+            )
+        logger.warning("%d event(s) failed (%s): %s", len(group), dict(outcome), error)
+        result.outcomes.update(outcome)
 
     def _apply_together(self, tenant_id: str, group: Sequence[log.LoggedEvent], result: BatchResult) -> None:
         outcomes: dict[str, tuple[str, str | None]] = {}

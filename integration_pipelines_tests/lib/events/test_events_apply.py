@@ -5,6 +5,7 @@ files, out-of-order events and failures each do what the events log promises."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,75 @@ def test_a_failing_source_is_retried_with_backoff_then_dead_and_requeued(warehou
         assert log.requeue(conn, clock[0], event_ids=[event_id]) == 1
     row = log_rows(warehouse)[event_id]
     assert (row["status"], row["retry_count"]) == ("failed", 0)
+
+
+def test_zoho_notifications_from_the_sandbox_reach_what_the_nightly_sync_reaches(college, request, tmp_path):
+    """The sandbox's watch channel notifies the receiver of changed and deleted Zoho records;
+    processing re-reads each notified module's change window. The result equals a twin warehouse
+    that saw the same college before the changes and then synced it whole (the same history: a
+    record seen alive and then deleted is a tombstone, which one never seen is not)."""
+    from integration_pipelines.api import create_app
+    from integration_pipelines.lib.serving import serve_in_thread
+    from integration_pipelines.settings import Settings
+
+    sandbox, engine, bench = college
+    with empty_warehouse_url(engine.dialect.name, request, tmp_path / "twin") as twin_url:
+        (tmp_path / "twin").mkdir(exist_ok=True)
+        twin = create_warehouse_engine(twin_url)
+        ensure_schema(twin)
+        sync_college(twin, sandbox, TENANT, MAPPING)
+        token = sandbox.config.zoho_notify_token
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("INTEGRATION_DATA_DIR", str(tmp_path))
+            env.setenv("EVENTS_WEBHOOK_SECRETS", json.dumps({TENANT: token}))
+            settings = Settings()
+            with serve_in_thread(create_app(settings), name="api") as url:
+                sandbox.config.zoho_notify_url = f"{url}/v1/events/zoho?tenant={TENANT}"
+                sandbox.mutate(
+                    advance_seconds=600,
+                    zoho_change_share=0.1,
+                    zoho_delete_share=0.05,
+                    zoho_modules=["Students", "Enrollments", "Payments"],
+                )
+                sandbox.app.events.wait_delivered(30)
+                sandbox.config.zoho_notify_url = None
+        notifications = sandbox.app.events.zoho_notifications
+        assert {n["operation"] for n in notifications} == {"update", "delete"}
+        assert sandbox.app.events.failed == 0
+        before = {t: rows(engine, t, TENANT) for t in ("students", "enrollments", "payments")}
+        bench.inbox = EventsInbox.at(settings.events_inbox_dir)  # type: ignore[arg-type]
+        bench.processor.inbox = bench.inbox
+        results = bench.process_all()
+        assert sum(r.outcomes["processed"] for r in results) == len(notifications)
+        sync_college(twin, sandbox, TENANT, MAPPING)
+        for table in ("students", "enrollments", "payments"):
+            ours = rows(engine, table, TENANT)
+            assert ours != before[table], table  # the notifications changed it
+            strip = lambda rs: {k: {c: v for c, v in r.items() if c != "source_modified_at"} for k, r in rs.items()}  # noqa: E731
+            assert strip(ours) == strip(rows(twin, table, TENANT)), table
+        twin.dispose()
+
+
+def test_one_event_that_cannot_be_applied_fails_alone(warehouse, tmp_path):
+    """A batch whose application fails is applied event by event: the others are processed."""
+    from integration_pipelines.lib.events.models import InboxEvent
+
+    bench = events_bench(warehouse, None, tmp_path, TENANT, MAPPING)  # no source clients at all
+    fixtures = Path(__file__).parents[2] / "fixtures" / "moodle_events"
+    for name in ("user_graded", "course_completed", "grade_deleted"):
+        bench.drop({**json.loads((fixtures / f"{name}.json").read_text()), "host": "h", "extra": ""})
+    notification = {"server_time": 1717236922000, "module": "Students", "ids": ["1"], "operation": "update"}
+    zoho = InboxEvent(
+        event_id="zoho-1",
+        tenant_id=TENANT,
+        sender="zoho",
+        received_at=datetime.now(UTC),
+        body={**notification, "channel_id": "c"},
+    )
+    bench.inbox.accept(zoho)
+    (result,) = bench.process_all()
+    assert (result.outcomes["processed"], result.outcomes["failed"]) == (3, 1)
+    logged = log_rows(warehouse)
+    assert logged["zoho-1"]["status"] == "failed"
+    assert "need the Zoho client" in logged["zoho-1"]["last_error"]
+    assert {r["status"] for k, r in logged.items() if k != "zoho-1"} == {"processed"}
