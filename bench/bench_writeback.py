@@ -48,8 +48,8 @@ def measure(base: str, url: str, data_dir: str) -> dict:
     )
     from dagster import DagsterInstance
 
-    from integration_pipelines.defs.mapping import FIELD_MAPPING
     from integration_pipelines.definitions import defs
+    from integration_pipelines.defs.mapping import FIELD_MAPPING
     from integration_pipelines.lib.outbound.writeback import write_back
     from integration_pipelines.lib.warehouse import create_warehouse_engine
     from integration_pipelines.lib.zoho import ZohoClient

@@ -125,6 +125,24 @@ def test_the_write_back_is_not_part_of_the_syncs_and_follows_the_grades():
     assert defs.resolve_schedule_def("grade_writeback_retries").job_name == "grade_writeback"
 
 
+def test_the_write_back_is_requested_once_the_canonical_grades_change():
+    import dagster as dg
+
+    defs, only = _defs(), dg.AssetSelection.assets(_asset_key())
+    with dg.DagsterInstance.ephemeral() as instance:
+        quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=only)
+        assert quiet.total_requested == 0
+        instance.report_runless_asset_event(dg.AssetMaterialization("grades"))
+        changed = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=only, cursor=quiet.cursor
+        )
+        assert changed.total_requested == 1
+        again = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=only, cursor=changed.cursor
+        )
+        assert again.total_requested == 0  # requested once per change
+
+
 def _asset_key():
     from dagster import AssetKey
 
