@@ -49,7 +49,9 @@ def synced(request, tmp_path_factory) -> Iterator[SyncedCollege]:
     ):
         pipeline.run("full_sync")
         engine = create_warehouse_engine(url)
-        settings = Settings(WAREHOUSE_URL=url, INTEGRATION_DATA_DIR=str(directory), MOODLE_URL=pipeline.sandbox.moodle_url)
+        settings = Settings(
+            WAREHOUSE_URL=url, INTEGRATION_DATA_DIR=str(directory), MOODLE_URL=pipeline.sandbox.moodle_url
+        )
         with TestClient(create_app(settings)) as client:
             synced = SyncedCollege(pipeline.sandbox.college, pipeline.sandbox.moodle_url, url, engine, client, "")
             synced.admin_key = synced.key("admin")

@@ -18,8 +18,19 @@ class Truth:
 
     def __init__(self, college):
         self.college = college
-        t = {name: [r for r in college.iter_truth(name) if not r["deleted"]] for name in
-             ("students", "programs", "units", "classes", "enrollments", "registrations", "payments", "grades")}
+        t = {
+            name: [r for r in college.iter_truth(name) if not r["deleted"]]
+            for name in (
+                "students",
+                "programs",
+                "units",
+                "classes",
+                "enrollments",
+                "registrations",
+                "payments",
+                "grades",
+            )
+        }
         self.students = t["students"]
         self.programs = {r["zoho_id"]: r for r in t["programs"]}
         self.units = {r["zoho_id"]: r for r in t["units"]}
@@ -122,8 +133,20 @@ def _compare(truth: Truth, synced, student: dict, key: str, got: dict) -> list[s
 
     s = got["student"]
     check("student_key", key, s["student_key"])
-    for field in ("moodle_user_id", "zoho_id", "student_number", "first_name", "last_name", "email", "status",
-                  "phone", "date_of_birth", "address", "city", "country"):
+    for field in (
+        "moodle_user_id",
+        "zoho_id",
+        "student_number",
+        "first_name",
+        "last_name",
+        "email",
+        "status",
+        "phone",
+        "date_of_birth",
+        "address",
+        "city",
+        "country",
+    ):
         check(field, student[field], s[field])
     photo = f"{synced.moodle_url}/theme/image.php/boost/core/1795611938/u/f1" if student["moodle_user_id"] else None
     check("photo_url", photo, s["photo_url"])
@@ -131,22 +154,34 @@ def _compare(truth: Truth, synced, student: dict, key: str, got: dict) -> list[s
     enrollments = truth.rows(student, "enrollments")
     if student["zoho_id"]:
         program = truth.programs[student["program_zoho_id"]]
-        ends = [truth.classes[e["class_zoho_id"]]["end_date"] for e in enrollments
-                if truth.classes[e["class_zoho_id"]]["program_zoho_id"] == program["zoho_id"]]
-        check("programs", [(program["zoho_id"], program["code"], max(ends) if ends else None)],
-              [(p["zoho_id"], p["code"], p["expected_completion_date"]) for p in got["programs"]])
+        ends = [
+            truth.classes[e["class_zoho_id"]]["end_date"]
+            for e in enrollments
+            if truth.classes[e["class_zoho_id"]]["program_zoho_id"] == program["zoho_id"]
+        ]
+        check(
+            "programs",
+            [(program["zoho_id"], program["code"], max(ends) if ends else None)],
+            [(p["zoho_id"], p["code"], p["expected_completion_date"]) for p in got["programs"]],
+        )
     else:
         check("programs", [], got["programs"])
     registrations = truth.rows(student, "registrations")
-    check("registrations",
-          sorted((r["zoho_id"], truth.units[r["unit_zoho_id"]]["code"], r["status"]) for r in registrations),
-          sorted((r["zoho_id"], r["unit_code"], r["status"]) for r in got["registrations"]))
+    check(
+        "registrations",
+        sorted((r["zoho_id"], truth.units[r["unit_zoho_id"]]["code"], r["status"]) for r in registrations),
+        sorted((r["zoho_id"], r["unit_code"], r["status"]) for r in got["registrations"]),
+    )
 
     payments = truth.rows(student, "payments")
-    check("payments",
-          sorted((p["zoho_id"], p["amount"], p["currency"], p["status"], p["paid_on"]) for p in payments),
-          sorted((p["zoho_id"], p["amount"]["amount"], p["amount"]["currency"], p["status"], p["paid_on"])
-                 for p in got["payments"]))
+    check(
+        "payments",
+        sorted((p["zoho_id"], p["amount"], p["currency"], p["status"], p["paid_on"]) for p in payments),
+        sorted(
+            (p["zoho_id"], p["amount"]["amount"], p["amount"]["currency"], p["status"], p["paid_on"])
+            for p in got["payments"]
+        ),
+    )
     finance = {
         f["currency"]: {
             "total_fees": f["total_fees"]["amount"],
