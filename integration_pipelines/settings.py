@@ -102,6 +102,22 @@ class Settings(BaseSettings):
         description="Processed and ignored events (log rows, archived files) older than this are removed.",
     )
 
+    # The profile API (issue 16).
+    api_cors_origins: str = Field(
+        default="",
+        validation_alias="API_CORS_ORIGINS",
+        description="Origins allowed to call the API from a browser (the dashboard's), comma-separated. "
+        "Default: none (no CORS headers).",
+    )
+
+    college_name: str = Field(
+        default="College", validation_alias="COLLEGE_NAME", description="The name receipts are issued in."
+    )
+
+    @property
+    def api_cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Everything defaults to live under one data directory, so a fresh checkout needs no services.

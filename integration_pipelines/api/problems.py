@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,12 +15,15 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """An error answer: raise it from a route to return a problem+json body."""
 
-    def __init__(self, status: int, title: str, detail: str, **extra):
+    def __init__(self, status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None, **extra):
         super().__init__(detail)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = dict(headers or {})
 
 
-def problem_response(request: Request, status: int, title: str, detail: str, **extra) -> JSONResponse:
+def problem_response(
+    request: Request, status: int, title: str, detail: str, headers: Mapping[str, str] | None = None, **extra
+) -> JSONResponse:
     body = {
         "type": "about:blank",
         "title": title,
@@ -27,13 +32,31 @@ def problem_response(request: Request, status: int, title: str, detail: str, **e
         "instance": request.url.path,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the error statuses a route can answer, each as problem+json."""
+    descriptions = {
+        401: "No API key, or an unknown or revoked one.",
+        403: "The key may not read this.",
+        404: "No such record in the key's tenant.",
+        422: "A parameter is invalid; `parameter` names it.",
+        503: "The warehouse is unreachable or its marts are not built yet.",
+    }
+    return {
+        status: {
+            "description": descriptions[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
-        return problem_response(request, exc.status, exc.title, exc.detail, **exc.extra)
+        return problem_response(request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -47,8 +70,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         names = ", ".join(e["parameter"] for e in errors)
-        return problem_response(request, 422, "Invalid request", f"Invalid parameter(s): {names}", errors=errors)
+        return problem_response(
+            request,
+            422,
+            "Invalid request",
+            f"Invalid parameter(s): {names}",
+            parameter=errors[0]["parameter"] if errors else None,
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail))
+        # Keep the exception's headers: a 405 must still say which methods are allowed (`Allow`).
+        return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail), exc.headers)

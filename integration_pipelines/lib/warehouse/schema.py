@@ -146,6 +146,14 @@ students = canonical_table(
     Column("status", String(32), info=mapped()),
     # How the Moodle and Zoho records were linked: crm_field, idnumber, email, or null (one source only).
     Column("identity_match", String(16)),
+    # The profile the dashboard shows: the photo is Moodle's (`profileimageurl`); the rest comes
+    # from Zoho for a student admissions knows, from the Moodle account otherwise.
+    Column("photo_url", Text),
+    Column("phone", String(32), info=mapped()),
+    Column("date_of_birth", Date, info=mapped()),
+    Column("address", Text, info=mapped()),
+    Column("city", Text, info=mapped()),
+    Column("country", String(64), info=mapped()),
     # By updated_at: the tables that look students up follow the students a change rewrote.
     indexes=(("moodle_user_id",), ("zoho_id",), ("email",), ("updated_at",)),
 )
@@ -387,4 +395,39 @@ grade_outbox = Table(
     Index("ix_grade_outbox_status", "tenant_id", "status"),
     # The grades SQL recognises our own writes by their Zoho id when Zoho sends them back.
     Index("ix_grade_outbox_zoho_id", "tenant_id", "zoho_id"),
+)
+
+
+# -- the profile API: its keys, and the history of sync runs (issue 16) -----------------------
+# API keys, stored only as a hash. `key_id` is the short public part of a key (shown in lists,
+# used to find the row); the secret part never reaches the warehouse. Scope `admin` reads every
+# student of its tenant; scope `student` reads the one `student_key` it is bound to.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("student_key", String(96), nullable=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("label", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# One row per sync run (full_sync, incremental_sync): its outcome and, per table, the rows it
+# read, inserted, updated and deleted (`tables`: a JSON list). Written when a run ends; the API's
+# sync history reads it (the API imports no Dagster).
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("tables", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_sync_runs_started", "tenant_id", "started_at"),
 )
