@@ -51,6 +51,9 @@ exactly_once = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(exactly_once)
 
 
+SECTION = "Events (issue 15)"
+
+
 def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -341,6 +344,7 @@ def main() -> None:
         print(lines[-1], flush=True)
         if t["problems"]:
             lines.append(f"| (check against the replay failed: {t['problems']}) | | | | |")
+        record(SECTION, lines)  # after each stage, so a long run keeps what it measured
         if args.per_run:
             p = one_run_per_event(f"sqlite:///{work / 'per-run.db'}", work, args.per_run)
             lines.append(
@@ -348,6 +352,7 @@ def main() -> None:
                 f"{p['per_second']:.2f} | {p['load']} |"
             )
             print(lines[-1], flush=True)
+            record(SECTION, lines)
         if args.latency:
             lines += [
                 "",
@@ -359,9 +364,10 @@ def main() -> None:
                 "|---|---|---|---|---|",
             ]
             lines += latency(args.latency, args.latency_students, args.full_sync_students, work)
+            record(SECTION, lines)
         if args.full_sync_students:
             lines += during_full_sync(args.full_sync_students, work)
-    record("Events (issue 15)", lines)
+    record(SECTION, lines)
 
 
 if __name__ == "__main__":
