@@ -6,9 +6,10 @@ cost the same tick as 2,000), claims up to `MAX_BATCHES_PER_TICK` batches of
 A batch is named by the hash of its file names, which is also the run key: never the clock.
 Files dropped into the inbox by hand are listed like any other.
 
-A claimed batch whose run never started (the tick died after claiming), or whose run failed or
-was killed, is requested again under `<batch>.<n>` (n: runs it already had); the run applies what
-the previous one did not commit. The cursor counts the batches and files claimed so far.
+A claimed batch with no queued or running run is requested (again): its run never started (the
+tick died after claiming), failed or was killed, or the batch is named as an earlier one was.
+The n-th run of a batch has the run key `<batch>.<n>`; it applies what the previous one did not
+commit. The cursor counts the batches and files claimed so far.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ BATCH_TAG = "integration_pipelines/events_batch"
 MAX_BATCHES_PER_TICK = 5
 SENSOR_INTERVAL_SECONDS = 5
 MAX_RUNTIME_SECONDS = 1_800
-FINISHED_BADLY = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
 def batch_name(names: list[str]) -> str:
@@ -60,30 +61,24 @@ def batch_request(batch: str, run_key: str) -> RunRequest:
 def events_inbox_sensor(context: SensorEvaluationContext):
     inbox = events_inbox()
     cursor = json.loads(context.cursor) if context.cursor else {"batches": 0, "files": 0}
-    requests: list[RunRequest] = []
-    claimed_now: set[str] = set()
-
     size = get_settings().events_batch_size
     for _ in range(MAX_BATCHES_PER_TICK):
         names = inbox.waiting(size)
         if not names:
             break
-        batch = batch_name(names)
-        moved = inbox.claim(batch, names)
-        if not moved:
-            continue
-        claimed_now.add(batch)
-        cursor["batches"] += 1
+        moved = inbox.claim(batch_name(names), names)
+        cursor["batches"] += bool(moved)
         cursor["files"] += len(moved)
-        requests.append(batch_request(batch, batch))
 
-    # Batches claimed earlier that no run is applying: the tick died before asking, or the run failed.
+    # Every claimed batch that no run is applying gets one: those just claimed, those whose run
+    # failed or never started, and a batch named as an earlier one was (the same file names
+    # dropped again, by hand), whose run key is already taken. The n-th run of a batch has the
+    # run key `<batch>.<n>`: still content, never the clock.
+    requests: list[RunRequest] = []
     for batch in inbox.batches():
-        if batch in claimed_now:
-            continue
         runs = context.instance.get_runs(filters=RunsFilter(tags={BATCH_TAG: batch}))
-        if runs and not all(run.status in FINISHED_BADLY for run in runs):
-            continue  # queued, running, or done (its directory goes when it finishes)
+        if any(run.status not in FINISHED for run in runs):
+            continue  # queued or running
         requests.append(batch_request(batch, batch if not runs else f"{batch}.{len(runs)}"))
 
     if not requests:

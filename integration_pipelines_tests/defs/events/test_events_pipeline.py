@@ -118,3 +118,34 @@ def test_a_batch_whose_run_died_is_requested_again_under_a_new_key(pipeline):
     assert run_sensor_requests(pipeline).run_requests == []  # nothing left
     inbox_root = settings.events_inbox_dir.parent
     assert list((inbox_root / "claimed").iterdir()) == []
+
+
+def test_the_same_file_dropped_again_by_hand_gets_a_run_of_its_own(pipeline):
+    """Its batch is named as the first one was (the same names), so it runs as `<batch>.1`."""
+    pipeline, _, settings = pipeline
+    fixtures = __import__("pathlib").Path(__file__).parents[2] / "fixtures" / "moodle_events"
+    data = json.loads((fixtures / "course_completed.json").read_text())
+    envelope = {
+        "event_id": "by-hand-1",
+        "tenant_id": "default",
+        "sender": "local_webhooks",
+        "received_at": "2026-12-02T00:00:00+00:00",
+        "body": {**data, "host": "h", "extra": ""},
+    }
+    keys = []
+    for _ in range(2):
+        (settings.events_inbox_dir / "by-hand.json").write_text(json.dumps(envelope))
+        (request,) = run_sensor_requests(pipeline).run_requests
+        keys.append(request.run_key)
+        launch(pipeline, request)
+    batch = keys[0]
+    assert keys == [batch, f"{batch}.1"]
+    engine = create_engine(pipeline.warehouse_url)
+    with engine.connect() as conn:
+        statuses = list(
+            conn.execute(
+                select(integration_events_log.c.status).where(integration_events_log.c.event_id == "by-hand-1")
+            ).scalars()
+        )
+    engine.dispose()
+    assert statuses == ["processed"]  # once, though its file came twice
