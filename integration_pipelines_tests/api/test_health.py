@@ -6,7 +6,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from integration_pipelines.api import create_app
-from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 from integration_pipelines.settings import Settings
 
 
