@@ -26,7 +26,11 @@ from integration_pipelines.defs.outbound.jobs import grade_writeback, resolve_gr
 from integration_pipelines.defs.outbound.schedules import grade_writeback_retries
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.schedules import full_sync_nightly, incremental_sync_hourly
-from integration_pipelines.defs.sync.sensors import full_sync_covers_change_windows
+from integration_pipelines.defs.sync.sensors import (
+    full_sync_covers_change_windows,
+    sync_history_failure,
+    sync_history_success,
+)
 from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.warehouse.engine import SCHEMA_CHECK_MODULES
@@ -89,7 +93,13 @@ defs = Definitions(
         events_retention_daily,
         grade_writeback_retries,
     ],
-    sensors=[automation_sensor, full_sync_covers_change_windows, events_inbox_sensor],
+    sensors=[
+        automation_sensor,
+        full_sync_covers_change_windows,
+        sync_history_success,
+        sync_history_failure,
+        events_inbox_sensor,
+    ],
     executor=run_executor(_settings.warehouse_backend),
     resources={
         "warehouse": WarehouseResource(),

@@ -33,6 +33,8 @@ from sqlalchemy import Engine, func, select
 from integration_pipelines.dagster_home import ensure_dagster_home
 from integration_pipelines.lib.serving import serve_in_thread
 from integration_pipelines.lib.warehouse import create_warehouse_engine
+from integration_pipelines.lib.warehouse.api_keys import create_key
+from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.lib.warehouse.schema import students as students_table
 from integration_pipelines.settings import get_settings
 
@@ -91,13 +93,20 @@ def run_demo(*, students: int, seed: int, out: TextIO | None = None) -> dict:
         try:
             held = students_in_warehouse(engine, settings.tenant_id)
             moodle_user_id = _a_linked_student(engine, settings.tenant_id)
+            # The API needs a key: one admin key for the demo's read (only its hash is stored).
+            with begin_write(engine) as conn:
+                _, api_key = create_key(conn, settings.tenant_id, "admin", label="make demo")
         finally:
             engine.dispose()
 
         from integration_pipelines.api import create_app
 
         with serve_in_thread(create_app(settings)) as api_url:
-            response = httpx.get(f"{api_url}/v1/students/profile", params={"moodle_user_id": moodle_user_id})
+            response = httpx.get(
+                f"{api_url}/v1/students/profile",
+                params={"moodle_user_id": moodle_user_id},
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
             response.raise_for_status()
             profile = response.json()
 

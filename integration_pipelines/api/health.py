@@ -40,10 +40,22 @@ def health(request: Request) -> JSONResponse:
 
 
 def _health(engine: Engine, tenant_id: str, backend: str) -> m.Health:
-    empty = {"marts": [m.MartFreshness(name=n, exists=False, built_at=None) for n in MARTS]}
     unknown = {"last_sync_at": None, "last_full_sync": None, "last_incremental_sync": None, "event_backlog": None}
+
+    def unreachable() -> m.Health:
+        return m.Health.model_validate(
+            {
+                "status": "degraded",
+                "backend": backend,
+                "reachable": False,
+                "schema_ready": False,
+                "marts": [m.MartFreshness(name=n, exists=False, built_at=None) for n in MARTS],
+                **unknown,
+            }
+        )
+
     if not database_exists(engine):
-        return m.Health(status="degraded", backend=backend, reachable=False, schema_ready=False, **empty, **unknown)
+        return unreachable()
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -52,15 +64,17 @@ def _health(engine: Engine, tenant_id: str, backend: str) -> m.Health:
             marts = [_mart(conn, name, name in tables) for name in MARTS]
             facts = _facts(conn, tenant_id, tables) if schema_ready else unknown
     except (OperationalError, ProgrammingError):
-        return m.Health(status="degraded", backend=backend, reachable=False, schema_ready=False, **empty, **unknown)
+        return unreachable()
     ok = schema_ready and all(mart.exists for mart in marts)
-    return m.Health(
-        status="ok" if ok else "degraded",
-        backend=backend,
-        reachable=True,
-        schema_ready=schema_ready,
-        marts=marts,
-        **facts,
+    return m.Health.model_validate(
+        {
+            "status": "ok" if ok else "degraded",
+            "backend": backend,
+            "reachable": True,
+            "schema_ready": schema_ready,
+            "marts": marts,
+            **facts,
+        }
     )
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from sqlalchemy import Connection, text
 
 from integration_pipelines.api import models as m
@@ -95,7 +96,7 @@ def student_profile(
     email: Annotated[
         str | None, Query(min_length=3, max_length=254, pattern=NO_NUL, description="The academic email (any case).")
     ] = None,
-) -> m.ProfileResponse:
+) -> Response:
     """One student's profile, programmes, registrations, payments and finance, classes and grades,
     looked up by exactly one of `moodle_user_id`, `zoho_id`, `student_number` or `email`.
 
@@ -122,7 +123,10 @@ def student_profile(
         if len(rows) > 1:
             raise Problem(409, "Ambiguous identifier", f"{name} {value} names more than one student.", parameter=name)
         ensure_may_read(key, rows[0]["student_key"])
-        return read_profile(conn, key.tenant_id, rows[0], moodle_url=request.app.state.settings.moodle_url)
+        profile = read_profile(conn, key.tenant_id, rows[0], moodle_url=request.app.state.settings.moodle_url)
+    # The models validated the values as they were built: serialise once, without FastAPI
+    # validating the whole answer a second time (a third of a read's CPU).
+    return Response(profile.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def read_profile(
@@ -233,14 +237,14 @@ def read_profile(
         )
         if summary is None:
             average = row["average_points_per_credit"]
-            summary = m.GradeSummary(
+            summary = grade_summary(
                 distinction=row["distinction_count"] or 0,
                 merit=row["merit_count"] or 0,
-                pass_=row["pass_count"] or 0,
+                passes=row["pass_count"] or 0,
                 refer=row["refer_count"] or 0,
                 graded_units=row["graded_units"] or 0,
                 credits=row["graded_credits"] or 0,
-                average_points_per_credit=None if average is None else round(float(average), 4),
+                average=None if average is None else round(float(average), 4),
             )
     return m.ProfileResponse(
         student=student_model(student),
@@ -250,10 +254,23 @@ def read_profile(
         finance_summary=list(summaries.values()),
         classes=[m.StudentClass(**c, teachers=teachers[k]) for k, c in classes.items()],
         grades=grades,
-        grade_summary=summary
-        or m.GradeSummary(
-            distinction=0, merit=0, pass_=0, refer=0, graded_units=0, credits=0, average_points_per_credit=None
-        ),
+        grade_summary=summary or grade_summary(0, 0, 0, 0, 0, 0, None),
+    )
+
+
+def grade_summary(
+    distinction: int, merit: int, passes: int, refer: int, graded_units: int, credits: int, average: float | None
+) -> m.GradeSummary:
+    return m.GradeSummary.model_validate(
+        {
+            "distinction": distinction,
+            "merit": merit,
+            "pass": passes,
+            "refer": refer,
+            "graded_units": graded_units,
+            "credits": credits,
+            "average_points_per_credit": average,
+        }
     )
 
 

@@ -16,7 +16,7 @@ from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.sandbox.college import College
 from integration_pipelines.settings import Settings
 from integration_pipelines_tests.conftest import BACKENDS, empty_warehouse_url
-from integration_pipelines_tests.e2e import running_pipeline
+from integration_pipelines_tests.e2e import Pipeline, running_pipeline
 
 STUDENTS = 120
 SEED = 23
@@ -30,6 +30,8 @@ class SyncedCollege:
     engine: Engine
     client: TestClient
     admin_key: str
+    pipeline: Pipeline
+    full_sync_run_id: str
 
     def key(self, scope: str, student_key: str | None = None, tenant_id: str = "default") -> str:
         with begin_write(self.engine) as conn:
@@ -47,13 +49,15 @@ def synced(request, tmp_path_factory) -> Iterator[SyncedCollege]:
         empty_warehouse_url(request.param, request, directory) as url,
         running_pipeline(url, directory, students=STUDENTS, seed=SEED) as pipeline,
     ):
-        pipeline.run("full_sync")
+        run = pipeline.run("full_sync")
         engine = create_warehouse_engine(url)
         settings = Settings(
             WAREHOUSE_URL=url, INTEGRATION_DATA_DIR=str(directory), MOODLE_URL=pipeline.sandbox.moodle_url
         )
         with TestClient(create_app(settings)) as client:
-            synced = SyncedCollege(pipeline.sandbox.college, pipeline.sandbox.moodle_url, url, engine, client, "")
+            synced = SyncedCollege(
+                pipeline.sandbox.college, pipeline.sandbox.moodle_url, url, engine, client, "", pipeline, run.run_id
+            )
             synced.admin_key = synced.key("admin")
             yield synced
         engine.dispose()

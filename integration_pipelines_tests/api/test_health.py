@@ -6,7 +6,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from integration_pipelines.api import create_app
-from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 from integration_pipelines.settings import Settings
 
 
@@ -72,3 +71,29 @@ def test_an_unreachable_postgresql_is_reported(tmp_path):
     assert answer.status_code == 503
     assert answer.json()["reachable"] is False
     assert "secret" not in answer.text
+
+
+def test_cors_allows_only_the_configured_dashboard_origin(tmp_path):
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    settings = Settings(
+        WAREHOUSE_URL=url, INTEGRATION_DATA_DIR=str(tmp_path), API_CORS_ORIGINS="https://dash.example.ac.uk"
+    )
+    with TestClient(create_app(settings)) as client:
+        allowed = client.get("/v1/health", headers={"Origin": "https://dash.example.ac.uk"})
+        other = client.get("/v1/health", headers={"Origin": "https://evil.example"})
+        preflight = client.options(
+            "/v1/students/profile",
+            headers={
+                "Origin": "https://dash.example.ac.uk",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "Authorization",
+            },
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://dash.example.ac.uk"
+    assert "access-control-allow-origin" not in other.headers
+    assert preflight.status_code == 200 and "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    with _client(url, tmp_path) as client:  # no origins configured: no CORS headers at all
+        assert (
+            "access-control-allow-origin"
+            not in client.get("/v1/health", headers={"Origin": "https://dash.example.ac.uk"}).headers
+        )

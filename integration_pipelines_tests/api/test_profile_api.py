@@ -222,8 +222,46 @@ def test_a_receipt_names_the_student_amount_currency_and_date(synced):
 # -- sync history --------------------------------------------------------------------------------
 
 
-def test_sync_history_needs_an_admin_and_pages(synced):
+def test_sync_history_shows_the_full_sync_with_its_tables_and_outcome(synced):
+    from dagster import DagsterRunStatus, build_run_status_sensor_context
+
+    from integration_pipelines.defs.resources import WarehouseResource
+    from integration_pipelines.defs.sync.sensors import sync_history_success
+
     assert synced.get("/v1/sync/history").status_code == 401
-    page = synced.get("/v1/sync/history", synced.admin_key)
-    assert page.status_code == 200, page.text
-    assert set(page.json()) == {"items", "next_cursor"}
+    run_id = synced.full_sync_run_id
+    before = synced.get("/v1/sync/history", synced.admin_key, kind="full_sync").json()["items"]
+    assert [r["run_id"] for r in before] == [run_id]
+    assert before[0]["status"] == "started"  # the steps wrote their counts; the run's end is the sensor's
+    tables = {t["table"]: t for t in before[0]["tables"]}
+    assert set(tables) == {
+        "programs",
+        "units",
+        "classes",
+        "students",
+        "enrollments",
+        "registrations",
+        "payments",
+        "grades",
+    }
+    live_students = sum(1 for s in synced.college.iter_truth("students") if not s["deleted"])
+    assert tables["students"]["inserted"] >= live_students
+    instance = synced.pipeline.instance
+    with build_run_status_sensor_context(
+        sensor_name="sync_history_success",
+        dagster_event=next(
+            e
+            for e in instance.all_logs(run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_SUCCESS"
+        ).dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+        resources={"warehouse": WarehouseResource(url=synced.warehouse_url)},
+    ) as context:
+        sync_history_success(context)
+    after = synced.get("/v1/sync/history", synced.admin_key).json()["items"]
+    assert after[0]["status"] == "success" and after[0]["finished_at"] is not None and after[0]["error"] is None
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    paged = synced.get("/v1/sync/history", synced.admin_key, limit=1).json()
+    assert paged["next_cursor"] is None
+    assert synced.get("/v1/sync/history", synced.admin_key, cursor="x").status_code == 422
