@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from integration_pipelines.lib.canonical import epoch
-from integration_pipelines.lib.moodle import MoodleClient
+from integration_pipelines.lib.moodle import MoodleClient, MoodleNotFound
+from integration_pipelines.lib.moodle.grades import is_scale_item, moodle_number
 from integration_pipelines.lib.moodle.records import MoodleCourse, MoodleEnrolment, MoodleGrade, MoodleUser
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
@@ -53,6 +54,7 @@ GRADE_ITEM_KEYS = (
     "grademin",
     "grademax",
     "scaleid",
+    "rangeformatted",
     "cmid",
 )
 
@@ -95,7 +97,8 @@ def read_moodle_snapshot(
     make_client: Callable[[], MoodleClient], concurrency: int
 ) -> Generator[RawRecord, None, dict[str, int]]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
-    assignment grade items and grades. Returns the requests made, by wsfunction.
+    every grade item (assignments, manual items, course totals) and its grades. Returns the
+    requests made, by wsfunction.
 
     Each record carries the source's own time where Moodle's answer has one (a course's
     `timemodified`, a grade's `gradedategraded`) and `UNKNOWN_SOURCE_TIME` otherwise, never the
@@ -116,24 +119,83 @@ def read_moodle_snapshot(
                 yield "enrolments", f"{record.course_id}:{record.user_id}", encode_json(payload), unknown
             elif isinstance(record, MoodleUser):
                 yield "users", str(record.id), encode_json(record.data), unknown
-            elif isinstance(record, MoodleGrade) and record.data.get("itemmodule") == "assign":
-                if record.item_id not in items_seen:
-                    items_seen.add(record.item_id)
-                    item = {k: record.data.get(k) for k in GRADE_ITEM_KEYS} | {"courseid": record.course_id}
-                    yield "grade_items", str(record.item_id), encode_json(item), unknown
-                if record.data.get("graderaw") is not None:
-                    # The item's own fields land once, as a grade item; a grade keeps what is its own.
-                    payload = {
-                        "itemid": record.item_id,
-                        "iteminstance": record.data.get("iteminstance"),
-                        "courseid": record.course_id,
-                        "userid": record.user_id,
-                        "graderaw": record.data["graderaw"],
-                        "gradedategraded": record.data.get("gradedategraded"),
-                    }
-                    graded = epoch(record.data.get("gradedategraded")) or unknown
-                    yield "grades", f"{record.item_id}:{record.user_id}", encode_json(payload), graded
+            elif isinstance(record, MoodleGrade):
+                yield from grade_records(record, items_seen)
         return dict(client.counter.by_endpoint)
+
+
+def grade_records(grade: MoodleGrade, items_seen: set[int | None]) -> Iterator[RawRecord]:
+    """A grade report's entry as raw records: its grade item the first time that item is seen
+    (every kind: assignments, manual items, quizzes, the course total), and its grade when it has
+    one. Numbers get one spelling (`moodle_number`) and a scale item is marked (`scale`) whatever
+    its `scaleid` says, so the canonical SQL reads what Moodle means."""
+    data = grade.data
+    if grade.item_id not in items_seen:
+        items_seen.add(grade.item_id)
+        item = {k: data.get(k) for k in GRADE_ITEM_KEYS} | {
+            "courseid": grade.course_id,
+            "grademin": moodle_number(data.get("grademin")),
+            "grademax": moodle_number(data.get("grademax")),
+            "scale": is_scale_item(data),
+        }
+        yield "grade_items", str(grade.item_id), encode_json(item), UNKNOWN_SOURCE_TIME
+    if data.get("graderaw") is not None:
+        # The item's own fields land once, as a grade item; a grade keeps what is its own: the
+        # gradebook's final grade, overridden or not, with the words a scale shows for it.
+        payload = {
+            "itemid": grade.item_id,
+            "iteminstance": data.get("iteminstance"),
+            "itemtype": data.get("itemtype"),
+            "courseid": grade.course_id,
+            "userid": grade.user_id,
+            "graderaw": moodle_number(data["graderaw"]),
+            "gradeformatted": data.get("gradeformatted"),
+            "gradeisoverridden": bool(data.get("gradeisoverridden")),
+            "gradedategraded": data.get("gradedategraded"),
+        }
+        graded = epoch(data.get("gradedategraded")) or UNKNOWN_SOURCE_TIME
+        yield "grades", f"{grade.item_id}:{grade.user_id}", encode_json(payload), graded
+
+
+def read_gradebook(client: MoodleClient, pairs: Iterable[tuple[int, int]]) -> Iterator[RawRecord]:
+    """The gradebook's grades of some (course, user) pairs, re-read as raw records: what a
+    changed assignment grade or a grade event is a signal to do (the gradebook's final grade,
+    overrides included, is the grade; `mod_assign_get_grades` is not).
+
+    Batched by course: one request for a course with one user to re-read, one request for the
+    whole course (`userid=0`, its other users' grades left out) for a course with more."""
+    by_course: dict[int, set[int]] = {}
+    for course_id, user_id in pairs:
+        by_course.setdefault(int(course_id), set()).add(int(user_id))
+    items_seen: set[int | None] = set()
+    for course_id in sorted(by_course):
+        users = by_course[course_id]
+        asked = next(iter(users)) if len(users) == 1 else 0
+        try:
+            for grade in client.iter_course_grades(course_id, user_id=asked):
+                if grade.user_id in users:
+                    yield from grade_records(grade, items_seen)
+        except MoodleNotFound:
+            # The course (or the user) is gone: the next snapshot soft-deletes what it held.
+            logger.info("Moodle course %s or its users vanished before their gradebook was re-read", course_id)
+
+
+def read_moodle_grade_changes(
+    client: MoodleClient, course_of_assignment: Mapping[int, int], start: datetime, end: datetime
+) -> Iterator[RawRecord]:
+    """A change window of Moodle grades as raw records: the assignment grades given or changed in
+    [start, end) (`mod_assign_get_grades` with `since`, landed as raw `assign_grades`, the signal),
+    then the gradebook of every (course, user) they name, re-read in one batch (`read_gradebook`):
+    the grade itself, which a gradebook override keeps whatever the assignment says since."""
+    reread: set[tuple[int, int]] = set()
+    for grade in client.iter_assign_grades(sorted(course_of_assignment), since=start):
+        graded = epoch(grade.timemodified)
+        if grade.grade is None or graded is None or graded >= end:
+            continue
+        payload = {**grade.data, "assignmentid": grade.assignment_id, "grade": moodle_number(grade.data.get("grade"))}
+        yield "assign_grades", f"{grade.assignment_id}:{grade.user_id}", encode_json(payload), graded
+        reread.add((course_of_assignment[grade.assignment_id], grade.user_id))
+    yield from read_gradebook(client, reread)
 
 
 _Result = TypeVar("_Result")

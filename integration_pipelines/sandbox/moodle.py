@@ -958,11 +958,40 @@ class MoodleService:
         return int(x) if float(x).is_integer() else round(float(x), 5)
 
     def _grade_items_for(self, course: Course, u: MUser) -> list[dict]:
+        """The user's gradebook in a course, as a real Moodle 5.1 site answers it: assignment items
+        (a scale item with ``scaleid`` null, known by its range), manual items, and the course
+        total, each grade the gradebook's final grade (an override wins: ``gradeisoverridden``)."""
         items = []
         total_raw = 0.0
-        total_max = sum(a.grademax for a in course.assignments)
+        total_max = sum(a.grademax for a in course.assignments) + sum(m.grademax for m in course.manual_items)
         last_graded = None
-        weight = 1 / len(course.assignments) if course.assignments else 0
+        count = len(course.assignments) + len(course.manual_items)
+        weight = 1 / count if count else 0
+
+        def graded(d: dict, raw: float | None, when: int | None, low: int, high: int, words: bool) -> None:
+            pct = (raw - low) / (high - low) * 100 if raw is not None else None
+            if raw is None:
+                d["status"] = "novalue"
+            d.update(
+                {
+                    "graderaw": self._num(raw) if raw is not None else None,
+                    "gradedatesubmitted": None,
+                    "gradedategraded": when,
+                    "gradehiddenbydate": False,
+                    "gradeneedsupdate": False,
+                    "gradeishidden": False,
+                    "gradeislocked": False,
+                    "gradeisoverridden": False,
+                    "gradeformatted": ("-" if raw is None else BTEC_SCALE[int(raw) - 1] if words else f"{raw:.2f}"),
+                    "grademin": low,
+                    "grademax": high,
+                    "rangeformatted": "Refer&ndash;Distinction" if words else f"{low}&ndash;{high}",
+                    "percentageformatted": f"{pct:.2f} %" if pct is not None else "-",
+                    "feedback": f"<p>Feedback for {u.firstname}</p>" if raw is not None else "",
+                    "feedbackformat": 1 if raw is not None else 2,
+                }
+            )
+
         for a in course.assignments:
             g = a.grades.get(u.id)
             d: dict[str, Any] = {
@@ -975,38 +1004,43 @@ class MoodleService:
                 "idnumber": a.idnumber,
                 "categoryid": course.id,
                 "outcomeid": None,
-                "scaleid": BTEC_SCALE_ID if a.scale else None,
+                # A real site answers null here even for a scale item (Moodle fills the field
+                # from the outcome id): only the range and the formatted grade tell a scale.
+                "scaleid": None,
                 "locked": False,
                 "cmid": a.cmid,
                 "weightraw": round(weight, 5),
                 "weightformatted": f"{100 * weight:.2f} %",
             }
-            if g is None:
-                d["status"] = "novalue"
-            pct = (g.raw - (1 if a.scale else 0)) / (a.grademax - (1 if a.scale else 0)) * 100 if g else None
-            d.update(
-                {
-                    "graderaw": self._num(g.raw) if g else None,
-                    "gradedatesubmitted": g.submitted if g else None,
-                    "gradedategraded": g.timemodified if g else None,
-                    "gradehiddenbydate": False,
-                    "gradeneedsupdate": False,
-                    "gradeishidden": False,
-                    "gradeislocked": False,
-                    "gradeisoverridden": False,
-                    "gradeformatted": (BTEC_SCALE[int(g.raw) - 1] if a.scale else f"{g.raw:.2f}") if g else "-",
-                    "grademin": 1 if a.scale else 0,
-                    "grademax": a.grademax,
-                    "rangeformatted": "Refer&ndash;Distinction" if a.scale else f"0&ndash;{a.grademax}",
-                    "percentageformatted": f"{pct:.2f} %" if g else "-",
-                    "feedback": f"<p>Feedback for {u.firstname}</p>" if g else "",
-                    "feedbackformat": 1 if g else 2,
-                }
-            )
-            items.append(d)
+            graded(d, g.final if g else None, g.final_time if g else None, 1 if a.scale else 0, a.grademax, a.scale)
             if g:
-                total_raw += g.raw
-                last_graded = max(last_graded or 0, g.timemodified)
+                d["gradedatesubmitted"] = g.submitted
+                d["gradeisoverridden"] = g.override is not None
+                total_raw += g.final
+                last_graded = max(last_graded or 0, g.final_time)
+            items.append(d)
+        for m in course.manual_items:
+            mark = m.grades.get(u.id)
+            d = {
+                "id": m.item_id,
+                "itemname": m.name,
+                "itemtype": "manual",
+                "itemmodule": None,
+                "iteminstance": None,
+                "itemnumber": 0,
+                "idnumber": None,
+                "categoryid": course.id,
+                "outcomeid": None,
+                "scaleid": None,
+                "locked": False,
+                "weightraw": round(weight, 5),
+                "weightformatted": f"{100 * weight:.2f} %",
+            }
+            graded(d, mark[0] if mark else None, mark[1] if mark else None, 0, m.grademax, False)
+            if mark:
+                total_raw += mark[0]
+                last_graded = max(last_graded or 0, mark[1])
+            items.append(d)
         items.append(
             {
                 "id": course.total_item_id,

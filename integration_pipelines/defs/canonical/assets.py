@@ -83,8 +83,9 @@ payments = canonical_asset(
 )
 grades = canonical_asset(
     "grades",
-    "Unit grades: BTEC grades recorded in Zoho, and Moodle assignment grades (from the snapshot's grade "
-    "reports and the incremental windows, the newer winning) with their BTEC equivalent.",
+    "Unit grades: BTEC grades recorded in Zoho, and the Moodle gradebook's final grade of every graded item "
+    "(overrides included; the change windows re-read the gradebook of the users whose assignment grades "
+    "changed) with Moodle's percentage and the BTEC word or equivalent.",
     [
         *_zoho_deps("btec_grades"),
         "raw_moodle_grades",

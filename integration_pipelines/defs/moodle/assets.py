@@ -13,12 +13,18 @@ from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, Materializ
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
-from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot, requests_by_entity
+from integration_pipelines.lib.source_reads import (
+    Reading,
+    read_moodle_grade_changes,
+    read_moodle_snapshot,
+    requests_by_entity,
+)
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
+# A change window lands the assignment grades that changed, and the gradebook re-read for them.
+CHANGE_ENTITIES = ("assign_grades", "grade_items", "grades")
 MOODLE_KINDS = {"moodle"}
 
 
@@ -98,28 +104,33 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
 def moodle_grade_changes(
     context: AssetExecutionContext, moodle: MoodleResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    """Assignment grades given or changed within the window, from `mod_assign_get_grades` with `since`.
+    """Grades given or changed within the window: `mod_assign_get_grades` with `since` names the
+    assignment grades that changed, and the gradebook of those users is re-read (one request per
+    course), since the gradebook's grade, an override included, is the grade.
 
     Assignments are those of the last snapshot's grade items; one created since then is picked up
     by the next snapshot.
     """
     window = context.partition_time_window
     with moodle.client() as client, warehouse.begin() as conn:
-        assignments = sorted(
-            {int(i["iteminstance"]) for i in iter_raw_payloads(conn, warehouse.tenant, "moodle", "grade_items")}
-        )
-        lander = RawLander(conn, warehouse.tenant, "moodle", ("assign_grades",), snapshot=False)
-        for grade in client.iter_assign_grades(assignments, since=window.start):
-            graded = epoch(grade.timemodified)
-            if grade.grade is None or graded is None or graded >= window.end:
-                continue
-            payload = {**grade.data, "assignmentid": grade.assignment_id}
-            lander.land("assign_grades", f"{grade.assignment_id}:{grade.user_id}", payload, graded)
-        counts = lander.finish()["assign_grades"]
+        course_of_assignment = {
+            int(i["iteminstance"]): int(i["courseid"])
+            for i in iter_raw_payloads(conn, warehouse.tenant, "moodle", "grade_items")
+            if i.get("itemmodule") == "assign" and i.get("iteminstance") is not None
+        }
+        lander = RawLander(conn, warehouse.tenant, "moodle", CHANGE_ENTITIES, snapshot=False)
+        for entity, record_id, payload, modified_at in read_moodle_grade_changes(
+            client, course_of_assignment, window.start, window.end
+        ):
+            lander.land(entity, record_id, payload, modified_at)
+        counts = lander.finish()
+    signals, regrades = counts["assign_grades"], counts["grades"]
     return MaterializeResult(
         metadata={
-            **counts.as_metadata(),
-            "assignments": len(assignments),
+            **regrades.as_metadata(),
+            "assign_grades_read": signals.read,
+            "grade_items_read": counts["grade_items"].read,
+            "assignments": len(course_of_assignment),
             "requests": client.counter.total,
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),
