@@ -13,17 +13,25 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Connection
+
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.moodle import MoodleClient, MoodleNotFound
 from integration_pipelines.lib.moodle.grades import is_scale_item, moodle_number
-from integration_pipelines.lib.moodle.records import MoodleCourse, MoodleEnrolment, MoodleGrade, MoodleUser
-from integration_pipelines.lib.warehouse.raw import deleted_entity_name
+from integration_pipelines.lib.moodle.records import (
+    MoodleCompletion,
+    MoodleCourse,
+    MoodleEnrolment,
+    MoodleGrade,
+    MoodleUser,
+)
+from integration_pipelines.lib.warehouse.raw import deleted_entity_name, iter_raw_payloads
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 from integration_pipelines.lib.zoho import (
     ZohoAPIError,
@@ -66,13 +74,16 @@ REQUESTS_OF = {
     "core_enrol_get_enrolled_users": "enrolments",
     "core_user_get_users_by_field": "users",
     "gradereport_user_get_grade_items": "grades",
+    "core_completion_get_course_completion_status": "completions",
 }
 
 
 def requests_by_entity(by_wsfunction: dict[str, int]) -> dict[str, int]:
     """A crawl's requests by wsfunction as the snapshot entities' figures: each phase's on the
     entity it feeds (`REQUESTS_OF`), anything else on courses, so they add up to the total."""
-    figures: dict[str, int] = dict.fromkeys(("courses", "enrolments", "users", "grade_items", "grades"), 0)
+    figures: dict[str, int] = dict.fromkeys(
+        ("courses", "enrolments", "users", "grade_items", "grades", "completions"), 0
+    )
     for wsfunction, count in by_wsfunction.items():
         figures[REQUESTS_OF.get(wsfunction, "courses")] += count
     return figures
@@ -94,7 +105,11 @@ def course_modified_at(course: Mapping[str, Any]) -> datetime:
 
 
 def read_moodle_snapshot(
-    make_client: Callable[[], MoodleClient], concurrency: int
+    make_client: Callable[[], MoodleClient],
+    concurrency: int,
+    *,
+    completions: bool = True,
+    known_completed: Collection[tuple[int, int]] = (),
 ) -> Generator[RawRecord, None, dict[str, int]]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
     every grade item (assignments, manual items, course totals) and its grades. Returns the
@@ -102,11 +117,22 @@ def read_moodle_snapshot(
 
     Each record carries the source's own time where Moodle's answer has one (a course's
     `timemodified`, a grade's `gradedategraded`) and `UNKNOWN_SOURCE_TIME` otherwise, never the
-    sync's clock: two snapshots of an unchanged site land the same raw rows."""
+    sync's clock: two snapshots of an unchanged site land the same raw rows.
+
+    With `completions`, each enrolment's course completion is asked too
+    (`core_completion_get_course_completion_status`, one request per enrolment), except in a
+    course that does not track completion (no call at all) and for the (course, user) pairs in
+    `known_completed` (a completion is for good: asked once). See `completion_record`."""
     items_seen: set[int | None] = set()
     unknown = UNKNOWN_SOURCE_TIME
     with make_client() as client:
-        for record in client.crawl_snapshot(grades=True, enrolment_status=True, concurrency=concurrency):
+        for record in client.crawl_snapshot(
+            grades=True,
+            enrolment_status=True,
+            concurrency=concurrency,
+            completions="per_enrolment" if completions else "none",
+            known_completed=known_completed,
+        ):
             if isinstance(record, MoodleCourse):
                 yield "courses", str(record.id), encode_json(record.data), course_modified_at(record.data)
             elif isinstance(record, MoodleEnrolment):
@@ -121,6 +147,8 @@ def read_moodle_snapshot(
                 yield "users", str(record.id), encode_json(record.data), unknown
             elif isinstance(record, MoodleGrade):
                 yield from grade_records(record, items_seen)
+            elif isinstance(record, MoodleCompletion):
+                yield completion_record(record)
         return dict(client.counter.by_endpoint)
 
 
@@ -155,6 +183,38 @@ def grade_records(grade: MoodleGrade, items_seen: set[int | None]) -> Iterator[R
         }
         graded = epoch(data.get("gradedategraded")) or UNKNOWN_SOURCE_TIME
         yield "grades", f"{grade.item_id}:{grade.user_id}", encode_json(payload), graded
+
+
+def completed_enrolments(conn: Connection, tenant: str) -> set[tuple[int, int]]:
+    """The (course, user) pairs the raw layer holds as completed: not asked again."""
+    return {
+        (int(c["courseid"]), int(c["userid"]))
+        for c in iter_raw_payloads(conn, tenant, "moodle", "completions")
+        if c.get("completed")
+    }
+
+
+def completion_record(completion: MoodleCompletion) -> RawRecord:
+    """A course completion status as a raw record, `<course>:<user>`: whether the user completed
+    the course, and when. Moodle's answer carries no completion time of the course itself, only
+    each criterion's; the course is complete when its criteria are (aggregation "all", 1), so
+    its time is the latest criterion's, and unknown (null) for "any"."""
+    data = completion.data
+    criteria_times = [
+        int(c["timecompleted"]) for c in data.get("completions") or [] if c.get("complete") and c.get("timecompleted")
+    ]
+    completed_at = max(criteria_times) if completion.completed and criteria_times else None
+    if data.get("aggregation") not in (None, 1, "1"):
+        completed_at = None
+    payload = {
+        "courseid": completion.course_id,
+        "userid": completion.user_id,
+        "completed": completion.completed,
+        "timecompleted": completed_at,
+        "aggregation": data.get("aggregation"),
+    }
+    at = epoch(completed_at) or UNKNOWN_SOURCE_TIME
+    return "completions", f"{completion.course_id}:{completion.user_id}", encode_json(payload), at
 
 
 def read_gradebook(client: MoodleClient, pairs: Iterable[tuple[int, int]]) -> Iterator[RawRecord]:

@@ -41,7 +41,17 @@ BTEC_SCALE_ID = 1  # Moodle scale id of "Refer,Pass,Merit,Distinction"
 # Default numeric -> BTEC cut-offs (a convention, API_NOTES D): Refer <40, Pass <60, Merit <70.
 BTEC_THRESHOLDS = (40.0, 60.0, 70.0)
 
-TABLES = ("students", "programs", "classes", "enrollments", "units", "registrations", "payments", "grades")
+TABLES = (
+    "students",
+    "programs",
+    "classes",
+    "enrollments",
+    "units",
+    "registrations",
+    "payments",
+    "grades",
+    "course_results",
+)
 
 FIRST_NAMES = (
     "Amina Oliver Noah Isla Leo Freya Arthur Ava Muhammad Lily George Ivy Oscar Sophia Harry Grace "
@@ -326,6 +336,7 @@ class Course:
     enrolments: list = field(default_factory=list)  # Enrollment objects with a Moodle side
     total_item_id: int = 0  # grade item id of the course total
     manual_items: list = field(default_factory=list)  # ManualItem objects
+    completion_enabled: bool = True  # course completion tracked (enablecompletion)
     context_id: int = 0
     # The syllabus page (mod_page) in the General section: its page id and course-module id.
     syllabus_page_id: int = 0
@@ -732,6 +743,32 @@ class College:
                 "deleted": b.deleted is not None,
             }
 
+    def _truth_course_results(self) -> Iterator[dict]:
+        """Each live Moodle enrolment of a student: the gradebook's course total (final grades of
+        every item, overrides included), and the completion as Moodle exposes it: null where the
+        course tracks none; when completed, the time of its latest criterion (a graded assignment)."""
+        for course in list(self.courses.values()):
+            total_max = sum(a.grademax for a in course.assignments) + sum(m.grademax for m in course.manual_items)
+            for e in list(course.enrolments):
+                user = self.users.get(e.user_id) if e.user_id else None
+                if e.m_deleted or user is None or user.deleted or user.is_teacher:
+                    continue
+                marks = [a.grades[user.id].final for a in course.assignments if user.id in a.grades]
+                marks += [m.grades[user.id][0] for m in course.manual_items if user.id in m.grades]
+                total = sum(marks) if marks else None
+                completed = (course.id, user.id) in self.completions if course.completion_enabled else None
+                criteria = [a.grades[user.id].timemodified for a in course.assignments if user.id in a.grades]
+                yield {
+                    **self._identity(user.student_zid, user.id),
+                    "moodle_course_id": course.id,
+                    "final_grade": total,
+                    "final_grade_max": total_max,
+                    "final_percentage": round(total * 100.0 / total_max, 4) if total is not None else None,
+                    "completed": completed,
+                    "completed_at": zoho_datetime(max(criteria)) if completed and criteria else None,
+                    "deleted": False,
+                }
+
     def _moodle_grade_truth(
         self, user: MUser, course_id: int, item_id: int, unit_zid: int, raw: float, gmax: int, scale: bool, graded: int
     ) -> dict:
@@ -794,6 +831,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     # The gradebook beyond assignments (drawn from a generator of their own, after the rest).
     "manual_graded_share": 0.6,  # students with a participation mark in a course
     "override_share": 0.03,  # assignment grades overridden in the gradebook
+    "completion_disabled_share": 0.1,  # courses that track no completion (asked nothing)
 }
 
 
@@ -1233,6 +1271,7 @@ def _gradebook_beyond_assignments(col: College, k: dict) -> None:
     rng = random.Random(col.seed * 7919 + 14)
     now = col.now
     for course in col.courses.values():
+        course.completion_enabled = rng.random() >= k["completion_disabled_share"]
         item = ManualItem(col.new_moodle_id("grade_item"), course.id, f"{course.shortname} participation", 10)
         course.manual_items.append(item)
         for e in course.enrolments:

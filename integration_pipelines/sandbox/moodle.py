@@ -8,6 +8,7 @@ left out here too.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -368,8 +369,10 @@ class MoodleService:
             if field == "id":
                 if not _INT.match(v.strip()):
                     raise bad_param()
+                # By id Moodle returns a deleted user too, anonymised, with no deleted flag
+                # (core_user_get_users_by_field__deleted_user); by other fields it cannot match.
                 u = self.college.users.get(int(v))
-                if u and not u.deleted:
+                if u:
                     found[u.id] = u
             elif field == "username":
                 u = self._by_username.get(v)
@@ -381,7 +384,34 @@ class MoodleService:
             else:
                 for u in self._by_email.get(v, ()):
                     found[u.id] = u
-        return [self.user_desc(found[i]) for i in sorted(found)]
+        users = [found[i] for i in sorted(found)]
+        return [self.deleted_user_desc(u) if u.deleted else self.user_desc(u) for u in users]
+
+    def deleted_user_desc(self, u: MUser) -> dict:
+        """A deleted user as Moodle's delete_user leaves it: the username mangled to
+        `<email>.<time>`, the email an md5, idnumber and profile fields gone, no deleted flag."""
+        username = f"{u.email}.{u.timecreated}"
+        return {
+            "id": u.id,
+            "username": username,
+            "firstname": u.firstname,
+            "lastname": u.lastname,
+            "fullname": f"{u.firstname} {u.lastname}",
+            "email": hashlib.md5(username.encode()).hexdigest(),  # noqa: S324 - Moodle's own anonymisation
+            "department": "",
+            "firstaccess": 0,
+            "lastaccess": 0,
+            "auth": "manual",
+            "suspended": False,
+            "confirmed": True,
+            "lang": "en",
+            "theme": "",
+            "timezone": "99",
+            "mailformat": 1,
+            "trackforums": 0,
+            "profileimageurlsmall": self._img("f2"),
+            "profileimageurl": self._img("f1"),
+        }
 
     # ===== courses ===========================================================================
     SITE_COURSE = 1
@@ -447,7 +477,7 @@ class MoodleService:
             "defaultgroupingid": 0,
             "timecreated": c.timecreated,
             "timemodified": c.timemodified,
-            "enablecompletion": 1,
+            "enablecompletion": int(c.completion_enabled),
             "completionnotify": 0,
             "lang": "",
             "forcetheme": "",
@@ -550,7 +580,7 @@ class MoodleService:
             "groupmode": 0,
             "groupmodeforce": 0,
             "defaultgroupingid": 0,
-            "enablecompletion": 1,
+            "enablecompletion": int(c.completion_enabled),
             "completionnotify": 0,
             "lang": "",
             "theme": "",
@@ -931,7 +961,7 @@ class MoodleService:
                     "courseimage": f"{self.base_url}/pluginfile.php/{c.context_id}/course/generated/course.svg",
                     "showgrades": True,
                     "lang": "",
-                    "enablecompletion": True,
+                    "enablecompletion": c.completion_enabled,
                     "completionhascriteria": True,
                     "completionusertracked": not u.is_teacher,
                     "category": c.categoryid,
@@ -1168,6 +1198,16 @@ class MoodleService:
 
     # ===== completion =======================================================================
     def _require_enrolled(self, course: Course, user_id: int) -> MUser:
+        if user_id == self.college.admin_id and not any(eu.id == user_id for eu, _s, _r in self._enrolled(course)):
+            # Asked about the service user itself, a real 5.1 site answers `notenroled`
+            # (core_completion_get_course_completion_status__service_user_not_enrolled).
+            raise MoodleError(
+                {
+                    "exception": "core\\exception\\moodle_exception",
+                    "errorcode": "notenroled",
+                    "message": "You are not enrolled in this course",
+                }
+            )
         u = self.college.users.get(user_id)
         if u is None or u.deleted:
             raise MoodleError(ERR_RECORD_UNKNOWN)
@@ -1183,6 +1223,14 @@ class MoodleService:
 
     def get_course_completion_status(self, args: dict) -> dict:
         course = self.course_or_error(p_int(args, "courseid"))
+        if not course.completion_enabled:
+            raise MoodleError(
+                {
+                    "exception": "moodle_exception",
+                    "errorcode": "completionnotenabled",
+                    "message": "Completion is not enabled for this course",
+                }
+            )
         u = self._require_enrolled(course, p_int(args, "userid"))
         completions = []
         for a in course.assignments:

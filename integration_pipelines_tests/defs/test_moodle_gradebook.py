@@ -28,6 +28,22 @@ STUDENTS = 120
 OVERRIDES = 6
 
 
+def completion_asks(college) -> tuple[int, int]:
+    """What the completion phase of a full crawl must cost: one request per enrolment (teachers
+    included, as Moodle lists them) of a course tracking completion, none elsewhere; and of those,
+    how many are completed (not asked again by the next crawl)."""
+    asks = completed = 0
+    for course in college.courses.values():
+        if not course.completion_enabled:
+            continue
+        users = {e.user_id for e in course.enrolments if not e.m_deleted and not college.users[e.user_id].deleted}
+        teacher = college.users.get(course.teacher_id)
+        users |= {teacher.id} if teacher and not teacher.deleted else set()
+        asks += len(users)
+        completed += sum(1 for uid in users if (course.id, uid) in college.completions)
+    return asks, completed
+
+
 def written(metadata: dict[str, dict]) -> dict[str, tuple[int, int, int]]:
     return {key: (m["inserted"], m["updated"], m["deleted"]) for key, m in metadata.items() if "inserted" in m}
 
@@ -44,8 +60,14 @@ def synced(request, tmp_path_factory):
 
         def grade_diffs() -> list[str]:
             hidden = unobservable_users(sandbox.college, engine)
-            return differences(engine, "grades", sandbox.college.iter_truth("grades"), unobservable=hidden)
+            return [
+                problem
+                for table in ("grades", "course_results")
+                for problem in differences(engine, table, sandbox.college.iter_truth(table), unobservable=hidden)
+            ]
 
+        with sandbox.app.lock:
+            state["asked"] = completion_asks(sandbox.college)
         state["full"] = materializations(pipeline.run("full_sync"))
         state["full_diffs"] = grade_diffs()
         state["full_again"] = materializations(pipeline.run("full_sync"))
@@ -81,6 +103,18 @@ def test_full_sync_lands_every_grade_as_the_truth_has_it(synced):
     assert merit.percentage == pytest.approx(66.6667, abs=1e-4)
     manual_ids = {m.item_id for c in college.courses.values() for m in c.manual_items}
     assert manual_ids & {item for item, _ in rows}, "manual items' grades landed"
+
+
+def test_completions_cost_one_request_per_open_enrolment_of_a_course_tracking_completion(synced):
+    asks, completed = synced["asked"]
+    college = synced["college"]
+    assert any(not c.completion_enabled for c in college.courses.values()), "some courses track no completion"
+    assert completed > 0
+    assert synced["full"]["raw_moodle_completions"]["requests"] == asks
+    # A completion is for good: the next crawl asks only the enrolments not yet completed.
+    assert synced["full_again"]["raw_moodle_completions"]["requests"] == asks - completed
+    results = synced["full"]["course_results"]
+    assert results["inserted"] > 0
 
 
 def test_a_second_full_sync_writes_nothing(synced):

@@ -65,6 +65,17 @@ COLUMNS = {
         "graded_at",
         "deleted",
     },
+    "course_results": {
+        "student_zoho_id",
+        "moodle_user_id",
+        "moodle_course_id",
+        "final_grade",
+        "final_grade_max",
+        "final_percentage",
+        "completed",
+        "completed_at",
+        "deleted",
+    },
 }
 
 

@@ -98,4 +98,18 @@ grades = canonical_asset(
     op_tags={"dagster/priority": "1"},
 )
 
-CANONICAL_ASSETS = [programs, units, classes, students, enrollments, registrations, payments, grades]
+course_results = canonical_asset(
+    "course_results",
+    "Each student's result in a Moodle course: the gradebook's course total (the enrollment's final grade) "
+    "and the course completion (whether, and when).",
+    [
+        "raw_moodle_enrolments",
+        "raw_moodle_grades",
+        "raw_moodle_grade_items",
+        "raw_moodle_completions",
+        "students",
+        "enrollments",
+    ],
+)
+
+CANONICAL_ASSETS = [programs, units, classes, students, enrollments, registrations, payments, grades, course_results]

@@ -16,6 +16,7 @@ from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.raw_sync import RawLander
 from integration_pipelines.lib.source_reads import (
     Reading,
+    completed_enrolments,
     read_moodle_grade_changes,
     read_moodle_snapshot,
     requests_by_entity,
@@ -66,6 +67,15 @@ MOODLE_KINDS = {"moodle"}
             "gradereport_user_get_grade_items calls (one per course with enrolments), which also feed "
             "raw_moodle_grade_items.",
         ),
+        AssetSpec(
+            "raw_moodle_completions",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Course completions, one per enrolment of a course that tracks completion: whether "
+            "and when the user completed it. A completion is for good, so an enrolment landed as completed "
+            "is not asked again; a course without completion enabled costs no request. Its `requests` are "
+            "the core_completion_get_course_completion_status calls.",
+        ),
     ],
     pool="moodle_api",
 )
@@ -74,14 +84,20 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
 
     The crawl keeps `MoodleResource.concurrency` requests in flight in threads that wait on
     Moodle while this one lands what they read. Each asset's `requests` counts the requests of
-    the phase that feeds it (see `REQUESTS_OF`), so the five add up to the crawl's total.
+    the phase that feeds it (see `REQUESTS_OF`), so the six add up to the crawl's total.
     """
-    reader = Reading(read_moodle_snapshot(moodle.client_factory(), moodle.concurrency))
     with warehouse.begin() as conn:
+        known_completed = completed_enrolments(conn, warehouse.tenant)
+        reader = Reading(
+            read_moodle_snapshot(moodle.client_factory(), moodle.concurrency, known_completed=known_completed)
+        )
         lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
+        # Completions are not re-asked once completed, so a snapshot does not see them all: landed
+        # by key, never soft-deleted for being absent (the course results follow live enrolments).
+        completions = RawLander(conn, warehouse.tenant, "moodle", ("completions",), snapshot=False)
         for entity, record_id, payload, modified_at in reader:
-            lander.land(entity, record_id, payload, modified_at)
-        results = lander.finish()
+            (completions if entity == "completions" else lander).land(entity, record_id, payload, modified_at)
+        results = lander.finish() | completions.finish()
         for entity, counts in results.items():
             warehouse.record_sync(conn, f"moodle.{entity}", counts.read)
     assert reader.result is not None  # set once the reader's generator returned, above
