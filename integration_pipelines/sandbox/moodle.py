@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -124,10 +125,15 @@ def p_bool(args: dict, name: str, default: bool) -> bool:
 class MoodleService:
     """Answers Moodle WS calls against a live :class:`College`."""
 
-    def __init__(self, college: College, base_url: str, token: str):
+    def __init__(
+        self, college: College, base_url: str, token: str, limited_tokens: dict[str, frozenset[str]] | None = None
+    ):
         self.college = college
         self.base_url = base_url.rstrip("/")
         self._token = token
+        # Tokens of service users holding only some capabilities (None: the full token, all of them).
+        self._limited = dict(limited_tokens or {})
+        self._caller = threading.local()
         self.functions: dict[str, Callable[[dict], Any]] = {
             "core_webservice_get_site_info": self.get_site_info,
             "core_user_get_users": self.get_users,
@@ -168,8 +174,9 @@ class MoodleService:
                 continue
             else:
                 rest.append((k, v))
-        if not token or token != self._token:
+        if not token or (token != self._token and token not in self._limited):
             raise MoodleError(ERR_INVALID_TOKEN)
+        self._caller.capabilities = self._limited.get(token)
         handler = self.functions.get(function or "")
         if handler is None:
             if function in KNOWN_NOT_IN_SERVICE:
@@ -180,6 +187,44 @@ class MoodleService:
         except Exception:
             raise bad_param() from None
         return handler(args)
+
+    # --- capabilities (a limited token answers as the reference's limited service user) -------
+    def may(self, capability: str) -> bool:
+        held = getattr(self._caller, "capabilities", None)
+        return held is None or capability in held
+
+    def require_course_context(self, course_id: int) -> None:
+        """Without moodle/course:view a service user enrolled nowhere cannot enter a course's
+        context (core_course_get_courses__without_identity_capabilities)."""
+        if not self.may("moodle/course:view"):
+            raise MoodleError(
+                {
+                    "exception": "core\\exception\\moodle_exception",
+                    "errorcode": "errorcoursecontextnotvalid",
+                    "message": f"You cannot execute functions in the course context (course id:{course_id}). "
+                    "The context error message was: Course or activity not accessible.",
+                }
+            )
+
+    def require(self, capability: str, name: str) -> None:
+        if not self.may(capability):
+            raise MoodleError(
+                {
+                    "exception": "required_capability_exception",
+                    "errorcode": "nopermissions",
+                    "message": f"Sorry, but you do not currently have permissions to do that ({name}).",
+                }
+            )
+
+    def visible_user(self, d: dict) -> dict:
+        """A user's fields as the caller may see them: email needs moodle/site:viewuseridentity;
+        username, idnumber and custom fields moodle/user:viewalldetails."""
+        if not self.may("moodle/site:viewuseridentity"):
+            d.pop("email", None)
+        if not self.may("moodle/user:viewalldetails"):
+            for key in ("username", "idnumber", "customfields"):
+                d.pop(key, None)
+        return d
 
     # --- shared pieces ----------------------------------------------------------------------
     def _img(self, size: str) -> str:
@@ -384,8 +429,10 @@ class MoodleService:
             else:
                 for u in self._by_email.get(v, ()):
                     found[u.id] = u
+        if not self.may("moodle/user:viewdetails"):
+            return []  # Moodle leaves out every user the caller may not view
         users = [found[i] for i in sorted(found)]
-        return [self.deleted_user_desc(u) if u.deleted else self.user_desc(u) for u in users]
+        return [self.deleted_user_desc(u) if u.deleted else self.visible_user(self.user_desc(u)) for u in users]
 
     def deleted_user_desc(self, u: MUser) -> dict:
         """A deleted user as Moodle's delete_user leaves it: the username mangled to
@@ -603,8 +650,11 @@ class MoodleService:
         if not isinstance(ids, list):
             raise bad_param()
         courses = self.college.courses
+        if courses:
+            self.require_course_context(ids[0] if ids and isinstance(ids[0], int) else min(courses))
         if not ids:
-            return [self._site_course_plain()] + [self.course_plain(courses[i]) for i in sorted(courses)]
+            out = [self._site_course_plain()] + [self.course_plain(courses[i]) for i in sorted(courses)]
+            return [self._visible_course(c) for c in out]
         out = []
         for raw in ids:
             if not isinstance(raw, str) or not _INT.match(raw):
@@ -616,7 +666,13 @@ class MoodleService:
                 out.append(self.course_plain(courses[cid]))
             else:
                 raise MoodleError(ERR_RECORD_UNKNOWN)
-        return out
+        return [self._visible_course(c) for c in out]
+
+    def _visible_course(self, c: dict) -> dict:
+        """A course's idnumber is for course admins (moodle/course:update) in core_course_get_courses."""
+        if not self.may("moodle/course:update"):
+            c.pop("idnumber", None)
+        return c
 
     def get_courses_by_field(self, args: dict) -> dict:
         field = args.get("field", "")
@@ -878,10 +934,14 @@ class MoodleService:
                 raise bad_param()
             opts[o["name"]] = o["value"]
         course = self.course_or_error(course_id)
+        self.require_course_context(course.id)
+        self.require("moodle/course:viewparticipants", "View participants")
         limitfrom = p_int(opts, "limitfrom", "0")
         limitnumber = p_int(opts, "limitnumber", "0")
         onlyactive = p_bool(opts, "onlyactive", False)
         onlysuspended = p_bool(opts, "onlysuspended", False)
+        if onlysuspended:
+            self.require("moodle/course:enrolreview", "Review course enrolments")
         sortby = opts.get("sortby", "id")
         direction = opts.get("sortdirection", "ASC").upper()
         if sortby not in ("id", "firstname", "lastname", "siteorder") or direction not in ("ASC", "DESC"):
@@ -903,7 +963,7 @@ class MoodleService:
             wanted = {f.strip() for f in opts["userfields"].split(",")} | {"id"}
         out = []
         for u, _status, role in rows:
-            d = self.user_desc(u)
+            d = self.visible_user(self.user_desc(u))
             for k in ("auth", "suspended", "confirmed", "lang", "theme", "timezone", "mailformat", "trackforums"):
                 d.pop(k, None)
             # 5.1 puts lastcourseaccess right after lastaccess
@@ -1117,6 +1177,10 @@ class MoodleService:
     def get_grade_items(self, args: dict) -> dict:
         course = self.course_or_error(p_int(args, "courseid"))
         user_id = p_int(args, "userid", "0")
+        self.require_course_context(course.id)
+        self.require("gradereport/user:view", "View your own grade report")
+        if user_id == 0:
+            self.require("moodle/grade:viewall", "View grades of other users")
         p_int(args, "groupid", "0")
         usergrades = [
             {
@@ -1223,6 +1287,15 @@ class MoodleService:
 
     def get_course_completion_status(self, args: dict) -> dict:
         course = self.course_or_error(p_int(args, "courseid"))
+        self.require_course_context(course.id)
+        if not self.may("report/completion:view"):
+            raise MoodleError(
+                {
+                    "exception": "moodle_exception",
+                    "errorcode": "cannotviewreport",
+                    "message": "You cannot view this report",
+                }
+            )
         if not course.completion_enabled:
             raise MoodleError(
                 {
@@ -1385,9 +1458,11 @@ class MoodleService:
         ids = self._assignments_arg(args)
         since = p_int(args, "since", "0")
         assignments, warnings = [], []
+        allowed = self.may("mod/assign:view") and self.may("mod/assign:grade")
         for aid in ids:
             a = self.college.assignments.get(aid)
-            if a is None:
+            if a is None or not allowed:
+                # mod_assign_get_grades__without_assign_capabilities: no error, one warning each.
                 warnings.append(
                     {
                         "item": "assignment",

@@ -8,11 +8,21 @@ snapshots, assignment grades come from `mod_assign_get_grades` with `since`, and
 webhook events.
 """
 
-from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, MaterializeResult, asset, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    asset,
+    multi_asset,
+)
 
+from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
+from integration_pipelines.lib.moodle.capabilities import diagnose
 from integration_pipelines.lib.raw_sync import RawLander
 from integration_pipelines.lib.source_reads import (
     Reading,
@@ -86,6 +96,20 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
     Moodle while this one lands what they read. Each asset's `requests` counts the requests of
     the phase that feeds it (see `REQUESTS_OF`), so the six add up to the crawl's total.
     """
+    if moodle.check_capabilities:
+        # The doctor's check first: a token that would land less than it should stops the run
+        # here, naming what to grant, instead of landing users without emails.
+        with moodle.client() as client:
+            diagnosis = diagnose(client, crm_field=FIELD_MAPPING.identity.moodle_crm_field)
+        if not diagnosis.ok:
+            raise Failure(
+                description="The Moodle token cannot see everything a sync lands:\n" + diagnosis.report(),
+                metadata={
+                    "missing_capabilities": diagnosis.missing_capabilities(),
+                    "missing_functions": diagnosis.missing_functions(),
+                },
+            )
+        context.log.info(diagnosis.report())
     with warehouse.begin() as conn:
         known_completed = completed_enrolments(conn, warehouse.tenant)
         reader = Reading(

@@ -43,6 +43,7 @@ from integration_pipelines.lib.http import (
     secret_value,
 )
 from integration_pipelines.lib.moodle import crawl
+from integration_pipelines.lib.moodle.capabilities import CAPABILITY_OF_FUNCTION, capabilities_for
 from integration_pipelines.lib.moodle.errors import (
     _RETRYABLE_ERRORCODES,
     MoodleAccessError,
@@ -73,6 +74,25 @@ from integration_pipelines.lib.moodle.records import (
 logger = logging.getLogger(__name__)
 
 REST_PATH = "/webservice/rest/server.php"
+
+
+def _refuse_warning_only(answer: Any, wsfunction: str, rows: str, *, asked: int) -> None:
+    """An answer with no rows and a "No access rights" warning (warningcode 1) for every item
+    asked is a refusal, not an empty result: raise, naming the capabilities the function needs.
+    (One assignment gone among others with no grades is not: those warn "No grades found".)"""
+    if not isinstance(answer, Mapping) or answer.get(rows):
+        return
+    refused = [w for w in answer.get("warnings") or [] if str(w.get("warningcode")) == "1"]
+    if refused and len(refused) >= asked:
+        needed = " and ".join(CAPABILITY_OF_FUNCTION.get(wsfunction, ()))
+        raise MoodlePermissionError(
+            f"Moodle {wsfunction} answered no {rows} and {len(refused)} warning(s) "
+            f"({refused[0].get('message')!r}): the web service user lacks {needed}",
+            wsfunction=wsfunction,
+            errorcode="nopermissions",
+            exception=None,
+            moodle_message=str(refused[0].get("message") or ""),
+        )
 
 
 # What Moodle's delete_user leaves of an account: the email replaced by an md5 of the mangled
@@ -280,9 +300,14 @@ class MoodleClient:
                 "service of MOODLE_TOKEN, or check the token's expiry and IP restriction",
                 **kwargs,
             )
-        if code == "nopermissions" or (exc or "").endswith("required_capability_exception"):
+        if code in ("nopermissions", "errorcoursecontextnotvalid", "cannotviewreport") or (exc or "").endswith(
+            "required_capability_exception"
+        ):
+            needed = " and ".join(capabilities_for(wsfunction, code)) or "the capability Moodle names"
             return MoodlePermissionError(
-                f"Moodle {wsfunction}: the web service user lacks a capability ({code}: {msg})", **kwargs
+                f"Moodle {wsfunction}: the web service user lacks a capability ({code}: {msg}); grant it {needed} "
+                "(`integration-pipelines doctor` lists everything missing)",
+                **kwargs,
             )
         if code == "invalidparameter":
             return MoodleInvalidParameter(f"Moodle {wsfunction}: invalid parameter ({msg})", **kwargs)
@@ -500,6 +525,7 @@ class MoodleClient:
         since_epoch = _to_epoch(since)
         for batch in _chunks(unique, size):
             answer = self.call("mod_assign_get_grades", assignmentids=list(batch), since=since_epoch) or {}
+            _refuse_warning_only(answer, "mod_assign_get_grades", "assignments", asked=len(batch))
             for assignment in answer.get("assignments") or []:
                 aid = int(assignment["assignmentid"])
                 for grade in assignment.get("grades") or []:

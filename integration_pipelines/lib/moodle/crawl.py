@@ -194,8 +194,9 @@ def crawl_snapshot(
 
 # How Moodle says a course tracks no completion, and that a user is not (or no longer) enrolled:
 # a real 5.1 site answers `notenroled` for the service user itself, `usernotenroled` elsewhere.
+# `cannotviewreport` is a missing capability (report/completion:view): an error, never skipped.
 COURSE_WITHOUT_COMPLETION = frozenset({"nocriteriaset", "completionnotenabled"})
-NOT_ENROLLED = frozenset({"usernotenroled", "notenroled", "cannotviewreport"})
+NOT_ENROLLED = frozenset({"usernotenroled", "notenroled"})
 
 
 @dataclass(frozen=True, slots=True)
