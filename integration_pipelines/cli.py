@@ -1,4 +1,4 @@
-"""`integration-pipelines`: the project's one console script (sandbox, demo, API, events)."""
+"""`integration-pipelines`: the project's one console script (sandbox, demo, API, keys, events, doctor, sync)."""
 
 from __future__ import annotations
 
@@ -168,6 +168,64 @@ def keys_revoke(key_id: str) -> None:
     finally:
         engine.dispose()
     click.echo(f"revoked {key.key_id}")
+
+
+@main.command()
+@click.option("--token-env", default="MOODLE_TOKEN", show_default=True, help="Environment variable holding the token.")
+def doctor(token_env: str) -> None:
+    """Check what the Moodle token can do: name each function its service lacks and each
+    capability its user lacks (with the fields a sync would not see), and exit 1 if any."""
+    import os
+
+    from pydantic import SecretStr
+
+    from integration_pipelines.lib.mapping import load_mapping
+    from integration_pipelines.lib.moodle import MoodleClient, MoodleError
+    from integration_pipelines.lib.moodle.capabilities import diagnose
+
+    settings = get_settings()
+    token = SecretStr(os.environ.get(token_env, "")) if token_env != "MOODLE_TOKEN" else settings.moodle_token
+    crm_field = load_mapping(settings.field_mapping_file).identity.moodle_crm_field
+    try:
+        with MoodleClient(settings.moodle_url, token, max_attempts=2) as client:
+            diagnosis = diagnose(client, crm_field=crm_field)
+            requests = client.counter.total
+    except MoodleError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(diagnosis.report())
+    click.echo(f"({requests} requests to {settings.moodle_url})")
+    if not diagnosis.ok:
+        raise SystemExit(1)
+
+
+@main.group()
+def sync() -> None:
+    """Run a job on the configured Dagster instance (its runs show in the UI), a line per step."""
+
+
+@sync.command("full")
+def sync_full() -> None:
+    """full_sync: snapshot both sources, apply every raw record, rebuild the marts."""
+    from integration_pipelines.sync_runs import run_job
+
+    if not run_job("full_sync").success:
+        raise SystemExit(1)
+
+
+@sync.command("incremental")
+@click.option("--partition", type=click.DateTime(["%Y-%m-%d"]), help="One daily window (UTC).")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="First window of a range.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last window of a range (default: today).")
+def sync_incremental(partition, first, last) -> None:
+    """incremental_sync of one window, or of a range in one run (default: yesterday and today)."""
+    from integration_pipelines.sync_runs import run_job, window_tags
+
+    try:
+        key, tags = window_tags(*(d.date() if d else None for d in (partition, first, last)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not run_job("incremental_sync", partition_key=key, tags=tags).success:
+        raise SystemExit(1)
 
 
 def _mount_sandbox() -> None:

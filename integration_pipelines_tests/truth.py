@@ -51,6 +51,8 @@ def truth_key(table: str, row: dict[str, Any]) -> Any:
     """The canonical key a truth row must appear under."""
     if table == "grades" and row["source"] == "moodle":
         return ("moodle", row["moodle_grade_item_id"], row["moodle_user_id"])
+    if table == "course_results":
+        return f"moodle:{row['moodle_course_id']}:{row['moodle_user_id']}"
     if row.get("zoho_id"):
         return f"zoho:{row['zoho_id']}"
     if table == "students":

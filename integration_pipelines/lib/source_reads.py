@@ -13,22 +13,26 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Connection
+
 from integration_pipelines.lib.canonical import epoch
-from integration_pipelines.lib.moodle import MoodleClient
+from integration_pipelines.lib.moodle import MoodleClient, MoodleNotFound
+from integration_pipelines.lib.moodle.grades import is_scale_item, moodle_number
 from integration_pipelines.lib.moodle.records import (
     MoodleAssignGrade,
+    MoodleCompletion,
     MoodleCourse,
     MoodleEnrolment,
     MoodleGrade,
     MoodleUser,
 )
-from integration_pipelines.lib.warehouse.raw import deleted_entity_name
+from integration_pipelines.lib.warehouse.raw import deleted_entity_name, iter_raw_payloads
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 from integration_pipelines.lib.zoho import (
     ZohoAPIError,
@@ -59,6 +63,7 @@ GRADE_ITEM_KEYS = (
     "grademin",
     "grademax",
     "scaleid",
+    "rangeformatted",
     "cmid",
 )
 
@@ -70,13 +75,16 @@ REQUESTS_OF = {
     "core_enrol_get_enrolled_users": "enrolments",
     "core_user_get_users_by_field": "users",
     "gradereport_user_get_grade_items": "grades",
+    "core_completion_get_course_completion_status": "completions",
 }
 
 
 def requests_by_entity(by_wsfunction: dict[str, int]) -> dict[str, int]:
     """A crawl's requests by wsfunction as the snapshot entities' figures: each phase's on the
     entity it feeds (`REQUESTS_OF`), anything else on courses, so they add up to the total."""
-    figures: dict[str, int] = dict.fromkeys(("courses", "enrolments", "users", "grade_items", "grades"), 0)
+    figures: dict[str, int] = dict.fromkeys(
+        ("courses", "enrolments", "users", "grade_items", "grades", "completions"), 0
+    )
     for wsfunction, count in by_wsfunction.items():
         figures[REQUESTS_OF.get(wsfunction, "courses")] += count
     return figures
@@ -98,18 +106,34 @@ def course_modified_at(course: Mapping[str, Any]) -> datetime:
 
 
 def read_moodle_snapshot(
-    make_client: Callable[[], MoodleClient], concurrency: int
+    make_client: Callable[[], MoodleClient],
+    concurrency: int,
+    *,
+    completions: bool = True,
+    known_completed: Collection[tuple[int, int]] = (),
 ) -> Generator[RawRecord, None, dict[str, int]]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
-    assignment grade items and grades. Returns the requests made, by wsfunction.
+    every grade item (assignments, manual items, course totals) and its grades. Returns the
+    requests made, by wsfunction.
 
     Each record carries the source's own time where Moodle's answer has one (a course's
     `timemodified`, a grade's `gradedategraded`) and `UNKNOWN_SOURCE_TIME` otherwise, never the
-    sync's clock: two snapshots of an unchanged site land the same raw rows."""
+    sync's clock: two snapshots of an unchanged site land the same raw rows.
+
+    With `completions`, each enrolment's course completion is asked too
+    (`core_completion_get_course_completion_status`, one request per enrolment), except in a
+    course that does not track completion (no call at all) and for the (course, user) pairs in
+    `known_completed` (a completion is for good: asked once). See `completion_record`."""
     items_seen: set[int | None] = set()
     unknown = UNKNOWN_SOURCE_TIME
     with make_client() as client:
-        for record in client.crawl_snapshot(grades=True, enrolment_status=True, concurrency=concurrency):
+        for record in client.crawl_snapshot(
+            grades=True,
+            enrolment_status=True,
+            concurrency=concurrency,
+            completions="per_enrolment" if completions else "none",
+            known_completed=known_completed,
+        ):
             if isinstance(record, MoodleCourse):
                 yield "courses", str(record.id), encode_json(record.data), course_modified_at(record.data)
             elif isinstance(record, MoodleEnrolment):
@@ -122,23 +146,10 @@ def read_moodle_snapshot(
                 yield "enrolments", f"{record.course_id}:{record.user_id}", encode_json(payload), unknown
             elif isinstance(record, MoodleUser):
                 yield "users", str(record.id), encode_json(record.data), unknown
-            elif isinstance(record, MoodleGrade) and record.data.get("itemmodule") == "assign":
-                if record.item_id not in items_seen:
-                    items_seen.add(record.item_id)
-                    item = {k: record.data.get(k) for k in GRADE_ITEM_KEYS} | {"courseid": record.course_id}
-                    yield "grade_items", str(record.item_id), encode_json(item), unknown
-                if record.data.get("graderaw") is not None:
-                    # The item's own fields land once, as a grade item; a grade keeps what is its own.
-                    payload = {
-                        "itemid": record.item_id,
-                        "iteminstance": record.data.get("iteminstance"),
-                        "courseid": record.course_id,
-                        "userid": record.user_id,
-                        "graderaw": record.data["graderaw"],
-                        "gradedategraded": record.data.get("gradedategraded"),
-                    }
-                    graded = epoch(record.data.get("gradedategraded")) or unknown
-                    yield "grades", f"{record.item_id}:{record.user_id}", encode_json(payload), graded
+            elif isinstance(record, MoodleGrade):
+                yield from grade_records(record, items_seen)
+            elif isinstance(record, MoodleCompletion):
+                yield completion_record(record)
         return dict(client.counter.by_endpoint)
 
 
@@ -148,8 +159,114 @@ def assign_grade_record(grade: MoodleAssignGrade) -> RawRecord | None:
     graded = epoch(grade.timemodified)
     if grade.grade is None or graded is None:
         return None
-    payload = {**grade.data, "assignmentid": grade.assignment_id}
+    payload = {**grade.data, "assignmentid": grade.assignment_id, "grade": moodle_number(grade.data.get("grade"))}
     return "assign_grades", f"{grade.assignment_id}:{grade.user_id}", encode_json(payload), graded
+
+
+def grade_records(grade: MoodleGrade, items_seen: set[int | None]) -> Iterator[RawRecord]:
+    """A grade report's entry as raw records: its grade item the first time that item is seen
+    (every kind: assignments, manual items, quizzes, the course total), and its grade when it has
+    one. Numbers get one spelling (`moodle_number`) and a scale item is marked (`scale`) whatever
+    its `scaleid` says, so the canonical SQL reads what Moodle means."""
+    data = grade.data
+    if grade.item_id not in items_seen:
+        items_seen.add(grade.item_id)
+        item = {k: data.get(k) for k in GRADE_ITEM_KEYS} | {
+            "courseid": grade.course_id,
+            "grademin": moodle_number(data.get("grademin")),
+            "grademax": moodle_number(data.get("grademax")),
+            "scale": is_scale_item(data),
+        }
+        yield "grade_items", str(grade.item_id), encode_json(item), UNKNOWN_SOURCE_TIME
+    if data.get("graderaw") is not None:
+        # The item's own fields land once, as a grade item; a grade keeps what is its own: the
+        # gradebook's final grade, overridden or not, with the words a scale shows for it.
+        payload = {
+            "itemid": grade.item_id,
+            "iteminstance": data.get("iteminstance"),
+            "itemtype": data.get("itemtype"),
+            "courseid": grade.course_id,
+            "userid": grade.user_id,
+            "graderaw": moodle_number(data["graderaw"]),
+            "gradeformatted": data.get("gradeformatted"),
+            "gradeisoverridden": bool(data.get("gradeisoverridden")),
+            "gradedategraded": data.get("gradedategraded"),
+        }
+        graded = epoch(data.get("gradedategraded")) or UNKNOWN_SOURCE_TIME
+        yield "grades", f"{grade.item_id}:{grade.user_id}", encode_json(payload), graded
+
+
+def completed_enrolments(conn: Connection, tenant: str) -> set[tuple[int, int]]:
+    """The (course, user) pairs the raw layer holds as completed: not asked again."""
+    return {
+        (int(c["courseid"]), int(c["userid"]))
+        for c in iter_raw_payloads(conn, tenant, "moodle", "completions")
+        if c.get("completed")
+    }
+
+
+def completion_record(completion: MoodleCompletion) -> RawRecord:
+    """A course completion status as a raw record, `<course>:<user>`: whether the user completed
+    the course, and when. Moodle's answer carries no completion time of the course itself, only
+    each criterion's; the course is complete when its criteria are (aggregation "all", 1), so
+    its time is the latest criterion's, and unknown (null) for "any"."""
+    data = completion.data
+    criteria_times = [
+        int(c["timecompleted"]) for c in data.get("completions") or [] if c.get("complete") and c.get("timecompleted")
+    ]
+    completed_at = max(criteria_times) if completion.completed and criteria_times else None
+    if data.get("aggregation") not in (None, 1, "1"):
+        completed_at = None
+    payload = {
+        "courseid": completion.course_id,
+        "userid": completion.user_id,
+        "completed": completion.completed,
+        "timecompleted": completed_at,
+        "aggregation": data.get("aggregation"),
+    }
+    at = epoch(completed_at) or UNKNOWN_SOURCE_TIME
+    return "completions", f"{completion.course_id}:{completion.user_id}", encode_json(payload), at
+
+
+def read_gradebook(client: MoodleClient, pairs: Iterable[tuple[int, int]]) -> Iterator[RawRecord]:
+    """The gradebook's grades of some (course, user) pairs, re-read as raw records: what a
+    changed assignment grade or a grade event is a signal to do (the gradebook's final grade,
+    overrides included, is the grade; `mod_assign_get_grades` is not).
+
+    Batched by course: one request for a course with one user to re-read, one request for the
+    whole course (`userid=0`, its other users' grades left out) for a course with more."""
+    by_course: dict[int, set[int]] = {}
+    for course_id, user_id in pairs:
+        by_course.setdefault(int(course_id), set()).add(int(user_id))
+    items_seen: set[int | None] = set()
+    for course_id in sorted(by_course):
+        users = by_course[course_id]
+        asked = next(iter(users)) if len(users) == 1 else 0
+        try:
+            for grade in client.iter_course_grades(course_id, user_id=asked):
+                if grade.user_id in users:
+                    yield from grade_records(grade, items_seen)
+        except MoodleNotFound:
+            # The course (or the user) is gone: the next snapshot soft-deletes what it held.
+            logger.info("Moodle course %s or its users vanished before their gradebook was re-read", course_id)
+
+
+def read_moodle_grade_changes(
+    client: MoodleClient, course_of_assignment: Mapping[int, int], start: datetime, end: datetime | None
+) -> Iterator[RawRecord]:
+    """A change window of Moodle grades as raw records: the assignment grades given or changed in
+    [start, end) (no end: up to now, what an event asks), landed as raw `assign_grades` (the
+    signal), then the gradebook of every (course, user) they name, re-read in one batch
+    (`read_gradebook`): the grade itself, which a gradebook override keeps whatever the assignment
+    says since."""
+    reread: set[tuple[int, int]] = set()
+    for grade in client.iter_assign_grades(sorted(course_of_assignment), since=start):
+        record = assign_grade_record(grade)
+        if record is None or (end is not None and record[3] >= end):
+            continue
+        yield record
+        reread.add((course_of_assignment[grade.assignment_id], grade.user_id))
+    yield from read_gradebook(client, reread)
 
 
 _Result = TypeVar("_Result")

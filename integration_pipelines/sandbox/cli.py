@@ -101,6 +101,7 @@ def serve_cmd(
 @click.option("--zoho-new-students", default=0, type=int)
 @click.option("--moodle-new-grades", default=0, type=int)
 @click.option("--moodle-regrades", default=0, type=int)
+@click.option("--moodle-overrides", default=0, type=int, help="Grades overridden in the gradebook, then regraded.")
 @click.option("--moodle-suspend-enrolments", default=0, type=int)
 @click.option("--moodle-user-updates", default=0, type=int)
 @click.option("--moodle-completions", default=0, type=int)

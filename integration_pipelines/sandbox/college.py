@@ -41,7 +41,17 @@ BTEC_SCALE_ID = 1  # Moodle scale id of "Refer,Pass,Merit,Distinction"
 # Default numeric -> BTEC cut-offs (a convention, API_NOTES D): Refer <40, Pass <60, Merit <70.
 BTEC_THRESHOLDS = (40.0, 60.0, 70.0)
 
-TABLES = ("students", "programs", "classes", "enrollments", "units", "registrations", "payments", "grades")
+TABLES = (
+    "students",
+    "programs",
+    "classes",
+    "enrollments",
+    "units",
+    "registrations",
+    "payments",
+    "grades",
+    "course_results",
+)
 
 FIRST_NAMES = (
     "Amina Oliver Noah Isla Leo Freya Arthur Ava Muhammad Lily George Ivy Oscar Sophia Harry Grace "
@@ -330,6 +340,8 @@ class Course:
     assignments: list = field(default_factory=list)  # Assignment objects
     enrolments: list = field(default_factory=list)  # Enrollment objects with a Moodle side
     total_item_id: int = 0  # grade item id of the course total
+    manual_items: list = field(default_factory=list)  # ManualItem objects
+    completion_enabled: bool = True  # course completion tracked (enablecompletion)
     context_id: int = 0
     # The syllabus page (mod_page) in the General section: its page id and course-module id.
     syllabus_page_id: int = 0
@@ -365,6 +377,32 @@ class Grade:
     timemodified: int
     grader: int
     submitted: int
+    # A gradebook override (Moodle's grade_grades.overridden): the gradebook, what the student
+    # sees, keeps it whatever the assignment is regraded to since; mod_assign_get_grades still
+    # answers the assignment's own grade.
+    override: float | None = None
+    overridden_at: int = 0
+
+    @property
+    def final(self) -> float:
+        """The gradebook's final grade: the override, else the assignment's grade."""
+        return self.raw if self.override is None else self.override
+
+    @property
+    def final_time(self) -> int:
+        """When the gradebook's final grade was set."""
+        return self.timemodified if self.override is None else self.overridden_at
+
+
+@dataclass(slots=True, eq=False)
+class ManualItem:
+    """A gradebook item of no module (a participation mark out of 10), graded in the gradebook."""
+
+    item_id: int
+    course_id: int
+    name: str
+    grademax: int
+    grades: dict = field(default_factory=dict)  # user id -> (raw grade, time graded)
 
 
 # ----------------------------------------------------------------------------------------
@@ -699,24 +737,20 @@ class College:
             }
 
     def _truth_grades(self) -> Iterator[dict]:
+        # A Moodle grade is the gradebook's final grade (an override wins), for every graded item.
         for a in list(self.assignments.values()):
             for g in list(a.grades.values()):
                 user = self.users[g.user_id]
                 if user.is_teacher:
                     continue
-                yield {
-                    "source": "moodle",
-                    **self._identity(user.student_zid, user.id),
-                    "zoho_id": None,
-                    "unit_zoho_id": str(a.unit_zid) if a.unit_zid else None,
-                    "moodle_course_id": a.course_id,
-                    "moodle_grade_item_id": a.item_id,
-                    "raw_grade": g.raw,
-                    "grade_max": a.grademax,
-                    "btec_grade": BTEC_SCALE[int(g.raw) - 1] if a.scale else None,
-                    "graded_at": zoho_datetime(g.timemodified),
-                    "deleted": False,
-                }
+                yield self._moodle_grade_truth(
+                    user, a.course_id, a.item_id, a.unit_zid, g.final, a.grademax, a.scale, g.final_time
+                )
+        for course in list(self.courses.values()):
+            for item in course.manual_items:
+                for uid, (raw, graded) in list(item.grades.items()):
+                    user = self.users[uid]
+                    yield self._moodle_grade_truth(user, course.id, item.item_id, 0, raw, item.grademax, False, graded)
         for b in list(self.zoho["BTEC_Grades"].records.values()):
             s = self.students_by_zid.get(b.student)
             yield {
@@ -728,10 +762,62 @@ class College:
                 "moodle_grade_item_id": None,
                 "raw_grade": None,
                 "grade_max": None,
+                "percentage": None,
                 "btec_grade": b.grade,
+                "btec_equivalent": b.grade,
                 "graded_at": zoho_datetime(b.graded),
                 "deleted": b.deleted is not None,
             }
+
+    def _truth_course_results(self) -> Iterator[dict]:
+        """Each live Moodle enrolment of a student: the gradebook's course total (final grades of
+        every item, overrides included), and the completion as Moodle exposes it: null where the
+        course tracks none; when completed, the time of its latest criterion (a graded assignment)."""
+        for course in list(self.courses.values()):
+            total_max = sum(a.grademax for a in course.assignments) + sum(m.grademax for m in course.manual_items)
+            for e in list(course.enrolments):
+                user = self.users.get(e.user_id) if e.user_id else None
+                if e.m_deleted or user is None or user.deleted or user.is_teacher:
+                    continue
+                marks = [a.grades[user.id].final for a in course.assignments if user.id in a.grades]
+                marks += [m.grades[user.id][0] for m in course.manual_items if user.id in m.grades]
+                total = sum(marks) if marks else None
+                completed = (course.id, user.id) in self.completions if course.completion_enabled else None
+                criteria = [a.grades[user.id].timemodified for a in course.assignments if user.id in a.grades]
+                yield {
+                    **self._identity(user.student_zid, user.id),
+                    "moodle_course_id": course.id,
+                    "final_grade": total,
+                    "final_grade_max": total_max,
+                    "final_percentage": round(total * 100.0 / total_max, 4) if total is not None else None,
+                    "completed": completed,
+                    "completed_at": zoho_datetime(max(criteria)) if completed and criteria else None,
+                    "deleted": False,
+                }
+
+    def _moodle_grade_truth(
+        self, user: MUser, course_id: int, item_id: int, unit_zid: int, raw: float, gmax: int, scale: bool, graded: int
+    ) -> dict:
+        """A Moodle grade as Moodle means it: Moodle's percentage, (grade - min) / (max - min), and
+        on a scale the scale's word (1 Refer .. 4 Distinction)."""
+        low = 1 if scale else 0
+        pct = round((raw - low) * 100.0 / (gmax - low), 4)
+        word = BTEC_SCALE[int(raw) - 1] if scale else None
+        return {
+            "source": "moodle",
+            **self._identity(user.student_zid, user.id),
+            "zoho_id": None,
+            "unit_zoho_id": str(unit_zid) if unit_zid else None,
+            "moodle_course_id": course_id,
+            "moodle_grade_item_id": item_id,
+            "raw_grade": raw,
+            "grade_max": gmax,
+            "percentage": pct,
+            "btec_grade": word,
+            "btec_equivalent": word or btec_from_percentage(round((raw - low) * 100.0 / (gmax - low), 9)),
+            "graded_at": zoho_datetime(graded),
+            "deleted": False,
+        }
 
     def summary(self) -> dict:
         """Counts per Zoho module and Moodle table (cheap; for logs and the CLI)."""
@@ -768,6 +854,10 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "zoho_btec_share": 0.5,  # share of unit-linked Moodle grades already recorded in Zoho
     "completed_share": 0.4,
     "teachers_per_class": 0.34,
+    # The gradebook beyond assignments (drawn from a generator of their own, after the rest).
+    "manual_graded_share": 0.6,  # students with a participation mark in a course
+    "override_share": 0.03,  # assignment grades overridden in the gradebook
+    "completion_disabled_share": 0.1,  # courses that track no completion (asked nothing)
 }
 
 
@@ -1207,6 +1297,35 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
             deleted=True,
         )
 
+    _gradebook_beyond_assignments(col, k)
     for mod in col.zoho.values():
         mod.mark_dirty()
     return col
+
+
+def _gradebook_beyond_assignments(col: College, k: dict) -> None:
+    """What a real gradebook holds besides assignment grades: a manual participation item per
+    course, and assignment grades overridden in the gradebook. Drawn from a generator of its own,
+    after everything else, so every other record keeps the values and ids it had without them."""
+    rng = random.Random(col.seed * 7919 + 14)
+    now = col.now
+    for course in col.courses.values():
+        course.completion_enabled = rng.random() >= k["completion_disabled_share"]
+        item = ManualItem(col.new_moodle_id("grade_item"), course.id, f"{course.shortname} participation", 10)
+        course.manual_items.append(item)
+        for e in course.enrolments:
+            user = col.users.get(e.user_id) if e.user_id else None
+            if user is None or user.deleted or user.is_teacher or e.m_deleted:
+                continue
+            if rng.random() < k["manual_graded_share"]:
+                first = min(course.startdate, now - 3600)
+                item.grades[user.id] = (rng.randint(0, 10), rng.randint(first, now - 3600))
+    for a in col.assignments.values():
+        for g in a.grades.values():
+            if rng.random() >= k["override_share"]:
+                continue
+            if a.scale:
+                g.override = rng.choice([v for v in (1, 2, 3, 4) if v != g.raw])
+            else:
+                g.override = rng.choice([v for v in range(0, a.grademax + 1) if v != g.raw])
+            g.overridden_at = min(g.timemodified + rng.randint(1, 10) * DAY, now - 60)

@@ -43,6 +43,14 @@ class SandboxConfig(BaseModel):
 
     # --- credentials (fake on purpose; repr=False keeps them out of reprs and logs) --------
     moodle_token: str = Field("sandbox-moodle-token", repr=False)
+    # A second token, of a service user holding only these capabilities: it answers as the
+    # reference's limited user does (moodle_ws/*__without_*_capabilities). `doctor` names the rest.
+    moodle_limited_token: str = Field("sandbox-moodle-limited-token", repr=False)
+    moodle_limited_capabilities: tuple[str, ...] = (
+        "webservice/rest:use",
+        "moodle/course:enrolreview",
+        "moodle/grade:viewall",
+    )
     zoho_client_id: str = "1000.SANDBOXCLIENTID"
     zoho_client_secret: str = Field("sandbox-zoho-client-secret", repr=False)
     zoho_refresh_token: str = Field("1000.sandbox-zoho-refresh-token", repr=False)

@@ -8,7 +8,9 @@ left out here too.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -123,10 +125,15 @@ def p_bool(args: dict, name: str, default: bool) -> bool:
 class MoodleService:
     """Answers Moodle WS calls against a live :class:`College`."""
 
-    def __init__(self, college: College, base_url: str, token: str):
+    def __init__(
+        self, college: College, base_url: str, token: str, limited_tokens: dict[str, frozenset[str]] | None = None
+    ):
         self.college = college
         self.base_url = base_url.rstrip("/")
         self._token = token
+        # Tokens of service users holding only some capabilities (None: the full token, all of them).
+        self._limited = dict(limited_tokens or {})
+        self._caller = threading.local()
         self.functions: dict[str, Callable[[dict], Any]] = {
             "core_webservice_get_site_info": self.get_site_info,
             "core_user_get_users": self.get_users,
@@ -167,8 +174,9 @@ class MoodleService:
                 continue
             else:
                 rest.append((k, v))
-        if not token or token != self._token:
+        if not token or (token != self._token and token not in self._limited):
             raise MoodleError(ERR_INVALID_TOKEN)
+        self._caller.capabilities = self._limited.get(token)
         handler = self.functions.get(function or "")
         if handler is None:
             if function in KNOWN_NOT_IN_SERVICE:
@@ -179,6 +187,44 @@ class MoodleService:
         except Exception:
             raise bad_param() from None
         return handler(args)
+
+    # --- capabilities (a limited token answers as the reference's limited service user) -------
+    def may(self, capability: str) -> bool:
+        held = getattr(self._caller, "capabilities", None)
+        return held is None or capability in held
+
+    def require_course_context(self, course_id: int) -> None:
+        """Without moodle/course:view a service user enrolled nowhere cannot enter a course's
+        context (core_course_get_courses__without_identity_capabilities)."""
+        if not self.may("moodle/course:view"):
+            raise MoodleError(
+                {
+                    "exception": "core\\exception\\moodle_exception",
+                    "errorcode": "errorcoursecontextnotvalid",
+                    "message": f"You cannot execute functions in the course context (course id:{course_id}). "
+                    "The context error message was: Course or activity not accessible.",
+                }
+            )
+
+    def require(self, capability: str, name: str) -> None:
+        if not self.may(capability):
+            raise MoodleError(
+                {
+                    "exception": "required_capability_exception",
+                    "errorcode": "nopermissions",
+                    "message": f"Sorry, but you do not currently have permissions to do that ({name}).",
+                }
+            )
+
+    def visible_user(self, d: dict) -> dict:
+        """A user's fields as the caller may see them: email needs moodle/site:viewuseridentity;
+        username, idnumber and custom fields moodle/user:viewalldetails."""
+        if not self.may("moodle/site:viewuseridentity"):
+            d.pop("email", None)
+        if not self.may("moodle/user:viewalldetails"):
+            for key in ("username", "idnumber", "customfields"):
+                d.pop(key, None)
+        return d
 
     # --- shared pieces ----------------------------------------------------------------------
     def _img(self, size: str) -> str:
@@ -368,8 +414,10 @@ class MoodleService:
             if field == "id":
                 if not _INT.match(v.strip()):
                     raise bad_param()
+                # By id Moodle returns a deleted user too, anonymised, with no deleted flag
+                # (core_user_get_users_by_field__deleted_user); by other fields it cannot match.
                 u = self.college.users.get(int(v))
-                if u and not u.deleted:
+                if u:
                     found[u.id] = u
             elif field == "username":
                 u = self._by_username.get(v)
@@ -381,7 +429,36 @@ class MoodleService:
             else:
                 for u in self._by_email.get(v, ()):
                     found[u.id] = u
-        return [self.user_desc(found[i]) for i in sorted(found)]
+        if not self.may("moodle/user:viewdetails"):
+            return []  # Moodle leaves out every user the caller may not view
+        users = [found[i] for i in sorted(found)]
+        return [self.deleted_user_desc(u) if u.deleted else self.visible_user(self.user_desc(u)) for u in users]
+
+    def deleted_user_desc(self, u: MUser) -> dict:
+        """A deleted user as Moodle's delete_user leaves it: the username mangled to
+        `<email>.<time>`, the email an md5, idnumber and profile fields gone, no deleted flag."""
+        username = f"{u.email}.{u.timecreated}"
+        return {
+            "id": u.id,
+            "username": username,
+            "firstname": u.firstname,
+            "lastname": u.lastname,
+            "fullname": f"{u.firstname} {u.lastname}",
+            "email": hashlib.md5(username.encode()).hexdigest(),  # noqa: S324 - Moodle's own anonymisation
+            "department": "",
+            "firstaccess": 0,
+            "lastaccess": 0,
+            "auth": "manual",
+            "suspended": False,
+            "confirmed": True,
+            "lang": "en",
+            "theme": "",
+            "timezone": "99",
+            "mailformat": 1,
+            "trackforums": 0,
+            "profileimageurlsmall": self._img("f2"),
+            "profileimageurl": self._img("f1"),
+        }
 
     # ===== courses ===========================================================================
     SITE_COURSE = 1
@@ -447,7 +524,7 @@ class MoodleService:
             "defaultgroupingid": 0,
             "timecreated": c.timecreated,
             "timemodified": c.timemodified,
-            "enablecompletion": 1,
+            "enablecompletion": int(c.completion_enabled),
             "completionnotify": 0,
             "lang": "",
             "forcetheme": "",
@@ -550,7 +627,7 @@ class MoodleService:
             "groupmode": 0,
             "groupmodeforce": 0,
             "defaultgroupingid": 0,
-            "enablecompletion": 1,
+            "enablecompletion": int(c.completion_enabled),
             "completionnotify": 0,
             "lang": "",
             "theme": "",
@@ -573,8 +650,11 @@ class MoodleService:
         if not isinstance(ids, list):
             raise bad_param()
         courses = self.college.courses
+        if courses:
+            self.require_course_context(ids[0] if ids and isinstance(ids[0], int) else min(courses))
         if not ids:
-            return [self._site_course_plain()] + [self.course_plain(courses[i]) for i in sorted(courses)]
+            out = [self._site_course_plain()] + [self.course_plain(courses[i]) for i in sorted(courses)]
+            return [self._visible_course(c) for c in out]
         out = []
         for raw in ids:
             if not isinstance(raw, str) or not _INT.match(raw):
@@ -586,7 +666,13 @@ class MoodleService:
                 out.append(self.course_plain(courses[cid]))
             else:
                 raise MoodleError(ERR_RECORD_UNKNOWN)
-        return out
+        return [self._visible_course(c) for c in out]
+
+    def _visible_course(self, c: dict) -> dict:
+        """A course's idnumber is for course admins (moodle/course:update) in core_course_get_courses."""
+        if not self.may("moodle/course:update"):
+            c.pop("idnumber", None)
+        return c
 
     def get_courses_by_field(self, args: dict) -> dict:
         field = args.get("field", "")
@@ -848,10 +934,14 @@ class MoodleService:
                 raise bad_param()
             opts[o["name"]] = o["value"]
         course = self.course_or_error(course_id)
+        self.require_course_context(course.id)
+        self.require("moodle/course:viewparticipants", "View participants")
         limitfrom = p_int(opts, "limitfrom", "0")
         limitnumber = p_int(opts, "limitnumber", "0")
         onlyactive = p_bool(opts, "onlyactive", False)
         onlysuspended = p_bool(opts, "onlysuspended", False)
+        if onlysuspended:
+            self.require("moodle/course:enrolreview", "Review course enrolments")
         sortby = opts.get("sortby", "id")
         direction = opts.get("sortdirection", "ASC").upper()
         if sortby not in ("id", "firstname", "lastname", "siteorder") or direction not in ("ASC", "DESC"):
@@ -873,7 +963,7 @@ class MoodleService:
             wanted = {f.strip() for f in opts["userfields"].split(",")} | {"id"}
         out = []
         for u, _status, role in rows:
-            d = self.user_desc(u)
+            d = self.visible_user(self.user_desc(u))
             for k in ("auth", "suspended", "confirmed", "lang", "theme", "timezone", "mailformat", "trackforums"):
                 d.pop(k, None)
             # 5.1 puts lastcourseaccess right after lastaccess
@@ -931,7 +1021,7 @@ class MoodleService:
                     "courseimage": f"{self.base_url}/pluginfile.php/{c.context_id}/course/generated/course.svg",
                     "showgrades": True,
                     "lang": "",
-                    "enablecompletion": True,
+                    "enablecompletion": c.completion_enabled,
                     "completionhascriteria": True,
                     "completionusertracked": not u.is_teacher,
                     "category": c.categoryid,
@@ -958,11 +1048,40 @@ class MoodleService:
         return int(x) if float(x).is_integer() else round(float(x), 5)
 
     def _grade_items_for(self, course: Course, u: MUser) -> list[dict]:
+        """The user's gradebook in a course, as a real Moodle 5.1 site answers it: assignment items
+        (a scale item with ``scaleid`` null, known by its range), manual items, and the course
+        total, each grade the gradebook's final grade (an override wins: ``gradeisoverridden``)."""
         items = []
         total_raw = 0.0
-        total_max = sum(a.grademax for a in course.assignments)
+        total_max = sum(a.grademax for a in course.assignments) + sum(m.grademax for m in course.manual_items)
         last_graded = None
-        weight = 1 / len(course.assignments) if course.assignments else 0
+        count = len(course.assignments) + len(course.manual_items)
+        weight = 1 / count if count else 0
+
+        def graded(d: dict, raw: float | None, when: int | None, low: int, high: int, words: bool) -> None:
+            pct = (raw - low) / (high - low) * 100 if raw is not None else None
+            if raw is None:
+                d["status"] = "novalue"
+            d.update(
+                {
+                    "graderaw": self._num(raw) if raw is not None else None,
+                    "gradedatesubmitted": None,
+                    "gradedategraded": when,
+                    "gradehiddenbydate": False,
+                    "gradeneedsupdate": False,
+                    "gradeishidden": False,
+                    "gradeislocked": False,
+                    "gradeisoverridden": False,
+                    "gradeformatted": ("-" if raw is None else BTEC_SCALE[int(raw) - 1] if words else f"{raw:.2f}"),
+                    "grademin": low,
+                    "grademax": high,
+                    "rangeformatted": "Refer&ndash;Distinction" if words else f"{low}&ndash;{high}",
+                    "percentageformatted": f"{pct:.2f} %" if pct is not None else "-",
+                    "feedback": f"<p>Feedback for {u.firstname}</p>" if raw is not None else "",
+                    "feedbackformat": 1 if raw is not None else 2,
+                }
+            )
+
         for a in course.assignments:
             g = a.grades.get(u.id)
             d: dict[str, Any] = {
@@ -975,38 +1094,43 @@ class MoodleService:
                 "idnumber": a.idnumber,
                 "categoryid": course.id,
                 "outcomeid": None,
-                "scaleid": BTEC_SCALE_ID if a.scale else None,
+                # A real site answers null here even for a scale item (Moodle fills the field
+                # from the outcome id): only the range and the formatted grade tell a scale.
+                "scaleid": None,
                 "locked": False,
                 "cmid": a.cmid,
                 "weightraw": round(weight, 5),
                 "weightformatted": f"{100 * weight:.2f} %",
             }
-            if g is None:
-                d["status"] = "novalue"
-            pct = (g.raw - (1 if a.scale else 0)) / (a.grademax - (1 if a.scale else 0)) * 100 if g else None
-            d.update(
-                {
-                    "graderaw": self._num(g.raw) if g else None,
-                    "gradedatesubmitted": g.submitted if g else None,
-                    "gradedategraded": g.timemodified if g else None,
-                    "gradehiddenbydate": False,
-                    "gradeneedsupdate": False,
-                    "gradeishidden": False,
-                    "gradeislocked": False,
-                    "gradeisoverridden": False,
-                    "gradeformatted": (BTEC_SCALE[int(g.raw) - 1] if a.scale else f"{g.raw:.2f}") if g else "-",
-                    "grademin": 1 if a.scale else 0,
-                    "grademax": a.grademax,
-                    "rangeformatted": "Refer&ndash;Distinction" if a.scale else f"0&ndash;{a.grademax}",
-                    "percentageformatted": f"{pct:.2f} %" if g else "-",
-                    "feedback": f"<p>Feedback for {u.firstname}</p>" if g else "",
-                    "feedbackformat": 1 if g else 2,
-                }
-            )
-            items.append(d)
+            graded(d, g.final if g else None, g.final_time if g else None, 1 if a.scale else 0, a.grademax, a.scale)
             if g:
-                total_raw += g.raw
-                last_graded = max(last_graded or 0, g.timemodified)
+                d["gradedatesubmitted"] = g.submitted
+                d["gradeisoverridden"] = g.override is not None
+                total_raw += g.final
+                last_graded = max(last_graded or 0, g.final_time)
+            items.append(d)
+        for m in course.manual_items:
+            mark = m.grades.get(u.id)
+            d = {
+                "id": m.item_id,
+                "itemname": m.name,
+                "itemtype": "manual",
+                "itemmodule": None,
+                "iteminstance": None,
+                "itemnumber": 0,
+                "idnumber": None,
+                "categoryid": course.id,
+                "outcomeid": None,
+                "scaleid": None,
+                "locked": False,
+                "weightraw": round(weight, 5),
+                "weightformatted": f"{100 * weight:.2f} %",
+            }
+            graded(d, mark[0] if mark else None, mark[1] if mark else None, 0, m.grademax, False)
+            if mark:
+                total_raw += mark[0]
+                last_graded = max(last_graded or 0, mark[1])
+            items.append(d)
         items.append(
             {
                 "id": course.total_item_id,
@@ -1053,6 +1177,10 @@ class MoodleService:
     def get_grade_items(self, args: dict) -> dict:
         course = self.course_or_error(p_int(args, "courseid"))
         user_id = p_int(args, "userid", "0")
+        self.require_course_context(course.id)
+        self.require("gradereport/user:view", "View your own grade report")
+        if user_id == 0:
+            self.require("moodle/grade:viewall", "View grades of other users")
         p_int(args, "groupid", "0")
         usergrades = [
             {
@@ -1134,6 +1262,16 @@ class MoodleService:
 
     # ===== completion =======================================================================
     def _require_enrolled(self, course: Course, user_id: int) -> MUser:
+        if user_id == self.college.admin_id and not any(eu.id == user_id for eu, _s, _r in self._enrolled(course)):
+            # Asked about the service user itself, a real 5.1 site answers `notenroled`
+            # (core_completion_get_course_completion_status__service_user_not_enrolled).
+            raise MoodleError(
+                {
+                    "exception": "core\\exception\\moodle_exception",
+                    "errorcode": "notenroled",
+                    "message": "You are not enrolled in this course",
+                }
+            )
         u = self.college.users.get(user_id)
         if u is None or u.deleted:
             raise MoodleError(ERR_RECORD_UNKNOWN)
@@ -1149,6 +1287,23 @@ class MoodleService:
 
     def get_course_completion_status(self, args: dict) -> dict:
         course = self.course_or_error(p_int(args, "courseid"))
+        self.require_course_context(course.id)
+        if not self.may("report/completion:view"):
+            raise MoodleError(
+                {
+                    "exception": "moodle_exception",
+                    "errorcode": "cannotviewreport",
+                    "message": "You cannot view this report",
+                }
+            )
+        if not course.completion_enabled:
+            raise MoodleError(
+                {
+                    "exception": "moodle_exception",
+                    "errorcode": "completionnotenabled",
+                    "message": "Completion is not enabled for this course",
+                }
+            )
         u = self._require_enrolled(course, p_int(args, "userid"))
         completions = []
         for a in course.assignments:
@@ -1303,9 +1458,11 @@ class MoodleService:
         ids = self._assignments_arg(args)
         since = p_int(args, "since", "0")
         assignments, warnings = [], []
+        allowed = self.may("mod/assign:view") and self.may("mod/assign:grade")
         for aid in ids:
             a = self.college.assignments.get(aid)
-            if a is None:
+            if a is None or not allowed:
+                # mod_assign_get_grades__without_assign_capabilities: no error, one warning each.
                 warnings.append(
                     {
                         "item": "assignment",

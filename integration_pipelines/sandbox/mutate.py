@@ -56,6 +56,12 @@ class MutateRequest(BaseModel):
     zoho_new_students: int = Field(0, ge=0, description="New students in both systems, enrolled in classes.")
     moodle_new_grades: int = Field(0, ge=0, description="Ungraded (student, assignment) pairs that get a grade.")
     moodle_regrades: int = Field(0, ge=0, description="Existing grades that change.")
+    moodle_overrides: int = Field(
+        0,
+        ge=0,
+        description="Existing numeric grades overridden in the gradebook, then regraded in their assignment "
+        "(the gradebook keeps the override; mod_assign_get_grades answers the regrade, later).",
+    )
     moodle_suspend_enrolments: int = Field(0, ge=0)
     moodle_user_updates: int = Field(0, ge=0)
     moodle_completions: int = Field(0, ge=0, description="Course completions of students who had none.")
@@ -631,6 +637,28 @@ class _Mutator:
             self._grade_events(col.courses[a.course_id], a, g, e, regrade=True)
         self._count("moodle", "regrades", min(n, len(candidates)))
 
+    def overrides(self) -> None:
+        """A teacher overrides a grade in the gradebook, then regrades the assignment: what a real
+        site showed (64, overridden to 77, regraded 30: the gradebook keeps 77)."""
+        n = self.req.moodle_overrides
+        if not n:
+            return
+        col = self.col
+        enrolments = self._live_student_enrolments()
+        candidates = self._sample_assignment_pairs(
+            enrolments, n, lambda a, user_id: user_id in a.grades and not a.scale and a.grades[user_id].override is None
+        )
+        for e, a in candidates:
+            g = a.grades[e.user_id]
+            g.override = next(v for v in (a.grademax * 0.77, a.grademax * 0.78) if v != g.raw)
+            g.overridden_at = self.now - 60
+            old = g.raw
+            while g.raw == old or g.raw == g.override:
+                g.raw = self._draw_grade(a)
+            g.timemodified = self.now
+            self._grade_events(col.courses[a.course_id], a, g, e, regrade=True)
+        self._count("moodle", "overrides", len(candidates))
+
     def suspend_enrolments(self) -> None:
         n = self.req.moodle_suspend_enrolments
         active = [e for e in self._live_student_enrolments() if e.m_status == 0]
@@ -765,6 +793,8 @@ class _Mutator:
                     {"id": str(e.ue_id), "component": "", "itemid": "0"},
                     now,
                 )
+                for item in course.manual_items:
+                    item.grades.pop(user.id, None)
                 for a in course.assignments:
                     g = a.grades.pop(user.id, None)
                     self.ev.emit(
@@ -863,6 +893,7 @@ def apply_mutation(app: MutableSandbox, req: MutateRequest) -> dict:
         m.new_students()
         m.new_grades()
         m.regrades()
+        m.overrides()
         m.suspend_enrolments()
         m.user_updates()
         m.completions()

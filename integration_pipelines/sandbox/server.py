@@ -68,7 +68,12 @@ class SandboxApp:
         self.college = college or generate_college(config.students, config.seed, **config.college_knobs)
         self.college.start_clock()
         self.lock = threading.RLock()
-        self.moodle = MoodleService(self.college, self.base_url, config.moodle_token)
+        self.moodle = MoodleService(
+            self.college,
+            self.base_url,
+            config.moodle_token,
+            {config.moodle_limited_token: frozenset(config.moodle_limited_capabilities)},
+        )
         self.zoho_auth = ZohoAuth(self.college, config, self.base_url)
         self.zoho = ZohoService(self.college, config)
         self.credits = Credits(self.college, config.daily_credits())

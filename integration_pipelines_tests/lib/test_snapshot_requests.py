@@ -12,13 +12,14 @@ def test_each_phase_counts_on_the_entity_it_feeds_and_the_figures_add_up_to_the_
     reading = Reading(read_moodle_snapshot(lambda: client, 4))
     entities = {entity for entity, *_ in reading}
     figures = requests_by_entity(reading.result)
-    assert set(figures) == {"courses", "enrolments", "users", "grade_items", "grades"} >= entities
+    assert set(figures) == {"courses", "enrolments", "users", "grade_items", "grades", "completions"} >= entities
     assert sum(figures.values()) == client.counter.total == len(site.calls)
     assert figures["courses"] == site.calls.count("core_course_get_courses") == 1
     assert figures["enrolments"] == site.calls.count("core_enrol_get_enrolled_users")
     assert figures["users"] == site.calls.count("core_user_get_users_by_field") == 3
     assert figures["grades"] == site.calls.count("gradereport_user_get_grade_items") == 5
     assert figures["grade_items"] == 0, "grade reports are counted once, on grades"
+    assert figures["completions"] == site.calls.count("core_completion_get_course_completion_status")
 
 
 def test_a_function_of_no_phase_is_counted_once_on_courses() -> None:

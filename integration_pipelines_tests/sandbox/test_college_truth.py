@@ -59,8 +59,21 @@ COLUMNS = {
         "moodle_grade_item_id",
         "raw_grade",
         "grade_max",
+        "percentage",
         "btec_grade",
+        "btec_equivalent",
         "graded_at",
+        "deleted",
+    },
+    "course_results": {
+        "student_zoho_id",
+        "moodle_user_id",
+        "moodle_course_id",
+        "final_grade",
+        "final_grade_max",
+        "final_percentage",
+        "completed",
+        "completed_at",
         "deleted",
     },
 }
@@ -82,7 +95,7 @@ def test_truth_columns_and_domains():
     assert {r["kind"] for r in truth["payments"]} == {"fee", "instalment"}
     assert all(r["email"] == r["email"].strip().lower() for r in truth["students"])
     assert {g["btec_grade"] for g in truth["grades"] if g["btec_grade"]} <= {"Refer", "Pass", "Merit", "Distinction"}
-    assert {g["grade_max"] for g in truth["grades"] if g["source"] == "moodle"} == {100, 20, 4}
+    assert {g["grade_max"] for g in truth["grades"] if g["source"] == "moodle"} == {100, 20, 10, 4}
 
 
 def test_the_deliberate_mess_is_there():

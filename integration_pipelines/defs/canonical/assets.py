@@ -103,8 +103,9 @@ payments = canonical_asset(
 )
 grades = canonical_asset(
     "grades",
-    "Unit grades: BTEC grades recorded in Zoho, and Moodle assignment grades (from the snapshot's grade "
-    "reports and the incremental windows, the newer winning) with their BTEC equivalent.",
+    "Unit grades: BTEC grades recorded in Zoho, and the Moodle gradebook's final grade of every graded item "
+    "(overrides included; the change windows re-read the gradebook of the users whose assignment grades "
+    "changed) with Moodle's percentage and the BTEC word or equivalent.",
     [
         *_zoho_deps("btec_grades"),
         "raw_moodle_grades",
@@ -117,4 +118,18 @@ grades = canonical_asset(
     op_tags={"dagster/priority": "1"},
 )
 
-CANONICAL_ASSETS = [programs, units, classes, students, enrollments, registrations, payments, grades]
+course_results = canonical_asset(
+    "course_results",
+    "Each student's result in a Moodle course: the gradebook's course total (the enrollment's final grade) "
+    "and the course completion (whether, and when).",
+    [
+        "raw_moodle_enrolments",
+        "raw_moodle_grades",
+        "raw_moodle_grade_items",
+        "raw_moodle_completions",
+        "students",
+        "enrollments",
+    ],
+)
+
+CANONICAL_ASSETS = [programs, units, classes, students, enrollments, registrations, payments, grades, course_results]

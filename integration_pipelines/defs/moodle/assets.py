@@ -8,21 +8,34 @@ snapshots, assignment grades come from `mod_assign_get_grades` with `since`, and
 webhook events.
 """
 
-from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, MaterializeResult, asset, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    asset,
+    multi_asset,
+)
 
+from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
+from integration_pipelines.lib.moodle.capabilities import diagnose
 from integration_pipelines.lib.raw_sync import RawLander
 from integration_pipelines.lib.source_reads import (
     Reading,
-    assign_grade_record,
+    completed_enrolments,
+    read_moodle_grade_changes,
     read_moodle_snapshot,
     requests_by_entity,
 )
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
+# A change window lands the assignment grades that changed, and the gradebook re-read for them.
+CHANGE_ENTITIES = ("assign_grades", "grade_items", "grades")
 MOODLE_KINDS = {"moodle"}
 
 
@@ -64,6 +77,15 @@ MOODLE_KINDS = {"moodle"}
             "gradereport_user_get_grade_items calls (one per course with enrolments), which also feed "
             "raw_moodle_grade_items.",
         ),
+        AssetSpec(
+            "raw_moodle_completions",
+            group_name="moodle",
+            kinds=MOODLE_KINDS,
+            description="Course completions, one per enrolment of a course that tracks completion: whether "
+            "and when the user completed it. A completion is for good, so an enrolment landed as completed "
+            "is not asked again; a course without completion enabled costs no request. Its `requests` are "
+            "the core_completion_get_course_completion_status calls.",
+        ),
     ],
     pool="moodle_api",
 )
@@ -72,14 +94,34 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
 
     The crawl keeps `MoodleResource.concurrency` requests in flight in threads that wait on
     Moodle while this one lands what they read. Each asset's `requests` counts the requests of
-    the phase that feeds it (see `REQUESTS_OF`), so the five add up to the crawl's total.
+    the phase that feeds it (see `REQUESTS_OF`), so the six add up to the crawl's total.
     """
-    reader = Reading(read_moodle_snapshot(moodle.client_factory(), moodle.concurrency))
+    if moodle.check_capabilities:
+        # The doctor's check first: a token that would land less than it should stops the run
+        # here, naming what to grant, instead of landing users without emails.
+        with moodle.client() as client:
+            diagnosis = diagnose(client, crm_field=FIELD_MAPPING.identity.moodle_crm_field)
+        if not diagnosis.ok:
+            raise Failure(
+                description="The Moodle token cannot see everything a sync lands:\n" + diagnosis.report(),
+                metadata={
+                    "missing_capabilities": diagnosis.missing_capabilities(),
+                    "missing_functions": diagnosis.missing_functions(),
+                },
+            )
+        context.log.info(diagnosis.report())
     with warehouse.begin() as conn:
+        known_completed = completed_enrolments(conn, warehouse.tenant)
+        reader = Reading(
+            read_moodle_snapshot(moodle.client_factory(), moodle.concurrency, known_completed=known_completed)
+        )
         lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
+        # Completions are not re-asked once completed, so a snapshot does not see them all: landed
+        # by key, never soft-deleted for being absent (the course results follow live enrolments).
+        completions = RawLander(conn, warehouse.tenant, "moodle", ("completions",), snapshot=False)
         for entity, record_id, payload, modified_at in reader:
-            lander.land(entity, record_id, payload, modified_at)
-        results = lander.finish()
+            (completions if entity == "completions" else lander).land(entity, record_id, payload, modified_at)
+        results = lander.finish() | completions.finish()
         for entity, counts in results.items():
             warehouse.record_sync(conn, f"moodle.{entity}", counts.read)
     assert reader.result is not None  # set once the reader's generator returned, above
@@ -102,27 +144,33 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
 def moodle_grade_changes(
     context: AssetExecutionContext, moodle: MoodleResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    """Assignment grades given or changed within the window, from `mod_assign_get_grades` with `since`.
+    """Grades given or changed within the window: `mod_assign_get_grades` with `since` names the
+    assignment grades that changed, and the gradebook of those users is re-read (one request per
+    course), since the gradebook's grade, an override included, is the grade.
 
     Assignments are those of the last snapshot's grade items; one created since then is picked up
     by the next snapshot.
     """
     window = context.partition_time_window
     with moodle.client() as client, warehouse.begin() as conn:
-        assignments = sorted(
-            {int(i["iteminstance"]) for i in iter_raw_payloads(conn, warehouse.tenant, "moodle", "grade_items")}
-        )
-        lander = RawLander(conn, warehouse.tenant, "moodle", ("assign_grades",), snapshot=False)
-        for grade in client.iter_assign_grades(assignments, since=window.start):
-            record = assign_grade_record(grade)
-            if record is None or record[3] >= window.end:
-                continue
-            lander.land(*record)
-        counts = lander.finish()["assign_grades"]
+        course_of_assignment = {
+            int(i["iteminstance"]): int(i["courseid"])
+            for i in iter_raw_payloads(conn, warehouse.tenant, "moodle", "grade_items")
+            if i.get("itemmodule") == "assign" and i.get("iteminstance") is not None
+        }
+        lander = RawLander(conn, warehouse.tenant, "moodle", CHANGE_ENTITIES, snapshot=False)
+        for entity, record_id, payload, modified_at in read_moodle_grade_changes(
+            client, course_of_assignment, window.start, window.end
+        ):
+            lander.land(entity, record_id, payload, modified_at)
+        counts = lander.finish()
+    signals, regrades = counts["assign_grades"], counts["grades"]
     return MaterializeResult(
         metadata={
-            **counts.as_metadata(),
-            "assignments": len(assignments),
+            **regrades.as_metadata(),
+            "assign_grades_read": signals.read,
+            "grade_items_read": counts["grade_items"].read,
+            "assignments": len(course_of_assignment),
             "requests": client.counter.total,
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),

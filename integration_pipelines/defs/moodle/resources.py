@@ -19,6 +19,11 @@ class MoodleResource(ConfigurableResource):
     token: str = Field(description="Web service token; set MOODLE_TOKEN in the environment.")
     timeout_seconds: float = Field(60.0, description="Per-request timeout.")
     max_attempts: int = Field(5, description="Attempts per call for transport errors and 5xx.")
+    check_capabilities: bool = Field(
+        True,
+        description="Check the token first, as `integration-pipelines doctor` does (a few requests); a snapshot "
+        "that would land less than it should fails, naming the capabilities to grant.",
+    )
     concurrency: int = Field(
         8, description="Requests a snapshot keeps in flight, in every phase of its crawl (courses, users, grades)."
     )

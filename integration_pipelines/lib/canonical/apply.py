@@ -66,9 +66,10 @@ class CanonicalTable(Protocol):
 def canonical_tables() -> dict[str, CanonicalTable]:
     """Every canonical table, in an order in which each follows what it looks up."""
     # Imported here because each table's module imports `Scope` and `TableResult` from this one.
-    from integration_pipelines.lib.canonical import enrollments, grades, students, zoho_tables
+    from integration_pipelines.lib.canonical import course_results, enrollments, grades, students, zoho_tables
 
     tables = [*zoho_tables.TABLES[:3], students.TABLE, enrollments.TABLE, *zoho_tables.TABLES[3:], grades.TABLE]
+    tables.append(course_results.TABLE)  # follows the enrollments it names
     return {t.name: t for t in tables}
 
 

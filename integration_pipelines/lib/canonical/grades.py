@@ -1,16 +1,21 @@
-"""Unit grades: BTEC grades recorded in Zoho, and Moodle assignment grades with their BTEC equivalent.
+"""Unit grades: BTEC grades recorded in Zoho, and the Moodle gradebook's grades with their BTEC equivalent.
 
 Zoho's rows are its BTEC_Grades records (`zoho:<id>`), with the student's Moodle account where it
-is linked. A Moodle grade reaches us twice over: from the snapshot's grade reports (raw
-`grades`) and from the incremental `mod_assign_get_grades` windows (raw `assign_grades`). Both
-make one row per assignment and student, `moodle:<assignment>:<user>`, and the newer grade wins.
-A Moodle grade belongs to the unit whose code is its grade item's ID number, and to the student
-that account is (a live row wins over a tombstone); grades of users who are no student are left
-out.
+is linked. A Moodle grade is the gradebook's final grade (what the student sees, an override
+included), from the grade reports (raw `grades`): the snapshot's, and the change windows' re-reads
+of the users `mod_assign_get_grades` names. One row per graded item and student,
+`moodle:<grade item>:<user>`, for every kind of item (assignments, manual items, quizzes); course
+and category totals are no unit's grade. A grade belongs to the unit whose code is its grade
+item's ID number, whatever the item's module, and to the student that account is (a live row
+wins over a tombstone); grades of users who are no student are left out.
 
-BTEC conversion (API_NOTES D) is a `CASE`: an item on the BTEC scale awards its grade (scale
-values 1..4 are Refer, Pass, Merit, Distinction); a numeric grade has an equivalent only, by the
-mapping's percentage thresholds (a boundary belongs to the higher grade).
+BTEC conversion (API_NOTES D) is a `CASE`: an item on a scale (recognised by its range, whatever
+`scaleid` says) awards the scale's word for the grade, Refer, Pass, Merit or Distinction; a
+numeric grade has an equivalent only, by the mapping's thresholds over Moodle's percentage,
+`(grade - min) / (max - min)` (a boundary belongs to the higher grade).
+
+Which items count for BTEC: every item whose ID number is a unit code. An item without one
+(a participation mark, an unlinked quiz) lands with no unit.
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     tuple_,
     union,
-    union_all,
 )
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
@@ -53,7 +58,11 @@ from integration_pipelines.lib.warehouse.schema import (
 from integration_pipelines.lib.warehouse.sql import epoch_time, json_kind, json_text, round_to, strip
 from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_unstaged, upsert_select
 
-MOODLE_FEEDS = ("grades", "assign_grades")
+# The gradebook's grades are the Moodle grades. `mod_assign_get_grades`' answers (raw
+# `assign_grades`) are kept as what they are, a signal that the gradebook changed: the change
+# windows re-read the gradebook of the users they name (`source_reads.read_gradebook`), since an
+# assignment grade can be overridden in the gradebook and is then not the grade.
+MOODLE_FEEDS = ("grades",)
 
 
 def scale_grade(raw) -> ColumnElement:
@@ -102,77 +111,54 @@ ZOHO_GRADES = ZohoTable(
 
 
 def _grade_items(conn: Connection, tenant_id: str) -> Table:
-    """The assignments' grade items (a few per course), in a scratch table keyed by assignment:
-    what a grade is out of, whether it is on a scale, and the unit it assesses."""
+    """The gradebook's graded items (a few per course), in a scratch table keyed by grade item:
+    its range, whether it is on a scale, and the unit it assesses. Course totals and category
+    totals are no unit's grade and are left out (a course total is the enrollment's)."""
     items = scratch_table(
         conn,
         "grade_items",
-        Column("assignment_id", BigInteger, primary_key=True),
-        Column("item_id", BigInteger, nullable=False),
+        Column("item_id", BigInteger, primary_key=True),
+        Column("assignment_id", BigInteger),
         Column("course_id", BigInteger),
         Column("unit_code", String),
+        Column("grade_min", Float),
         Column("grade_max", Float),
         Column("scale", Boolean),
     )
     p, r = raw_records.c.payload, raw_records.c
     code = strip(json_text(p, "idnumber"))
     item_rows = select(
-        cast(json_text(p, "iteminstance"), BigInteger),
         cast(r.record_id, BigInteger),
+        case((json_text(p, "itemmodule") == "assign", cast(json_text(p, "iteminstance"), BigInteger)), else_=None),
         cast(json_text(p, "courseid"), BigInteger),
         case((code == "", None), else_=code),
+        func.coalesce(cast(json_text(p, "grademin"), Float), 0.0),
         cast(json_text(p, "grademax"), Float),
-        json_kind(p, "scaleid") != "null",
-    ).where(r.tenant_id == tenant_id, r.source == "moodle", r.entity == "grade_items", r.deleted_at.is_(None))
-    # An assignment has one grade item; should the raw layer hold two, one of them stands.
-    fill(conn, items, item_rows, ignore_repeats=True)
+        # Landed by `source_reads.grade_records`, which reads a scale from the item's range
+        # (a real site answers `scaleid: null` for a scale item); older raw rows have `scaleid`.
+        or_(json_kind(p, "scale") == "true", json_kind(p, "scaleid").not_in(("null",))),
+    ).where(
+        r.tenant_id == tenant_id,
+        r.source == "moodle",
+        r.entity == "grade_items",
+        r.deleted_at.is_(None),
+        func.coalesce(json_text(p, "itemtype"), "mod").not_in(NOT_UNIT_ITEMS),
+    )
+    fill(conn, items, item_rows)
     return items
 
 
-def _feed(tenant_id: str, keys: RawKeys, entity: str, items: Table, pairs: Table | None):
-    """One Moodle feed's grades as (assignment, user, raw grade, when graded, raw record's time)."""
-    p, r = raw_records.c.payload, raw_records.c
-    if entity == "grades":
-        assignment, raw_grade, graded = (
-            json_text(p, "iteminstance"),
-            json_text(p, "graderaw"),
-            json_text(p, "gradedategraded"),
-        )
-    else:
-        assignment, raw_grade, graded = (
-            json_text(p, "assignmentid"),
-            json_text(p, "grade"),
-            json_text(p, "timemodified"),
-        )
-    user = json_text(p, "userid")
-    stmt = select(
-        cast(assignment, BigInteger).label("assignment_id"),
-        cast(user, BigInteger).label("user_id"),
-        cast(raw_grade, Float).label("raw_grade"),
-        graded.label("graded"),
-        r.source_modified_at.label("observed_at"),
-    )
-    base = [r.tenant_id == tenant_id, r.source == "moodle", r.entity == entity, r.deleted_at.is_(None)]
-    if pairs is None:
-        return stmt.where(*base)
-    # The raw records of the pairs a change reached, found by their keys: a report grade is
-    # `<grade item>:<user>`, an assignment grade `<assignment>:<user>`.
-    if entity == "grades":
-        record_of = cast(items.c.item_id, String) + ":" + cast(pairs.c.user_id, String)
-        frm = pairs.join(items, items.c.assignment_id == pairs.c.assignment_id)
-    else:
-        record_of = cast(pairs.c.assignment_id, String) + ":" + cast(pairs.c.user_id, String)
-        frm = pairs
-    return stmt.where(*base, r.record_id.in_(select(record_of).select_from(frm)))
+# Grade items that total others: never a unit's grade.
+NOT_UNIT_ITEMS = ("course", "category")
 
 
 def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_since) -> Table:
-    """The (assignment, user) pairs a change reaches: those of the raw grades the keys name (live
+    """The (grade item, user) pairs a change reaches: those of the raw grades the keys name (live
     or deleted), and every grade of the accounts whose students changed (a link made or undone)."""
     pairs = scratch_table(
         conn,
         "grade_pairs",
-        Column("assignment_id", BigInteger, primary_key=True),
+        Column("item_id", BigInteger, primary_key=True),
         Column("user_id", BigInteger, primary_key=True),
     )
     p, r = raw_records.c.payload, raw_records.c
@@ -181,53 +167,65 @@ def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_sinc
         students.c.updated_at >= changed_since,
         students.c.moodle_user_id.is_not(None),
     )
-    reached = []
-    for entity, assignment in (("grades", "iteminstance"), ("assign_grades", "assignmentid")):
-        pair = (cast(json_text(p, assignment), BigInteger), cast(json_text(p, "userid"), BigInteger))
-        source, where = keys.raw(tenant_id, "moodle", entity, live=False)
-        reached.append(select(*pair).select_from(source).where(*where))
-        if changed_since is not None:
-            reached.append(
-                select(*pair).where(
-                    r.tenant_id == tenant_id,
-                    r.source == "moodle",
-                    r.entity == entity,
-                    moodle_user_of().in_(changed_users),
-                )
+    pair = (cast(json_text(p, "itemid"), BigInteger), cast(json_text(p, "userid"), BigInteger))
+    source, where = keys.raw(tenant_id, "moodle", "grades", live=False)
+    reached = [select(*pair).select_from(source).where(*where)]
+    if changed_since is not None:
+        reached.append(
+            select(*pair).where(
+                r.tenant_id == tenant_id,
+                r.source == "moodle",
+                r.entity == "grades",
+                moodle_user_of().in_(changed_users),
             )
+        )
     fill(conn, pairs, select(union(*reached).subquery()))
     return pairs
 
 
-def moodle_grade_rows(tenant_id: str, keys: RawKeys, items: Table, pairs: Table | None, thresholds: BtecThresholds):
-    """`SELECT` of the canonical rows of Moodle grades: the newer of the two feeds' per key."""
-    feeds = union_all(*(_feed(tenant_id, keys, entity, items, pairs) for entity in MOODLE_FEEDS)).subquery("feeds")
-    graded_at = case((cast(feeds.c.graded, Float) > 0, epoch_time(feeds.c.graded)), else_=None)
-    ranked = (
+def moodle_grade_rows(tenant_id: str, items: Table, pairs: Table | None, thresholds: BtecThresholds):
+    """`SELECT` of the canonical rows of Moodle grades: the gradebook's final grade of each graded
+    item and student, as Moodle means it.
+
+    The percentage is Moodle's, `(grade - min) / (max - min)`: a Merit, 3 on a 1..4 scale, is
+    66.67 %. A scale grade awards the BTEC word the scale shows for it (`gradeformatted`), or,
+    where the site displays something else, the scale's item at its position; a numeric grade has
+    an equivalent only, by the mapping's thresholds over that percentage."""
+    p, r = raw_records.c.payload, raw_records.c
+    base = [r.tenant_id == tenant_id, r.source == "moodle", r.entity == "grades", r.deleted_at.is_(None)]
+    if pairs is not None:
+        # The raw records of the pairs a change reached, found by their keys, `<grade item>:<user>`.
+        record_of = cast(pairs.c.item_id, String) + ":" + cast(pairs.c.user_id, String)
+        base.append(r.record_id.in_(select(record_of)))
+    user = cast(json_text(p, "userid"), BigInteger)
+    feed = (
         select(
-            feeds,
-            graded_at.label("graded_at"),
-            func.row_number()
-            .over(
-                partition_by=(feeds.c.assignment_id, feeds.c.user_id),
-                order_by=func.coalesce(graded_at, feeds.c.observed_at).desc(),
-            )
-            .label("newest"),
-            student_of_account(tenant_id, feeds.c.user_id).label("student_key"),
+            cast(json_text(p, "itemid"), BigInteger).label("item_id"),
+            user.label("user_id"),
+            # Looked up here, where the students table is not in the FROM the lookup would correlate to.
+            student_of_account(tenant_id, user).label("student_key"),
+            cast(json_text(p, "graderaw"), Float).label("raw_grade"),
+            strip(json_text(p, "gradeformatted")).label("formatted"),
+            json_text(p, "gradedategraded").label("graded"),
+            r.source_modified_at.label("observed_at"),
         )
-        .where(feeds.c.raw_grade.is_not(None), feeds.c.raw_grade >= 0)  # a negative grade is none
-        .subquery("ranked")
+        .where(*base)
+        .subquery("feed")
     )
-    g = ranked.c
-    scale_min = case((items.c.scale, 1.0), else_=0.0)
-    span = items.c.grade_max - scale_min
-    percentage = case((span > 0, round_to((g.raw_grade - scale_min) * 100.0 / span, 4)), else_=None)
-    percent_of_max = round_to(g.raw_grade * 100.0 / items.c.grade_max, 9)
+    g = feed.c
+    span = items.c.grade_max - items.c.grade_min
+    percentage = case((span > 0, round_to((g.raw_grade - items.c.grade_min) * 100.0 / span, 4)), else_=None)
+    percent_exact = round_to((g.raw_grade - items.c.grade_min) * 100.0 / span, 9)
+    scale_word = case(
+        (g.formatted.in_(BTEC_GRADES), g.formatted),
+        else_=scale_grade(g.raw_grade - items.c.grade_min + 1.0),
+    )
     equivalent = case(
-        (items.c.scale, scale_grade(g.raw_grade)),
-        (items.c.grade_max > 0, numeric_grade(percent_of_max, thresholds)),
+        (items.c.scale, scale_word),
+        (span > 0, numeric_grade(percent_exact, thresholds)),
         else_=None,
     )
+    graded_at = case((cast(g.graded, Float) > 0, epoch_time(g.graded)), else_=None)
     unit = (
         select(units.c.zoho_id)
         .where(units.c.tenant_id == tenant_id, units.c.code == items.c.unit_code, units.c.deleted_at.is_(None))
@@ -237,29 +235,29 @@ def moodle_grade_rows(tenant_id: str, keys: RawKeys, items: Table, pairs: Table 
     return (
         select(
             literal(tenant_id).label("tenant_id"),
-            (literal("moodle:") + cast(g.assignment_id, String) + ":" + cast(g.user_id, String)).label("grade_key"),
+            (literal("moodle:") + cast(g.item_id, String) + ":" + cast(g.user_id, String)).label("grade_key"),
             literal("moodle").label("source"),
-            g.student_key,
+            students.c.student_key,
             students.c.zoho_id.label("student_zoho_id"),
             g.user_id.label("moodle_user_id"),
             unit.label("unit_zoho_id"),
             items.c.course_id.label("moodle_course_id"),
             items.c.item_id.label("moodle_grade_item_id"),
-            g.assignment_id.label("moodle_assignment_id"),
+            items.c.assignment_id.label("moodle_assignment_id"),
             g.raw_grade,
             items.c.grade_max,
             percentage.label("percentage"),
             case((items.c.scale, equivalent), else_=None).label("btec_grade"),
             equivalent.label("btec_equivalent"),
-            g.graded_at,
-            func.coalesce(g.graded_at, g.observed_at).label("source_modified_at"),
+            graded_at.label("graded_at"),
+            func.coalesce(graded_at, g.observed_at).label("source_modified_at"),
         )
         .select_from(
-            ranked.join(items, items.c.assignment_id == g.assignment_id).join(
+            feed.join(items, items.c.item_id == g.item_id).join(
                 students, and_(students.c.tenant_id == tenant_id, students.c.student_key == g.student_key)
             )
         )
-        .where(g.newest == 1)
+        .where(g.raw_grade.is_not(None))
     )
 
 
@@ -275,15 +273,15 @@ class Grades:
         conn, tenant, keys = scope.conn, scope.tenant_id, scope.keys
         items = _grade_items(conn, tenant)
         pairs = None if keys.all else _reached_pairs(conn, tenant, keys, scope.changed_since)
-        rows = moodle_grade_rows(tenant, keys, items, pairs, scope.mapping.btec.thresholds)
+        rows = moodle_grade_rows(tenant, items, pairs, scope.mapping.btec.thresholds)
         written = upsert_select(conn, "grades", rows, now=scope.now)
         owned = [grades.c.tenant_id == tenant, grades.c.source == "moodle"]
         if pairs is not None:
             # Found by the grades' index of users, then the pair.
             owned += [
                 grades.c.moodle_user_id.in_(select(pairs.c.user_id)),
-                tuple_(grades.c.moodle_assignment_id, grades.c.moodle_user_id).in_(
-                    select(pairs.c.assignment_id, pairs.c.user_id)
+                tuple_(grades.c.moodle_grade_item_id, grades.c.moodle_user_id).in_(
+                    select(pairs.c.item_id, pairs.c.user_id)
                 ),
             ]
         deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)

@@ -12,8 +12,10 @@ so a later snapshot and a later event both replace it.
 
 Raw records keep the snapshot's shapes (`lib/source_reads.py`): `users` by user id,
 `enrolments` by `<course>:<user>`, `grades` by `<grade item>:<user>`, `assign_grades` by
-`<assignment>:<user>`. Completions, which no canonical table reads yet, land as
-`course_completions` (`<course>:<user>`) and `activity_completions` (`<cm>:<user>`).
+`<assignment>:<user>`, `completions` by `<course>:<user>`. An assignment's grade is a signal, as
+in a change window: `submission_graded` lands it and re-reads the gradebook of the users it names
+(`read_moodle_grade_changes`), whose final grade is the grade. Activity completions, which no
+canonical table reads yet, land as `activity_completions` (`<cm>:<user>`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from sqlalchemy import Connection, select
 
 from integration_pipelines.lib.events.models import MoodleEvent
 from integration_pipelines.lib.moodle import MoodleClient
-from integration_pipelines.lib.source_reads import ENROLMENT_KEYS, UNKNOWN_SOURCE_TIME, assign_grade_record
+from integration_pipelines.lib.moodle.grades import moodle_number
+from integration_pipelines.lib.source_reads import ENROLMENT_KEYS, UNKNOWN_SOURCE_TIME, read_moodle_grade_changes
 from integration_pipelines.lib.warehouse.schema import raw_records
 
 # How far before an event `mod_assign_get_grades` looks for the grade it announces: Moodle stamps
@@ -49,16 +52,17 @@ class RawChange:
 
 @dataclass(frozen=True)
 class GradeItem:
-    """An assignment's grade item, as the last snapshot landed it (raw `grade_items`)."""
+    """A grade item, as the last snapshot landed it (raw `grade_items`): every kind, and for an
+    assignment's item its assignment and course module."""
 
     item_id: int
-    assignment_id: int
+    assignment_id: int | None
     course_id: int | None
     cmid: int | None
 
 
 def grade_items(conn: Connection, tenant_id: str) -> list[GradeItem]:
-    """The assignments' grade items the raw layer holds (a few per course)."""
+    """The grade items the raw layer holds (a few per course)."""
     r = raw_records.c
     rows = conn.execute(
         select(r.record_id, r.payload).where(
@@ -67,13 +71,11 @@ def grade_items(conn: Connection, tenant_id: str) -> list[GradeItem]:
     )
     items = []
     for record_id, payload in rows:
-        instance = payload.get("iteminstance")
-        if instance is None:
-            continue
+        assignment = _int(payload.get("iteminstance")) if payload.get("itemmodule") == "assign" else None
         course, cmid = payload.get("courseid"), payload.get("cmid")
         items.append(
             GradeItem(
-                int(record_id), int(instance), int(course) if course is not None else None, _int(cmid) if cmid else None
+                int(record_id), assignment, int(course) if course is not None else None, _int(cmid) if cmid else None
             )
         )
     return items
@@ -94,7 +96,8 @@ class MoodleWork:
     users: set[int] = field(default_factory=set)
     deleted_users: dict[int, datetime] = field(default_factory=dict)
     enrolments: dict[int, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
-    assignments: dict[int, datetime] = field(default_factory=dict)
+    assignments: dict[int, datetime] = field(default_factory=dict)  # assignment -> earliest event, less a lookback
+    assignment_courses: dict[int, int] = field(default_factory=dict)  # assignment -> its course
     # Why an event had nothing to apply, by event id (the log keeps it as the event's note).
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -125,7 +128,7 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
     """What the events (applied types only, with their ids) ask for."""
     work = MoodleWork()
     by_item = {i.item_id: i for i in items}
-    by_cm = {i.cmid: i for i in items if i.cmid is not None}
+    by_cm = {i.cmid: i for i in items if i.cmid is not None and i.assignment_id is not None}
     for event_id, event in events:
         name, other, at = event.short_name, event.other or {}, event.time
         user = event.relateduserid
@@ -150,9 +153,9 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
             assert user is not None
             item = by_item.get(int(other["itemid"]))
             if item is None:
-                work.notes[event_id] = f"grade item {other['itemid']} is no assignment's (course total or manual item)"
+                work.notes[event_id] = f"grade item {other['itemid']} is not one the last snapshot saw"
                 continue
-            final = other.get("finalgrade")
+            final = moodle_number(other.get("finalgrade"))
             payload = {
                 "itemid": item.item_id,
                 "iteminstance": item.assignment_id,
@@ -167,7 +170,7 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
             assert user is not None
             item = by_item.get(int(other["itemid"]))
             if item is None:
-                work.notes[event_id] = f"grade item {other['itemid']} is no assignment's (course total or manual item)"
+                work.notes[event_id] = f"grade item {other['itemid']} is not one the last snapshot saw"
                 continue
             # A tombstone names its time: two deletions of one grade must differ in content, or the
             # merge (which skips unchanged content) would keep the first one's time, and a grade
@@ -175,6 +178,8 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
             gone = {"itemid": item.item_id, "iteminstance": item.assignment_id, "courseid": item.course_id}
             gone |= {"userid": user, "graderaw": None, "gradedategraded": None, "timedeleted": event.timecreated}
             work.changes.append(RawChange("grades", f"{item.item_id}:{user}", gone, at, at))
+            if item.assignment_id is None:
+                continue
             assigned = {"assignmentid": item.assignment_id, "userid": user, "grade": None, "timemodified": None}
             assigned["timedeleted"] = event.timecreated
             work.changes.append(RawChange("assign_grades", f"{item.assignment_id}:{user}", assigned, at, at))
@@ -187,7 +192,9 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
                 )
                 continue
             since = at - GRADE_LOOKBACK
+            assert item.assignment_id is not None  # by_cm holds assignments' items only
             work.assignments[item.assignment_id] = min(since, work.assignments.get(item.assignment_id, since))
+            work.assignment_courses[item.assignment_id] = item.course_id or event.courseid
         elif name == "course_completed":
             payload = {
                 "courseid": event.courseid,
@@ -195,7 +202,7 @@ def plan(events: Iterable[tuple[str, MoodleEvent]], items: list[GradeItem]) -> M
                 "completed": True,
                 "timecompleted": event.timecreated,
             }
-            work.changes.append(RawChange("course_completions", f"{event.courseid}:{user}", payload, at))
+            work.changes.append(RawChange("completions", f"{event.courseid}:{user}", payload, at))
         elif name == "course_module_completion_updated":
             payload = {
                 "cmid": event.contextinstanceid,
@@ -226,10 +233,8 @@ def refetch(make_client: Callable[[], MoodleClient], work: MoodleWork) -> tuple[
             changes.extend(_course_enrolments(client, course_id, users))
         if work.assignments:
             since = min(work.assignments.values())
-            for grade in client.iter_assign_grades(sorted(work.assignments), since=since):
-                record = assign_grade_record(grade)
-                if record is not None:
-                    changes.append(RawChange(*record))
+            for record in read_moodle_grade_changes(client, work.assignment_courses, since, None):
+                changes.append(RawChange(*record))
         return changes, client.counter.total
 
 

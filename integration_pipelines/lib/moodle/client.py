@@ -21,10 +21,11 @@ Plain Python (httpx + tenacity), no Dagster. What it does:
 from __future__ import annotations
 
 import logging
+import re
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,7 @@ from integration_pipelines.lib.http import (
     secret_value,
 )
 from integration_pipelines.lib.moodle import crawl
+from integration_pipelines.lib.moodle.capabilities import CAPABILITY_OF_FUNCTION, capabilities_for
 from integration_pipelines.lib.moodle.errors import (
     _RETRYABLE_ERRORCODES,
     MoodleAccessError,
@@ -72,6 +74,40 @@ from integration_pipelines.lib.moodle.records import (
 logger = logging.getLogger(__name__)
 
 REST_PATH = "/webservice/rest/server.php"
+
+
+def _refuse_warning_only(answer: Any, wsfunction: str, rows: str, *, asked: int) -> None:
+    """An answer with no rows and a "No access rights" warning (warningcode 1) for every item
+    asked is a refusal, not an empty result: raise, naming the capabilities the function needs.
+    (One assignment gone among others with no grades is not: those warn "No grades found".)"""
+    if not isinstance(answer, Mapping) or answer.get(rows):
+        return
+    refused = [w for w in answer.get("warnings") or [] if str(w.get("warningcode")) == "1"]
+    if refused and len(refused) >= asked:
+        needed = " and ".join(CAPABILITY_OF_FUNCTION.get(wsfunction, ()))
+        raise MoodlePermissionError(
+            f"Moodle {wsfunction} answered no {rows} and {len(refused)} warning(s) "
+            f"({refused[0].get('message')!r}): the web service user lacks {needed}",
+            wsfunction=wsfunction,
+            errorcode="nopermissions",
+            exception=None,
+            moodle_message=str(refused[0].get("message") or ""),
+        )
+
+
+# What Moodle's delete_user leaves of an account: the email replaced by an md5 of the mangled
+# username, which is the old email (or username) with `.<deletion time>` appended.
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_MANGLED_USERNAME = re.compile(r"\.\d{9,}$")
+
+
+def is_deleted_user(user: Mapping[str, Any]) -> bool:
+    """Whether a user of ``core_user_get_users_by_field`` is a deleted account: Moodle answers it
+    with no deleted flag, but its email is an md5 and its username ends in ``.<unix time>``."""
+    if user.get("deleted"):
+        return True
+    email, username = str(user.get("email") or ""), str(user.get("username") or "")
+    return bool(_MD5.match(email)) and bool(_MANGLED_USERNAME.search(username))
 
 
 class MoodleClient:
@@ -264,9 +300,14 @@ class MoodleClient:
                 "service of MOODLE_TOKEN, or check the token's expiry and IP restriction",
                 **kwargs,
             )
-        if code == "nopermissions" or (exc or "").endswith("required_capability_exception"):
+        if code in ("nopermissions", "errorcoursecontextnotvalid", "cannotviewreport") or (exc or "").endswith(
+            "required_capability_exception"
+        ):
+            needed = " and ".join(capabilities_for(wsfunction, code)) or "the capability Moodle names"
             return MoodlePermissionError(
-                f"Moodle {wsfunction}: the web service user lacks a capability ({code}: {msg})", **kwargs
+                f"Moodle {wsfunction}: the web service user lacks a capability ({code}: {msg}); grant it {needed} "
+                "(`integration-pipelines doctor` lists everything missing)",
+                **kwargs,
             )
         if code == "invalidparameter":
             return MoodleInvalidParameter(f"Moodle {wsfunction}: invalid parameter ({msg})", **kwargs)
@@ -367,8 +408,10 @@ class MoodleClient:
     def iter_users_by_id(self, ids: Iterable[int], *, batch_size: int | None = None) -> Iterator[MoodleUser]:
         """User details via ``core_user_get_users_by_field`` (``field=id``), in batches.
 
-        Duplicate ids are fetched once. Ids Moodle does not know (deleted users) are
-        silently absent from the answer, as Moodle does.
+        Duplicate ids are fetched once. Ids Moodle does not know are absent from its answer.
+        A deleted user is *not* absent: Moodle returns it anonymised, with no deleted flag
+        (a mangled username ``<email>.<time>`` and an md5 for email). Such a user is left out
+        here (:func:`is_deleted_user`), so a snapshot soft-deletes it as it should.
         """
         size = batch_size or self.user_batch_size
         unique = list(dict.fromkeys(int(i) for i in ids))
@@ -377,6 +420,9 @@ class MoodleClient:
 
     def _users_batch(self, batch: Sequence[int]) -> Iterator[MoodleUser]:
         for user in self.call("core_user_get_users_by_field", field="id", values=list(batch)) or []:
+            if is_deleted_user(user):
+                logger.debug("Moodle user %s is deleted (anonymised in the answer): left out", user.get("id"))
+                continue
             yield MoodleUser(id=int(user["id"]), data=user)
 
     def iter_course_grades(self, course_id: int, *, user_id: int = 0) -> Iterator[MoodleGrade]:
@@ -403,7 +449,8 @@ class MoodleClient:
         """``core_completion_get_course_completion_status`` for one user in one course.
 
         Raises :class:`MoodleWSError` with errorcode ``nocriteriaset``, ``usernotenroled``
-        or ``cannotviewreport`` as Moodle does.
+        (``notenroled`` when the user asked about is the service user itself, as a real 5.1 site
+        answers) or ``cannotviewreport`` as Moodle does.
         """
         answer = self.call("core_completion_get_course_completion_status", courseid=int(course_id), userid=int(user_id))
         return answer.get("completionstatus") or {}
@@ -478,6 +525,7 @@ class MoodleClient:
         since_epoch = _to_epoch(since)
         for batch in _chunks(unique, size):
             answer = self.call("mod_assign_get_grades", assignmentids=list(batch), since=since_epoch) or {}
+            _refuse_warning_only(answer, "mod_assign_get_grades", "assignments", asked=len(batch))
             for assignment in answer.get("assignments") or []:
                 aid = int(assignment["assignmentid"])
                 for grade in assignment.get("grades") or []:
@@ -501,6 +549,7 @@ class MoodleClient:
         completions: CompletionMode = "none",
         skip_missing_courses: bool = True,
         concurrency: int = 1,
+        known_completed: Collection[tuple[int, int]] = (),
     ) -> Iterator[SnapshotRecord]:
         """The whole site, streamed record by record: see :func:`crawl.crawl_snapshot`."""
         return crawl.crawl_snapshot(
@@ -512,4 +561,5 @@ class MoodleClient:
             completions=completions,
             skip_missing_courses=skip_missing_courses,
             concurrency=concurrency,
+            known_completed=known_completed,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -36,6 +36,7 @@ def crawl_snapshot(
     completions: CompletionMode = "none",
     skip_missing_courses: bool = True,
     concurrency: int = 1,
+    known_completed: Collection[tuple[int, int]] = (),
 ) -> Iterator[SnapshotRecord]:
     """Walk the site and stream every record, routed by ``record.kind``.
 
@@ -60,8 +61,11 @@ def crawl_snapshot(
          ``completed`` and ``progress`` for all of that user's courses: **+U** requests.
        - ``"per_enrolment"``: ``core_completion_get_course_completion_status`` per
          enrolment in courses with completion enabled, with the criteria detail:
-         **+ one request per enrolment** (a course answering ``nocriteriaset`` is
-         skipped after its first call).
+         **+ one request per enrolment** of a course with completion enabled
+         (``enablecompletion``; a course without it costs no call, and one answering
+         ``nocriteriaset`` or ``completionnotenabled`` is skipped after its first call), less
+         the (course, user) pairs in ``known_completed``: a completion is for good, so an
+         enrolment known to be completed needs no asking again.
 
        Moodle core has no per-course completion function, so completions cannot fit the
        ``3·C + U/100`` budget; the warehouse's canonical model has no completion table,
@@ -167,8 +171,10 @@ def crawl_snapshot(
                             pending = []
                 yield from course_grades
                 enrolled = [e.user_id for e in enrolments]
-                if completions == "per_enrolment" and enrolled and course.data.get("enablecompletion", 1):
-                    after.append(pool.submit(course_completions, course.id, enrolled))
+                if completions == "per_enrolment" and course.data.get("enablecompletion", 1):
+                    to_ask = [uid for uid in enrolled if (course.id, uid) not in known_completed]
+                    if to_ask:
+                        after.append(pool.submit(course_completions, course.id, to_ask))
                 if completions == "per_user" and not users:
                     seen_users.update(enrolled)
             if users and pending:
@@ -186,6 +192,13 @@ def crawl_snapshot(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+# How Moodle says a course tracks no completion, and that a user is not (or no longer) enrolled:
+# a real 5.1 site answers `notenroled` for the service user itself, `usernotenroled` elsewhere.
+# `cannotviewreport` is a missing capability (report/completion:view): an error, never skipped.
+COURSE_WITHOUT_COMPLETION = frozenset({"nocriteriaset", "completionnotenabled"})
+NOT_ENROLLED = frozenset({"usernotenroled", "notenroled"})
+
+
 @dataclass(frozen=True, slots=True)
 class _CourseRead:
     course: MoodleCourse
@@ -201,9 +214,9 @@ def _course_status_completions(
         try:
             status = client.course_completion_status(course_id, uid)
         except MoodleWSError as exc:
-            if exc.errorcode == "nocriteriaset":
+            if exc.errorcode in COURSE_WITHOUT_COMPLETION:
                 return  # the course tracks no completion: no point asking for the others
-            if exc.errorcode in ("usernotenroled", "cannotviewreport"):
+            if exc.errorcode in NOT_ENROLLED:
                 continue
             raise
         completed = status.get("completed")

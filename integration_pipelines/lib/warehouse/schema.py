@@ -431,3 +431,28 @@ sync_runs = Table(
     Column("error", Text, nullable=True),
     Index("ix_sync_runs_started", "tenant_id", "started_at"),
 )
+
+
+# ---- Moodle course results (issue 14) ---------------------------------------------------------
+# A student's result in a Moodle course, `moodle:<course>:<user>`, one per live enrolment of a
+# student: the gradebook's course total (the enrollment's final grade) and the course completion.
+# A table of its own rather than columns of `enrollments`: its key is Moodle's (course, user),
+# which every Moodle enrolment has, while an enrollment row is Zoho's where admissions recorded
+# it; and the enrollment merge stays as it is. `enrollment_key` names the enrollment it belongs to.
+course_results = canonical_table(
+    "course_results",
+    "result_key",
+    Column("student_key", String(96)),
+    Column("student_zoho_id", ZOHO_ID),
+    Column("moodle_user_id", BigInteger),
+    Column("moodle_course_id", BigInteger),
+    Column("enrollment_key", String(96)),
+    Column("final_grade", Float),
+    Column("final_grade_max", Float),
+    Column("final_percentage", Float),
+    # Null when the course tracks no completion (never asked); false until completed.
+    Column("completed", Boolean),
+    Column("completed_at", UTCDateTime()),
+    indexes=(("student_key",), ("moodle_user_id",)),
+)
+KEYED_TABLES["course_results"] = KeyedTable(course_results, ("tenant_id", "result_key"))

@@ -163,7 +163,7 @@ def test_a_btec_scale_grade_is_awarded_and_a_numeric_one_has_an_equivalent_only(
     land_grades(college, report_grade(55, 3, 41, 3.0, T0), report_grade(56, 4, 41, 12.0, T0))
     college.apply_all()
     rows = college.rows("grades")
-    scale, numeric = rows["moodle:3:41"], rows["moodle:4:41"]
+    scale, numeric = rows["moodle:55:41"], rows["moodle:56:41"]
     assert (scale["btec_grade"], scale["btec_equivalent"], scale["unit_zoho_id"]) == ("Merit", "Merit", "u1")
     assert scale["percentage"] == pytest.approx(66.6667, abs=1e-3)  # Moodle's own: (3 - 1) / (4 - 1)
     assert (numeric["btec_grade"], numeric["btec_equivalent"], numeric["percentage"]) == (None, "Merit", 60.0)
@@ -175,22 +175,100 @@ def test_a_numeric_boundary_belongs_to_the_higher_grade(college, raw, expected):
     college.land("moodle", "grade_items", [("56", grade_item(56, 4, grade_max=20, scale=False))])
     land_grades(college, report_grade(56, 4, 41, raw, T0))
     college.apply_all()
-    assert college.rows("grades")["moodle:4:41"]["btec_equivalent"] == expected
+    assert college.rows("grades")["moodle:56:41"]["btec_equivalent"] == expected
 
 
-def test_the_newer_of_the_two_moodle_feeds_wins_and_grades_of_non_students_are_left_out(college):
-    college.land("moodle", "grade_items", [("56", grade_item(56, 4, grade_max=20, scale=False))])
+def test_an_assignment_grade_never_overrides_the_gradebook_and_grades_of_non_students_are_left_out(college):
+    # As on a real site: graded 64, overridden to 77 in the gradebook, regraded 30 in the assignment.
+    college.land("moodle", "grade_items", [("56", grade_item(56, 4, grade_max=100, scale=False))])
     later = T0 + timedelta(days=2)
     land_grades(
         college,
-        report_grade(56, 4, 41, 8.0, T0),
+        report_grade(56, 4, 41, 77, T0),
         report_grade(56, 4, 999, 8.0, T0),  # no such student
-        assign=[assign_grade(4, 41, "16.00000", later)],
+        assign=[assign_grade(4, 41, "30.00000", later)],
     )
     college.apply_all()
     rows = college.rows("grades")
-    assert set(rows) == {"moodle:4:41"}
-    assert (rows["moodle:4:41"]["raw_grade"], rows["moodle:4:41"]["graded_at"]) == (16.0, later)
+    assert set(rows) == {"moodle:56:41"}
+    assert (rows["moodle:56:41"]["raw_grade"], rows["moodle:56:41"]["graded_at"]) == (77.0, T0)
+    assert rows["moodle:56:41"]["btec_equivalent"] == "Distinction"
+
+
+def real_site_item(item: int, *, itemtype: str, module: str | None, instance: int | None, unit: str | None, **range_):
+    """A grade item as a real Moodle 5.1 site reports it: `scaleid` null even on a scale."""
+    return {
+        "id": item,
+        "itemtype": itemtype,
+        "itemmodule": module,
+        "iteminstance": instance,
+        "idnumber": unit,
+        "scaleid": None,
+        "courseid": COURSE,
+        **range_,
+    }
+
+
+def test_a_scale_item_is_recognised_by_its_range_and_every_kind_of_item_is_graded(college):
+    college.land(
+        "moodle",
+        "grade_items",
+        [
+            # Landed as `source_reads.grade_records` lands them: the range read, a scale marked.
+            (
+                "21",
+                real_site_item(
+                    21,
+                    itemtype="mod",
+                    module="assign",
+                    instance=11,
+                    unit="U1",
+                    grademin=1,
+                    grademax=4,
+                    rangeformatted="Refer&ndash;Distinction",
+                    scale=True,
+                ),
+            ),
+            (
+                "20",
+                real_site_item(
+                    20,
+                    itemtype="manual",
+                    module=None,
+                    instance=None,
+                    unit=None,
+                    grademin=0,
+                    grademax=10,
+                    rangeformatted="0&ndash;10",
+                    scale=False,
+                ),
+            ),
+            (
+                "17",
+                real_site_item(
+                    17,
+                    itemtype="course",
+                    module=None,
+                    instance=5,
+                    unit=None,
+                    grademin=0,
+                    grademax=34,
+                    rangeformatted="0&ndash;34",
+                    scale=False,
+                ),
+            ),
+        ],
+    )
+    merit = {**report_grade(21, 11, 41, 3, T0), "gradeformatted": "Merit"}
+    land_grades(college, merit, report_grade(20, None, 41, 5, T0), report_grade(17, 5, 41, 12, T0))
+    college.apply_all()
+    rows = college.rows("grades")
+    assert set(rows) == {"moodle:21:41", "moodle:20:41"}  # a course total is no unit's grade
+    scale, manual = rows["moodle:21:41"], rows["moodle:20:41"]
+    assert (scale["btec_grade"], scale["unit_zoho_id"], scale["moodle_assignment_id"]) == ("Merit", "u1", 11)
+    assert scale["percentage"] == pytest.approx(66.6667, abs=1e-4)
+    assert (manual["btec_grade"], manual["btec_equivalent"], manual["percentage"]) == (None, "Pass", 50.0)
+    assert (manual["unit_zoho_id"], manual["moodle_assignment_id"]) == (None, None)
 
 
 def test_a_grade_points_at_the_live_student_of_its_account_not_a_tombstone(college):
@@ -203,7 +281,7 @@ def test_a_grade_points_at_the_live_student_of_its_account_not_a_tombstone(colle
     land_grades(college, report_grade(56, 4, 43, 10.0, T0))
     college.apply_all()
     assert college.rows("students", live=False)["moodle:43"]["deleted_at"] is not None
-    assert college.rows("grades")["moodle:4:43"]["student_key"] == "zoho:s3"
+    assert college.rows("grades")["moodle:56:43"]["student_key"] == "zoho:s3"
 
 
 def test_a_grade_gone_from_the_snapshot_is_soft_deleted_by_key(college):

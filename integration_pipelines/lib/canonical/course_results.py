@@ -1,0 +1,232 @@
+"""Course results: each student's final grade in a Moodle course, and whether and when they completed it.
+
+One row per live Moodle enrolment of a student, `moodle:<course>:<user>`, from three raw
+entities: the enrolment itself (raw `enrolments`, a student role), the course total of the
+student's gradebook (raw `grades` of the course's `course` item: the enrollment's final grade,
+with Moodle's percentage, `(grade - min) / (max - min)`), and the course completion status (raw
+`completions`). `completed` is null where the course tracks no completion (it was never asked),
+false until the student completes it. `enrollment_key` is the canonical enrollment of the same
+course and account (a Zoho enrollment merged with it, or the Moodle-only one).
+
+An unenrolled student's result is soft-deleted with the enrolment; the completion itself stays in
+the raw layer.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    union,
+)
+
+from integration_pipelines.lib.canonical.apply import Scope, TableResult
+from integration_pipelines.lib.canonical.raw_keys import Entity
+from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
+from integration_pipelines.lib.canonical.students import student_of_account
+from integration_pipelines.lib.mapping import FieldMapping
+from integration_pipelines.lib.warehouse.schema import (
+    course_results,
+    enrollments,
+    moodle_user_of,
+    raw_records,
+    students,
+)
+from integration_pipelines.lib.warehouse.sql import epoch_time, json_kind, json_text, round_to
+from integration_pipelines.lib.warehouse.upsert import SyncCounts, soft_delete_unstaged, upsert_select
+
+INPUTS: list[Entity] = [
+    ("moodle", "enrolments"),
+    ("moodle", "grades"),
+    ("moodle", "grade_items"),
+    ("moodle", "completions"),
+]
+
+
+def _raw(tenant_id: str, entity: str, alias: str):
+    r = raw_records.alias(alias)
+    return r, [r.c.tenant_id == tenant_id, r.c.source == "moodle", r.c.entity == entity, r.c.deleted_at.is_(None)]
+
+
+def _newest(*times):
+    """The latest of some times (none of them null): what the row's source time is."""
+    newest = times[0]
+    for t in times[1:]:
+        newest = case((t > newest, t), else_=newest)
+    return newest
+
+
+def _reached_pairs(conn: Connection, scope: Scope) -> Table:
+    """The (course, user) pairs a change reaches: those the changed raw enrolments, grades and
+    completions are about, and every enrolment of the accounts whose students changed."""
+    pairs = scratch_table(
+        conn,
+        "result_pairs",
+        Column("course_id", BigInteger, primary_key=True),
+        Column("user_id", BigInteger, primary_key=True),
+    )
+    tenant, keys = scope.tenant_id, scope.keys
+    p = raw_records.c.payload
+    pair = (cast(json_text(p, "courseid"), BigInteger), cast(json_text(p, "userid"), BigInteger))
+    reached = []
+    for entity in ("enrolments", "grades", "completions"):
+        source, where = keys.raw(tenant, "moodle", entity, live=False)
+        reached.append(select(*pair).select_from(source).where(*where))
+    if scope.changed_since is not None:
+        changed_users = select(students.c.moodle_user_id).where(
+            students.c.tenant_id == tenant,
+            students.c.updated_at >= scope.changed_since,
+            students.c.moodle_user_id.is_not(None),
+        )
+        r = raw_records.c
+        reached.append(
+            select(*pair).where(
+                r.tenant_id == tenant,
+                r.source == "moodle",
+                r.entity == "enrolments",
+                moodle_user_of().in_(changed_users),
+            )
+        )
+    fill(conn, pairs, select(union(*reached).subquery()))
+    return pairs
+
+
+def course_result_rows(tenant_id: str, pairs: Table | None):
+    """`SELECT` of the canonical rows of course results (see the module's docstring)."""
+    enrolment, where = _raw(tenant_id, "enrolments", "enrolment")
+    ep = enrolment.c.payload
+    course_id = cast(json_text(ep, "courseid"), BigInteger)
+    user_id = cast(json_text(ep, "userid"), BigInteger)
+    # A student role among the enrolment's roles (a JSON array of {"shortname": ...}).
+    where.append(json_text(ep, "roles").like('%"student"%'))
+    if pairs is not None:
+        record_of = cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String)
+        where.append(enrolment.c.record_id.in_(select(record_of)))
+    base = (
+        select(
+            course_id.label("course_id"),
+            user_id.label("user_id"),
+            student_of_account(tenant_id, user_id).label("student_key"),
+            enrolment.c.source_modified_at.label("enrolled_time"),
+        )
+        .where(*where)
+        .subquery("base")
+    )
+
+    total_item, item_where = _raw(tenant_id, "grade_items", "total_item")
+    ip = total_item.c.payload
+    totals_max = (
+        select(
+            cast(json_text(ip, "courseid"), BigInteger).label("course_id"),
+            func.max(func.coalesce(cast(json_text(ip, "grademin"), Float), 0.0)).label("grade_min"),
+            func.max(cast(json_text(ip, "grademax"), Float)).label("grade_max"),
+        )
+        .where(*item_where, json_text(ip, "itemtype") == "course")
+        .group_by(cast(json_text(ip, "courseid"), BigInteger))
+        .subquery("totals_max")
+    )
+    total, total_where = _raw(tenant_id, "grades", "total")
+    tp = total.c.payload
+    totals = (
+        select(
+            cast(json_text(tp, "courseid"), BigInteger).label("course_id"),
+            cast(json_text(tp, "userid"), BigInteger).label("user_id"),
+            cast(json_text(tp, "graderaw"), Float).label("grade"),
+            total.c.source_modified_at.label("graded_time"),
+        )
+        .where(*total_where, json_text(tp, "itemtype") == "course")
+        .subquery("totals")
+    )
+    completion, completion_where = _raw(tenant_id, "completions", "completion")
+    cp = completion.c.payload
+    completions = (
+        select(
+            cast(json_text(cp, "courseid"), BigInteger).label("course_id"),
+            cast(json_text(cp, "userid"), BigInteger).label("user_id"),
+            json_kind(cp, "completed").label("completed"),
+            json_text(cp, "timecompleted").label("timecompleted"),
+            completion.c.source_modified_at.label("completion_time"),
+        )
+        .where(*completion_where)
+        .subquery("completions")
+    )
+    b, t, m, c = base.c, totals.c, totals_max.c, completions.c
+    span = m.grade_max - m.grade_min
+    enrollment = (
+        select(enrollments.c.enrollment_key)
+        .where(
+            enrollments.c.tenant_id == tenant_id,
+            enrollments.c.moodle_course_id == b.course_id,
+            enrollments.c.moodle_user_id == b.user_id,
+            enrollments.c.deleted_at.is_(None),
+        )
+        .order_by(enrollments.c.enrollment_key)
+        .limit(1)
+        .scalar_subquery()
+    )
+    source_time = _newest(
+        b.enrolled_time,
+        func.coalesce(t.graded_time, b.enrolled_time),
+        func.coalesce(c.completion_time, b.enrolled_time),
+    )
+    return select(
+        literal(tenant_id).label("tenant_id"),
+        (literal("moodle:") + cast(b.course_id, String) + ":" + cast(b.user_id, String)).label("result_key"),
+        students.c.student_key,
+        students.c.zoho_id.label("student_zoho_id"),
+        b.user_id.label("moodle_user_id"),
+        b.course_id.label("moodle_course_id"),
+        enrollment.label("enrollment_key"),
+        t.grade.label("final_grade"),
+        m.grade_max.label("final_grade_max"),
+        case((and_(t.grade.is_not(None), span > 0), round_to((t.grade - m.grade_min) * 100.0 / span, 4))).label(
+            "final_percentage"
+        ),
+        case((c.completed == "true", True), (c.completed == "false", False), else_=None).label("completed"),
+        case(
+            (and_(c.completed == "true", cast(c.timecompleted, Float) > 0), epoch_time(c.timecompleted)),
+            else_=None,
+        ).label("completed_at"),
+        source_time.label("source_modified_at"),
+    ).select_from(
+        base.join(students, and_(students.c.tenant_id == tenant_id, students.c.student_key == b.student_key))
+        .outerjoin(totals, and_(t.course_id == b.course_id, t.user_id == b.user_id))
+        .outerjoin(totals_max, m.course_id == b.course_id)
+        .outerjoin(completions, and_(c.course_id == b.course_id, c.user_id == b.user_id))
+    )
+
+
+class CourseResults:
+    name = "course_results"
+
+    def inputs(self, mapping: FieldMapping) -> list[Entity]:
+        return list(INPUTS)
+
+    def apply(self, scope: Scope) -> TableResult:
+        conn, tenant = scope.conn, scope.tenant_id
+        pairs = None if scope.keys.all else _reached_pairs(conn, scope)
+        written = upsert_select(conn, "course_results", course_result_rows(tenant, pairs), now=scope.now)
+        owned = [course_results.c.tenant_id == tenant]
+        if pairs is not None:
+            owned.append(
+                course_results.c.result_key.in_(
+                    select(literal("moodle:") + cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String))
+                )
+            )
+        deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)
+        drop_scratch(conn, pairs)
+        counts = SyncCounts(read=written.staged + deleted, written=written.counts, deleted=deleted)
+        return TableResult(counts)
+
+
+TABLE = CourseResults()
