@@ -20,6 +20,9 @@ from integration_pipelines.lib.warehouse.upsert import (
     upsert_prepared,
 )
 
+# What a Moodle snapshot reads whole, and so soft-deletes where the read no longer returns it.
+MOODLE_SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
+
 
 class RawLander:
     """Buffers records per entity and writes them in batches; for a full snapshot, it also
@@ -118,3 +121,17 @@ def land_modules(
             gone[module].append(record_id)
     if landers:
         raise RuntimeError(f"the read ended before these modules did: {', '.join(sorted(landers))}")
+
+
+def land_moodle_snapshot(
+    conn: Connection, tenant_id: str, records: Iterable[tuple[str, Any, Any, datetime]]
+) -> dict[str, SyncCounts]:
+    """Land a Moodle snapshot's records (`read_moodle_snapshot`): each snapshot entity whole, with
+    what the read no longer returned soft-deleted. Completions are not re-asked once completed, so
+    a snapshot does not see them all: they land by key, never soft-deleted for being absent (the
+    course results follow live enrolments)."""
+    lander = RawLander(conn, tenant_id, "moodle", MOODLE_SNAPSHOT_ENTITIES, snapshot=True)
+    completions = RawLander(conn, tenant_id, "moodle", ("completions",), snapshot=False)
+    for entity, record_id, payload, modified_at in records:
+        (completions if entity == "completions" else lander).land(entity, record_id, payload, modified_at)
+    return lander.finish() | completions.finish()

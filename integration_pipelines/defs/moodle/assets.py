@@ -23,7 +23,7 @@ from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.moodle.capabilities import diagnose
-from integration_pipelines.lib.raw_sync import RawLander
+from integration_pipelines.lib.raw_sync import RawLander, land_moodle_snapshot
 from integration_pipelines.lib.source_reads import (
     Reading,
     completed_enrolments,
@@ -33,7 +33,6 @@ from integration_pipelines.lib.source_reads import (
 )
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
-SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
 # A change window lands the assignment grades that changed, and the gradebook re-read for them.
 CHANGE_ENTITIES = ("assign_grades", "grade_items", "grades")
 MOODLE_KINDS = {"moodle"}
@@ -115,13 +114,7 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
         reader = Reading(
             read_moodle_snapshot(moodle.client_factory(), moodle.concurrency, known_completed=known_completed)
         )
-        lander = RawLander(conn, warehouse.tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
-        # Completions are not re-asked once completed, so a snapshot does not see them all: landed
-        # by key, never soft-deleted for being absent (the course results follow live enrolments).
-        completions = RawLander(conn, warehouse.tenant, "moodle", ("completions",), snapshot=False)
-        for entity, record_id, payload, modified_at in reader:
-            (completions if entity == "completions" else lander).land(entity, record_id, payload, modified_at)
-        results = lander.finish() | completions.finish()
+        results = land_moodle_snapshot(conn, warehouse.tenant, reader)
         for entity, counts in results.items():
             warehouse.record_sync(conn, f"moodle.{entity}", counts.read)
     assert reader.result is not None  # set once the reader's generator returned, above

@@ -16,14 +16,12 @@ from integration_pipelines.lib.events.process import EventProcessor, RetryPolicy
 from integration_pipelines.lib.events.zoho import mapped_modules
 from integration_pipelines.lib.mapping import FieldMapping, load_mapping
 from integration_pipelines.lib.moodle import MoodleClient
-from integration_pipelines.lib.raw_sync import RawLander, land_modules
+from integration_pipelines.lib.raw_sync import land_modules, land_moodle_snapshot
 from integration_pipelines.lib.source_reads import read_moodle_snapshot, read_zoho_modules
 from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.zoho import ZohoClient
 from integration_pipelines.sandbox.server import Sandbox
-
-SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
 
 
 def moodle_factory(sandbox: Sandbox):
@@ -48,10 +46,7 @@ def sync_college(engine: Engine, sandbox: Sandbox, tenant: str, mapping: FieldMa
     modules = list(mapped_modules(mapping).values())
     zoho_records = list(read_zoho_modules(zoho_factory(sandbox), modules, concurrency=2))
     with begin_write(engine) as conn:
-        lander = RawLander(conn, tenant, "moodle", SNAPSHOT_ENTITIES, snapshot=True)
-        for record in moodle_records:
-            lander.land(*record)
-        lander.finish()
+        land_moodle_snapshot(conn, tenant, moodle_records)
         for _ in land_modules(conn, tenant, "zoho", [m.module for m in modules], iter(zoho_records), snapshot=True):
             pass
         for table in canonical_tables():
