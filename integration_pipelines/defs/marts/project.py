@@ -53,14 +53,37 @@ def get_dbt_project() -> DbtProject:
 
     `@dbt_assets` reads `target/manifest.json` when the definitions load. Under `dagster dev` the
     project is parsed again on each load (models may have changed); everywhere else (validate,
-    run workers, tests, CI) only when no manifest exists yet.
+    run workers, tests, CI) only when no manifest exists yet, or when the project's files are not
+    those it was parsed from (a checkout that pulled new models would otherwise load a manifest
+    that lacks them).
     """
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    if project.preparer.using_dagster_dev() or not project.manifest_path.exists():
+    stamp = project.manifest_path.parent / "manifest.sources"
+
+    def stale() -> bool:
+        if project.preparer.using_dagster_dev() or not project.manifest_path.exists():
+            return True
+        return not stamp.exists() or stamp.read_text() != project_sources_digest(project.project_dir)
+
+    if stale():
         with FileLock(project.manifest_path.parent / "manifest.lock", timeout=300):
-            if project.preparer.using_dagster_dev() or not project.manifest_path.exists():
+            if stale():
+                digest = project_sources_digest(project.project_dir)
                 parse_project(project, dbt_environment(get_settings().warehouse_url))
+                stamp.write_text(digest)
     return project
+
+
+def project_sources_digest(project_dir: Path) -> str:
+    """A digest of the files dbt parses (models, macros, tests, seeds, snapshots, project and
+    profiles): what a manifest was made from."""
+    digest = hashlib.sha256()
+    for path in sorted(project_dir.rglob("*")):
+        relative = path.relative_to(project_dir)
+        if not path.is_file() or relative.parts[0] in ("target", "logs", "dbt_packages"):
+            continue
+        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def parse_project(project: DbtProject, profile_env: Mapping[str, str]) -> None:
