@@ -125,7 +125,7 @@ def main() -> None:
         "An upsert costs one credit per call of up to 100 records, so 10 credits per 1,000 grades is the floor; "
         "a batch resent after a lost answer costs one more.",
     ]
-    record("Grade write-back to Zoho", lines)
+    record(f"Grade write-back to Zoho ({args.backend})", lines)
 
 
 if __name__ == "__main__":

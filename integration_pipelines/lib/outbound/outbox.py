@@ -159,17 +159,34 @@ def _set_status(conn: Connection, tenant_id: str, rows: Sequence[Mapping[str, An
     conn.execute(stmt, list(rows))
 
 
-def mark_sent(conn: Connection, tenant_id: str, sent: Sequence[tuple[str, str, str | None]], now: datetime) -> None:
-    """Zoho holds these ``(record key, fingerprint, zoho id)``: it acknowledged them, or (a send
-    whose answer was lost, the same value typed there) already holds that very grade. Never sent again."""
+@dataclass(frozen=True)
+class Written:
+    """A record Zoho holds as we meant it: acknowledged, or (a send whose answer was lost, the
+    same value typed there) found there already."""
+
+    record_key: str
+    fingerprint: str
+    btec_grade: str
+    zoho_id: str | None
+    modified_at: datetime | None
+    """Zoho's Modified_Time of the record as it then was, on Zoho's clock: a later one is someone else's edit."""
+
+
+def mark_sent(conn: Connection, tenant_id: str, written: Sequence[Written], now: datetime) -> None:
+    """Zoho holds these records: never sent again with the same fingerprint."""
     _set_status(
         conn,
         tenant_id,
-        [{"key": k, "fp": fp, "zid": zid} for k, fp, zid in sent],
+        [
+            {"key": w.record_key, "fp": w.fingerprint, "grade": w.btec_grade, "zid": w.zoho_id, "at": w.modified_at}
+            for w in written
+        ],
         {
             "status": SENT,
             "sent_fingerprint": bindparam("fp"),
             "zoho_id": bindparam("zid"),
+            "zoho_grade": bindparam("grade"),
+            "zoho_modified_at": bindparam("at"),
             "last_error": None,
             "sent_at": now,
             "updated_at": now,

@@ -50,6 +50,8 @@ class GradeState:
     outbox_status: str | None
     outbox_fingerprint: str | None
     outbox_sent_fingerprint: str | None
+    outbox_zoho_modified_at: datetime | None
+    """Zoho's Modified_Time of the record we wrote (sent), or of the other value (conflict)."""
 
 
 def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = None) -> Iterator[GradeState]:
@@ -96,6 +98,7 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
             o.c.status,
             o.c.fingerprint,
             o.c.sent_fingerprint,
+            o.c.zoho_modified_at.label("outbox_zoho_modified_at"),
         )
         .select_from(
             moodle.join(
@@ -174,4 +177,5 @@ def grade_states(conn: Connection, tenant_id: str, *, only: set[str] | None = No
             outbox_status=row.status,
             outbox_fingerprint=row.fingerprint,
             outbox_sent_fingerprint=row.sent_fingerprint,
+            outbox_zoho_modified_at=row.outbox_zoho_modified_at,
         )

@@ -5,8 +5,9 @@ For every student x unit with a Moodle grade (lib/outbound/selection.py) the wri
 1. resolved conflicts first: ``kept_zoho`` for this very grade is left alone, ``forced`` is sent;
    a grade Zoho rejected for good (``parked``) is not sent again until it changes;
 2. **unchanged** when the record Zoho holds has this grade already (settled in the outbox);
-3. **conflict** when Zoho's record has another grade, modified after the Moodle grade: staff
-   typed it; it is not overwritten but recorded for an engineer to resolve;
+3. **conflict** when Zoho's record has another grade, modified after the Moodle grade (and after
+   our own last write to it, by Zoho's clock): staff typed it; it is not overwritten but
+   recorded for an engineer to resolve;
 4. **unchanged** when the outbox says Zoho acknowledged this very record (same fingerprint);
 5. otherwise it is **sent**: Zoho lacks it, or holds an older value.
 
@@ -29,7 +30,7 @@ from sqlalchemy import Engine
 from integration_pipelines.lib.http import ClientError
 from integration_pipelines.lib.mapping import FieldMapping
 from integration_pipelines.lib.outbound import outbox
-from integration_pipelines.lib.outbound.outbox import OutboxEntry
+from integration_pipelines.lib.outbound.outbox import OutboxEntry, Written
 from integration_pipelines.lib.outbound.payload import GradeRecordShape, fingerprint
 from integration_pipelines.lib.outbound.selection import GradeState, grade_states
 from integration_pipelines.lib.warehouse.engine import begin_write
@@ -98,7 +99,7 @@ class WritebackReport:
 class _Plan:
     send: list[OutboxEntry] = field(default_factory=list)
     conflicts: list[tuple[OutboxEntry, GradeState]] = field(default_factory=list)
-    held: list[tuple[str, str, str | None]] = field(default_factory=list)
+    held: list[Written] = field(default_factory=list)
 
 
 def _entry(shape: GradeRecordShape, state: GradeState) -> OutboxEntry:
@@ -141,12 +142,12 @@ def plan(states: Sequence[GradeState], shape: GradeRecordShape, report: Writebac
             report.unchanged += 1
             settled = state.outbox_status == outbox.SENT and state.outbox_sent_fingerprint == entry.fingerprint
             if state.outbox_status is not None and not settled:
-                out.held.append((state.record_key, entry.fingerprint, state.zoho_id))
-        elif (
-            state.zoho_grade is not None
-            and state.zoho_modified_at is not None
-            and state.zoho_modified_at > state.moodle_modified_at
-        ):
+                out.held.append(
+                    Written(
+                        state.record_key, entry.fingerprint, state.btec_grade, state.zoho_id, state.zoho_modified_at
+                    )
+                )
+        elif _changed_in_zoho_since(state):
             report.conflicts += 1
             out.conflicts.append((entry, state))
             if len(report.conflict_keys) < LISTED:
@@ -156,6 +157,15 @@ def plan(states: Sequence[GradeState], shape: GradeRecordShape, report: Writebac
         else:
             out.send.append(entry)
     return out
+
+
+def _changed_in_zoho_since(state: GradeState) -> bool:
+    """Zoho holds another grade, changed after the Moodle grade and after our own last write to
+    the record (until the next read, the warehouse still shows what our write replaced)."""
+    if state.zoho_grade is None or state.zoho_modified_at is None:
+        return False
+    ours = state.outbox_zoho_modified_at if state.outbox_status == outbox.SENT else None
+    return state.zoho_modified_at > state.moodle_modified_at and (ours is None or state.zoho_modified_at > ours)
 
 
 def _batches(entries: Sequence[OutboxEntry], size: int) -> Iterator[Sequence[OutboxEntry]]:
@@ -232,10 +242,14 @@ def _send(
                 raise
             logger.warning("Zoho did not take a batch of %d grades (%s); the next run sends them", len(batch), exc)
             return
-        sent, parked, failed = [], [], []
+        sent: list[Written] = []
+        parked: list[tuple[str, str]] = []
+        failed: list[tuple[str, str]] = []
         for entry, outcome in zip(batch, outcomes, strict=True):
             if outcome.written:
-                sent.append((entry.record_key, entry.fingerprint, outcome.zoho_id))
+                sent.append(
+                    Written(entry.record_key, entry.fingerprint, entry.btec_grade, outcome.zoho_id, outcome.modified_at)
+                )
                 if outcome.action == "insert":
                     report.inserted += 1
                 else:

@@ -385,6 +385,7 @@ grade_outbox = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
+    # The Zoho record and what it holds, on Zoho's clock: our write once sent, the other value in a conflict.
     Column("zoho_id", ZOHO_ID),
     Column("zoho_grade", String(16)),
     Column("zoho_modified_at", UTCDateTime()),

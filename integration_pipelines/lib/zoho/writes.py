@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from integration_pipelines.lib.zoho.client import UPSERT_BATCH, UpsertResult, ZohoClient
 from integration_pipelines.lib.zoho.errors import describe_details
+from integration_pipelines.lib.zoho.times import parse_zoho_datetime
 
 # Record-level codes that say the same record may be accepted on another try: Zoho was busy or
 # the record was locked for a moment. Every other error code (INVALID_DATA, MANDATORY_NOT_FOUND,
@@ -39,6 +41,8 @@ class RecordOutcome:
     zoho_id: str | None
     action: str | None
     """``insert`` or ``update`` when written."""
+    modified_at: datetime | None
+    """The record's ``Modified_Time`` after the write, on Zoho's clock (when written and given)."""
     error: str | None
     """Zoho's code, message and details, e.g. ``INVALID_DATA: invalid data (api_name=Student, ...)``."""
 
@@ -46,12 +50,14 @@ class RecordOutcome:
 def record_outcome(result: UpsertResult) -> RecordOutcome:
     """One record's answer in a 207 multi-status, as a :class:`RecordOutcome`."""
     if result.ok:
-        return RecordOutcome(result.index, True, False, result.id, result.action, None)
+        modified = result.details.get("Modified_Time")
+        modified_at = parse_zoho_datetime(modified) if isinstance(modified, str) else None
+        return RecordOutcome(result.index, True, False, result.id, result.action, modified_at, None)
     code = result.code or result.status
     error = f"{code}: {result.message or ''}".rstrip(": ")
     if detail := describe_details(result.details):
         error += f" ({detail})"
-    return RecordOutcome(result.index, False, code not in TRANSIENT_RECORD_CODES, None, None, error)
+    return RecordOutcome(result.index, False, code not in TRANSIENT_RECORD_CODES, None, None, None, error)
 
 
 def upsert_batch(

@@ -110,6 +110,7 @@ def flow(request, tmp_path_factory):
         (step,) = [e for e in resolved.all_events if e.event_type_value == "STEP_OUTPUT"]
         out["resolved"] = {k: v.value for k, v in step.event_specific_data.metadata.items()}
         out["conflict"] = (record_key, staff, ours, sb.college.zoho["BTEC_Grades"].records[int(zoho_id)].grade)
+        out["after_force"] = write_back(pipeline)
         engine.dispose()
         yield out
 
@@ -188,3 +189,4 @@ def test_a_grade_staff_changed_in_zoho_is_a_conflict_until_the_job_resolves_it(f
     resolved = flow["resolved"]
     assert (resolved["resolved"], resolved["writeback_sent"]) == (1, 1)
     assert final == ours  # forced: Moodle's grade written over it
+    assert (flow["after_force"]["sent"], flow["after_force"]["conflicts"]) == (0, 0)

@@ -173,6 +173,13 @@ def test_a_grade_edited_in_zoho_after_the_moodle_grade_is_a_conflict_resolved_by
     forced = run(pipeline, engine)
     assert (forced.sent, forced.updated) == (1, 1)
     assert zoho_grade_records(sb)[(int(state.student_zoho_id), int(state.unit_zoho_id))] == [state.btec_grade]
+    # Until the next sync the warehouse still shows the value the forced write replaced: older
+    # than our write by Zoho's clock, so neither a conflict nor a reason to send again.
+    after = run(pipeline, engine)
+    assert (after.sent, after.conflicts, after.unchanged) == (0, 0, after.considered)
+    pipeline.run("full_sync")
+    synced_again = run(pipeline, engine)
+    assert (synced_again.sent, synced_again.conflicts) == (0, 0)
 
 
 def test_a_moodle_regrade_updates_the_record_written_before(synced):
