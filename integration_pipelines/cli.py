@@ -1,4 +1,4 @@
-"""`integration-pipelines`: the project's one console script (sandbox, demo, API)."""
+"""`integration-pipelines`: the project's one console script (sandbox, demo, API, events)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,48 @@ def dagster_home() -> None:
     from integration_pipelines.dagster_home import ensure_dagster_home
 
     click.echo(ensure_dagster_home(get_settings().dagster_home))
+
+
+@main.group()
+def events() -> None:
+    """The webhook events log: requeue dead events."""
+
+
+@events.command("requeue")
+@click.argument("event_ids", nargs=-1)
+@click.option("--status", type=click.Choice(["dead", "failed"]), default="dead", show_default=True)
+@click.option("--type", "event_type", help="Only events of this type, e.g. submission_graded.")
+@click.option("--since", type=click.DateTime(), help="Only events received at or after this (UTC).")
+@click.option("--until", type=click.DateTime(), help="Only events received before this (UTC).")
+def events_requeue(event_ids, status, event_type, since, until) -> None:
+    """Requeue EVENT_IDS (or every event of --status matching the filters) with fresh attempts.
+
+    The events_retry schedule applies them within a minute."""
+    from datetime import UTC, datetime
+
+    from integration_pipelines.lib.events.log import requeue
+    from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
+    from integration_pipelines.lib.warehouse.engine import begin_write
+
+    def utc(value):
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+    engine = create_warehouse_engine(get_settings().warehouse_url)
+    try:
+        ensure_schema(engine)
+        with begin_write(engine) as conn:
+            count = requeue(
+                conn,
+                datetime.now(UTC),
+                event_ids=list(event_ids),
+                statuses_=[status],
+                event_type=event_type,
+                since=utc(since),
+                until=utc(until),
+            )
+    finally:
+        engine.dispose()
+    click.echo(f"Requeued {count} event(s).")
 
 
 def _mount_sandbox() -> None:

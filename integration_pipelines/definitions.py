@@ -12,6 +12,9 @@ from dagster import Definitions, EnvVar, ExecutorDefinition, in_process_executor
 
 from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
 from integration_pipelines.defs.canonical.checks import CANONICAL_CHECKS
+from integration_pipelines.defs.events.jobs import events_retention, process_events, requeue_events
+from integration_pipelines.defs.events.schedules import events_retention_daily, events_retry
+from integration_pipelines.defs.events.sensors import events_inbox_sensor
 from integration_pipelines.defs.freshness import automation_sensor, sync_freshness_policy, with_freshness
 from integration_pipelines.defs.jobs import full_sync, incremental_sync
 from integration_pipelines.defs.marts.assets import dbt_marts
@@ -59,9 +62,9 @@ defs = Definitions(
         sync_freshness_policy(_settings),
     ),
     asset_checks=CANONICAL_CHECKS,
-    jobs=[full_sync, incremental_sync],
-    schedules=[full_sync_nightly, incremental_sync_hourly],
-    sensors=[automation_sensor, full_sync_covers_change_windows],
+    jobs=[full_sync, incremental_sync, process_events, requeue_events, events_retention],
+    schedules=[full_sync_nightly, incremental_sync_hourly, events_retry, events_retention_daily],
+    sensors=[automation_sensor, full_sync_covers_change_windows, events_inbox_sensor],
     executor=run_executor(_settings.warehouse_backend),
     resources={
         "warehouse": WarehouseResource(),

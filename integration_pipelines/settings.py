@@ -82,6 +82,42 @@ class Settings(BaseSettings):
     def api_cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
+    # --- Real-time events (issue 15) ---------------------------------------------------------
+    events_webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        validation_alias="EVENTS_WEBHOOK_SECRETS",
+        description='Per tenant, the secret webhook senders present, as JSON: {"college-a": "..."}.',
+    )
+    api_admin_secret: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias="API_ADMIN_SECRET",
+        description="Bearer secret of the admin routes (events log, retry) until API keys arrive. Empty: closed.",
+    )
+    events_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        validation_alias="EVENTS_MAX_BODY_BYTES",
+        description="Largest webhook body accepted (413 above it).",
+    )
+    events_batch_size: int = Field(
+        default=2_000, ge=1, validation_alias="EVENTS_BATCH_SIZE", description="Files one process_events run takes."
+    )
+    events_max_attempts: int = Field(
+        default=5, ge=1, validation_alias="EVENTS_MAX_ATTEMPTS", description="Attempts before an event is dead."
+    )
+    events_retry_base_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias="EVENTS_RETRY_BASE_SECONDS",
+        description="First retry delay; each further attempt waits twice as long.",
+    )
+    events_retention_days: float = Field(
+        default=90.0,
+        gt=0,
+        validation_alias="EVENTS_RETENTION_DAYS",
+        description="Processed and ignored events (log rows, archived files) older than this are removed.",
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Everything defaults to live under one data directory, so a fresh checkout needs no services.

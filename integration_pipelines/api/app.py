@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from integration_pipelines.api import health, profile, receipts, search, sync_history
+from integration_pipelines.api.events import build_router as build_events_router
 from integration_pipelines.api.head import HeadAsGet
 from integration_pipelines.api.models import Problem
 from integration_pipelines.api.problems import install_problem_handlers
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for area in (health, profile, search, sync_history, receipts):
         app.include_router(area.router)
+    app.include_router(build_events_router(settings))  # webhooks and the events log (api/events.py)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,

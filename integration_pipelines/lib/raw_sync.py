@@ -12,6 +12,7 @@ from integration_pipelines.lib.source_reads import ModuleRead
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name, raw_row
 from integration_pipelines.lib.warehouse.upsert import (
     BATCH_SIZE,
+    EncodedJSON,
     Snapshot,
     SyncCounts,
     row_preparer,
@@ -38,8 +39,15 @@ class RawLander:
             else {}
         )
 
-    def land(self, entity: str, record_id: Any, payload: Mapping[str, Any], modified_at: datetime) -> None:
-        row = raw_row(self._tenant, self._source, entity, record_id, payload, modified_at)
+    def land(
+        self,
+        entity: str,
+        record_id: Any,
+        payload: Mapping[str, Any] | EncodedJSON,
+        modified_at: datetime,
+        deleted_at: datetime | None = None,
+    ) -> None:
+        row = raw_row(self._tenant, self._source, entity, record_id, payload, modified_at, deleted_at)
         self.land_prepared(entity, self._prepare(row))
 
     def land_prepared(self, entity: str, prepared: tuple) -> None:

@@ -21,7 +21,13 @@ from typing import Any, Generic, TypeVar
 
 from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.moodle import MoodleClient
-from integration_pipelines.lib.moodle.records import MoodleCourse, MoodleEnrolment, MoodleGrade, MoodleUser
+from integration_pipelines.lib.moodle.records import (
+    MoodleAssignGrade,
+    MoodleCourse,
+    MoodleEnrolment,
+    MoodleGrade,
+    MoodleUser,
+)
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name
 from integration_pipelines.lib.warehouse.upsert import EncodedJSON, encode_json
 from integration_pipelines.lib.zoho import (
@@ -134,6 +140,16 @@ def read_moodle_snapshot(
                     graded = epoch(record.data.get("gradedategraded")) or unknown
                     yield "grades", f"{record.item_id}:{record.user_id}", encode_json(payload), graded
         return dict(client.counter.by_endpoint)
+
+
+def assign_grade_record(grade: MoodleAssignGrade) -> RawRecord | None:
+    """An assignment grade (`mod_assign_get_grades`) as a raw `assign_grades` record, stamped with
+    when it was graded; None for no grade ("-1") or no time. Change windows and events land these."""
+    graded = epoch(grade.timemodified)
+    if grade.grade is None or graded is None:
+        return None
+    payload = {**grade.data, "assignmentid": grade.assignment_id}
+    return "assign_grades", f"{grade.assignment_id}:{grade.user_id}", encode_json(payload), graded
 
 
 _Result = TypeVar("_Result")

@@ -13,9 +13,13 @@ from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, Materializ
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
-from integration_pipelines.lib.canonical import epoch
 from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot, requests_by_entity
+from integration_pipelines.lib.source_reads import (
+    Reading,
+    assign_grade_record,
+    read_moodle_snapshot,
+    requests_by_entity,
+)
 from integration_pipelines.lib.warehouse.raw import iter_raw_payloads
 
 SNAPSHOT_ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
@@ -110,11 +114,10 @@ def moodle_grade_changes(
         )
         lander = RawLander(conn, warehouse.tenant, "moodle", ("assign_grades",), snapshot=False)
         for grade in client.iter_assign_grades(assignments, since=window.start):
-            graded = epoch(grade.timemodified)
-            if grade.grade is None or graded is None or graded >= window.end:
+            record = assign_grade_record(grade)
+            if record is None or record[3] >= window.end:
                 continue
-            payload = {**grade.data, "assignmentid": grade.assignment_id}
-            lander.land("assign_grades", f"{grade.assignment_id}:{grade.user_id}", payload, graded)
+            lander.land(*record)
         counts = lander.finish()["assign_grades"]
     return MaterializeResult(
         metadata={

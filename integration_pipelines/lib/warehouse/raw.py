@@ -27,10 +27,12 @@ def raw_row(
     record_id: Any,
     payload: Mapping[str, Any] | EncodedJSON,
     source_modified_at: datetime,
+    deleted_at: datetime | None = None,
 ) -> dict[str, Any]:
     """A `raw_records` row, ready for `upsert_rows(conn, "raw_records", ...)`: the payload is
     encoded once (here, unless its reader did), and that text is both what is stored and what is
-    fingerprinted."""
+    fingerprinted. With `deleted_at`, the row is a tombstone (an event saying the record is gone):
+    it obeys the same source-time rule as any other write."""
     return {
         "tenant_id": tenant_id,
         "source": source,
@@ -38,6 +40,7 @@ def raw_row(
         "record_id": str(record_id),
         "payload": payload if isinstance(payload, EncodedJSON) else encode_json(payload),
         "source_modified_at": source_modified_at,
+        "deleted_at": deleted_at,
     }
 
 

@@ -367,3 +367,32 @@ sync_runs = Table(
     Column("error", Text, nullable=True),
     Index("ix_sync_runs_started", "tenant_id", "started_at"),
 )
+
+# --- Real-time events (issue 15) -------------------------------------------------------------
+# Every webhook event the inbox received, once per `event_id`: what `process_events` did with it.
+# status: pending (logged, not yet applied), processed, ignored (a type this project does not
+# apply), failed (to be retried at `next_attempt_at`), dead (out of attempts; an engineer requeues).
+EVENT_STATUSES = ("pending", "processed", "ignored", "failed", "dead")
+integration_events_log = Table(
+    "integration_events_log",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # moodle | zoho
+    Column("sender", String(32), nullable=False),  # moodle_contract | local_webhooks | zoho
+    Column("event_type", String(100), nullable=False),  # e.g. user_graded, zoho.Students.update
+    Column("record_id", String(128)),  # what it is about: a user id, `<item>:<user>`, Zoho ids
+    Column("user_id", BigInteger),  # the Moodle user it concerns, where there is one (log filter)
+    Column("event_time", UTCDateTime(), nullable=False),  # the source's time of the event
+    Column("payload", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("retry_count", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("processed_at", UTCDateTime()),
+    Index("ix_integration_events_log_status", "status", "next_attempt_at"),
+    Index("ix_integration_events_log_received", "tenant_id", "received_at", "event_id"),
+    Index("ix_integration_events_log_user", "tenant_id", "user_id"),
+)

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from integration_pipelines.lib.warehouse.types import UTCDateTime
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"  # re-chained after 0004 (events) at the merge of issue-15 into issue-17
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,198 @@
+"""The events jobs: `process_events` (a claimed batch of inbox files, or the events due for
+another attempt), `requeue_events` (dead events back in line) and `events_retention`.
+
+The logic is in `lib/events/`; these ops build it from the run's resources and report what it
+did. `process_events` ends by rebuilding the marts downstream of the canonical tables its
+events wrote (`dbt build --select source:canonical.<table>+`), so a change reaches the profile
+API without a sync.
+"""
+
+import functools
+import json
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    Config,
+    In,
+    OpExecutionContext,
+    Out,
+    Output,
+    job,
+    op,
+)
+from dagster_dbt import DbtCliResource
+from pydantic import Field
+
+from integration_pipelines.defs.mapping import FIELD_MAPPING
+from integration_pipelines.defs.marts.assets import WarehouseDbtTranslator, _spawn_environment
+from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
+from integration_pipelines.defs.marts.project import PartialParseCache, get_dbt_project, invocation_target_path
+from integration_pipelines.defs.moodle.resources import MoodleResource
+from integration_pipelines.defs.resources import WarehouseResource
+from integration_pipelines.defs.zoho.resources import ZohoResource
+from integration_pipelines.lib.events import log
+from integration_pipelines.lib.events.inbox import EventsInbox
+from integration_pipelines.lib.events.process import BatchResult, EventProcessor, RetryPolicy
+from integration_pipelines.lib.events.retention import remove_expired
+from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
+from integration_pipelines.lib.warehouse.engine import begin_write
+from integration_pipelines.settings import get_settings
+
+
+def events_inbox() -> EventsInbox:
+    settings = get_settings()
+    assert settings.events_inbox_dir is not None  # derived by the settings
+    return EventsInbox.at(settings.events_inbox_dir)
+
+
+def event_processor(warehouse: WarehouseResource, moodle: MoodleResource, zoho: ZohoResource) -> EventProcessor:
+    settings = get_settings()
+    return EventProcessor(
+        warehouse.engine,
+        events_inbox(),
+        FIELD_MAPPING,
+        moodle_client=moodle.client_factory(),
+        zoho_client=zoho.client_factory(),
+        retry=RetryPolicy(settings.events_max_attempts, settings.events_retry_base_seconds),
+    )
+
+
+class EventBatchConfig(Config):
+    batch: str | None = Field(
+        default=None, description="The claimed batch (`claimed/<batch>/`) to apply; unset: the events due for a retry."
+    )
+    retry_limit: int = Field(default=2_000, description="Events a retry pass takes at most.")
+    stale_pending_minutes: float = Field(
+        default=30.0, description="A retry pass also takes events left pending this long by a run that died."
+    )
+
+
+@op(out={"tables": Out(list)}, tags={"kind": "events"})
+def apply_event_batch(
+    context: OpExecutionContext,
+    config: EventBatchConfig,
+    warehouse: WarehouseResource,
+    moodle: MoodleResource,
+    zoho: ZohoResource,
+):
+    """Apply one batch of events (or the retries due): raw layer, then the canonical rows they reach."""
+    processor = event_processor(warehouse, moodle, zoho)
+    if config.batch:
+        result: BatchResult = processor.process_batch(config.batch)
+    else:
+        result = processor.process_due(
+            config.retry_limit, stale_pending_after=timedelta(minutes=config.stale_pending_minutes)
+        )
+    context.add_output_metadata(result.as_metadata(), output_name="tables")
+    for table in sorted(result.tables_written):
+        # The canonical table changed outside its own step: say so in its history.
+        yield AssetMaterialization(
+            asset_key=AssetKey(table),
+            description="Changed by webhook events (process_events).",
+            metadata={"rows_written": result.canonical_written[table], "run_batch": config.batch or "retries"},
+        )
+    yield Output(sorted(result.tables_written), output_name="tables")
+
+
+@functools.cache
+def marts_sources(manifest_path: str) -> frozenset[str]:
+    """The canonical tables the dbt project reads (its `canonical` sources)."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    return frozenset(s["name"] for s in manifest.get("sources", {}).values() if s.get("source_name") == "canonical")
+
+
+@op(ins={"tables": In(list)}, tags={"kind": "dbt"})
+def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """Rebuild the dbt models downstream of the canonical tables the events wrote (none: nothing)."""
+    project = get_dbt_project()
+    read_by_marts = marts_sources(str(project.manifest_path))
+    tables = [t for t in tables if t in read_by_marts]
+    if not tables:
+        context.log.info("The events wrote no canonical table a mart reads: no mart to refresh.")
+        return
+    profile_env = dbt_environment(warehouse.resolved_url)
+    target_path = invocation_target_path(project, context.op.name, context.run.run_id)
+    parses = PartialParseCache(project, profile_env)
+    parses.seed(target_path)
+    select = " ".join(f"source:canonical.{t}+" for t in tables)
+    with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
+        invocation = dbt.cli(
+            ["build", "--select", select, "--exclude", "resource_type:source"],
+            manifest=project.manifest_path,
+            dagster_dbt_translator=WarehouseDbtTranslator(),
+            target_path=target_path,
+        )
+    invocation.wait()
+    parses.keep(target_path)
+    shutil.rmtree(target_path, ignore_errors=True)
+    context.log.info(f"Refreshed the models downstream of {', '.join(tables)}.")
+
+
+@job(
+    description="Apply webhook events: a batch of inbox files claimed by the events_inbox sensor (config "
+    "`batch`), or the failed events due for another attempt (no batch); then rebuild the marts downstream "
+    "of the canonical tables they changed.",
+    tags={"integration_pipelines/area": "events"},
+)
+def process_events():
+    refresh_touched_marts(apply_event_batch())
+
+
+class RequeueConfig(Config):
+    event_ids: list[str] = Field(default_factory=list, description="These events (dead or failed); or filters:")
+    status: str = Field(default="dead", description="Requeue events of this status (dead or failed).")
+    event_type: str | None = Field(default=None, description="Only events of this type, e.g. submission_graded.")
+    received_since: str | None = Field(default=None, description="Only events received at or after this (ISO 8601).")
+    received_until: str | None = Field(default=None, description="Only events received before this (ISO 8601).")
+
+
+@op(tags={"kind": "events"})
+def requeue_dead_events(context: OpExecutionContext, config: RequeueConfig, warehouse: WarehouseResource) -> int:
+    """Give dead (or failed) events a fresh count of attempts, due now: the next retry pass applies them."""
+    with begin_write(warehouse.engine) as conn:
+        count = log.requeue(
+            conn,
+            datetime.now(UTC),
+            event_ids=config.event_ids,
+            statuses_=[config.status],
+            event_type=config.event_type,
+            since=_instant(config.received_since),
+            until=_instant(config.received_until),
+        )
+    context.add_output_metadata({"requeued": count})
+    return count
+
+
+def _instant(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@job(description="Requeue dead events (by ids or filters); the events_retry schedule applies them.")
+def requeue_events():
+    requeue_dead_events()
+
+
+class RetentionConfig(Config):
+    days: float | None = Field(default=None, description="Keep this many days. Unset: EVENTS_RETENTION_DAYS (90).")
+
+
+@op(tags={"kind": "events"})
+def remove_expired_events(context: OpExecutionContext, config: RetentionConfig, warehouse: WarehouseResource) -> None:
+    """Remove processed and ignored events older than the retention, with their files; never a
+    pending, failed or dead one."""
+    days = config.days if config.days is not None else get_settings().events_retention_days
+    removed = remove_expired(warehouse.engine, events_inbox(), datetime.now(UTC) - timedelta(days=days))
+    context.add_output_metadata(removed)
+
+
+@job(description="Remove processed and ignored events older than the retention (log rows, archived files).")
+def events_retention():
+    remove_expired_events()

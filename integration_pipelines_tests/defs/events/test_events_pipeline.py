@@ -1,0 +1,120 @@
+"""End to end: the sandbox's Moodle emits webhooks to a running receiver; the events_inbox sensor
+hands the files to process_events runs; the change reaches the canonical tables and the profile
+API without a sync (after the first full_sync that built the college). Then the sensor's claims,
+run keys and recovery of a batch whose run died."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from dagster import DagsterRunStatus, build_sensor_context
+from sqlalchemy import create_engine, select
+
+from integration_pipelines.api import create_app
+from integration_pipelines.lib.serving import serve_in_thread
+from integration_pipelines.lib.warehouse.schema import grades, integration_events_log
+from integration_pipelines.settings import Settings
+from integration_pipelines_tests.e2e import running_pipeline
+
+SECRET = "sandbox-webhook-token"
+
+
+def run_sensor_requests(pipeline, cursor=None):
+    from integration_pipelines.definitions import defs
+
+    sensor = defs.resolve_sensor_def("events_inbox_sensor")
+    context = build_sensor_context(instance=pipeline.instance, cursor=cursor, definitions=defs)
+    result = sensor.evaluate_tick(context)
+    return result
+
+
+def launch(pipeline, request):
+    from integration_pipelines.definitions import defs
+
+    job = defs.resolve_job_def("process_events")
+    result = job.execute_in_process(
+        run_config=request.run_config,
+        instance=pipeline.instance,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("events-e2e")
+    url = f"sqlite:///{tmp / 'warehouse.db'}"
+    with running_pipeline(url, tmp, students=60, seed=5) as pipeline, pytest.MonkeyPatch.context() as env:
+        env.setenv("EVENTS_WEBHOOK_SECRETS", json.dumps({"default": SECRET}))
+        settings = Settings()
+        with serve_in_thread(create_app(settings), name="api") as api_url:
+            pipeline.sandbox.config.webhook_url = f"{api_url}/v1/events/moodle"
+            pipeline.sandbox.config.tenant_id = "default"
+            pipeline.run("full_sync")
+            yield pipeline, api_url, settings
+
+
+def test_a_grade_and_a_new_student_reach_the_warehouse_and_the_profile_without_a_sync(pipeline):
+    pipeline, api_url, settings = pipeline
+    sandbox = pipeline.sandbox
+    summary = sandbox.mutate(advance_seconds=600, moodle_new_grades=3, zoho_new_students=1)
+    sandbox.app.events.wait_delivered(30)
+    assert sandbox.app.events.failed == 0
+    emitted = summary["events"]["to"] - summary["events"]["from"]
+    assert len(list(settings.events_inbox_dir.glob("*.json"))) == emitted
+
+    new_user = max(sandbox.college.users)
+    with httpx.Client(base_url=api_url) as http:
+        assert http.get("/v1/students/profile", params={"moodle_user_id": new_user}).status_code == 404
+
+    result = run_sensor_requests(pipeline)
+    assert len(result.run_requests) == 1
+    (request,) = result.run_requests
+    assert request.run_key == request.tags["integration_pipelines/events_batch"]
+    runs_before = len(pipeline.instance.get_runs())
+    launch(pipeline, request)
+    assert len(pipeline.instance.get_runs()) == runs_before + 1  # the event batch, and no sync
+
+    engine = create_engine(pipeline.warehouse_url)
+    graded = [
+        e
+        for e in sandbox.app.events.events[summary["events"]["from"] :]
+        if e["eventname"].endswith("submission_graded")
+    ]
+    with engine.connect() as conn:
+        logged = {r.status for r in conn.execute(select(integration_events_log.c.status))}
+        users = {int(e["relateduserid"]) for e in graded}
+        found = set(conn.execute(select(grades.c.moodle_user_id).where(grades.c.moodle_user_id.in_(users))).scalars())
+    assert logged <= {"processed", "ignored"}
+    assert found == users
+    # The new student's Moodle account is in the profile API (the marts were refreshed by the run).
+    with httpx.Client(base_url=api_url) as http:
+        profile = http.get("/v1/students/profile", params={"moodle_user_id": new_user})
+    assert profile.status_code == 200, profile.text
+    assert profile.json()["profile"]["moodle_user_id"] == new_user
+    engine.dispose()
+
+
+def test_a_batch_whose_run_died_is_requested_again_under_a_new_key(pipeline):
+    pipeline, _, settings = pipeline
+    sandbox = pipeline.sandbox
+    sandbox.mutate(advance_seconds=60, moodle_user_updates=2)
+    sandbox.app.events.wait_delivered(30)
+    (request,) = run_sensor_requests(pipeline).run_requests
+    # The run never happens (the tick's run failed to launch, or it was killed): a failed run stands for it.
+    from integration_pipelines.definitions import defs
+
+    job = defs.resolve_job_def("process_events")
+    dead = pipeline.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
+    pipeline.instance.report_run_failed(dead)
+    assert pipeline.instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE
+    (again,) = run_sensor_requests(pipeline).run_requests
+    batch = request.tags["integration_pipelines/events_batch"]
+    assert again.run_key == f"{batch}.1" and again.tags["integration_pipelines/events_batch"] == batch
+    launch(pipeline, again)
+    assert run_sensor_requests(pipeline).run_requests == []  # nothing left
+    inbox_root = settings.events_inbox_dir.parent
+    assert list((inbox_root / "claimed").iterdir()) == []
