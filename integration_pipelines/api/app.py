@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from integration_pipelines.api import health, profile, receipts, search, sync_history
+from integration_pipelines.api import console, health, pages, profile, receipts, search, sync_history
 from integration_pipelines.api.events import build_router as build_events_router
 from integration_pipelines.api.head import HeadAsGet
 from integration_pipelines.api.models import Problem
@@ -39,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for area in (health, profile, search, sync_history, receipts):
         app.include_router(area.router)
     app.include_router(build_events_router(settings))  # webhooks and the events log (api/events.py)
+    app.include_router(console.router)  # the pages' session, configuration, connection tests, sync launches
+    app.include_router(pages.router)  # /dashboard and /admin (issue 17)
+    app.mount("/static", pages.static_files(), name="static")
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,
