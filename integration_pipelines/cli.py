@@ -92,6 +92,84 @@ def events_requeue(event_ids, status, event_type, since, until) -> None:
     click.echo(f"Requeued {count} event(s).")
 
 
+@main.group()
+def keys() -> None:
+    """API keys of the profile API: create (shown once), list, revoke."""
+
+
+def _key_engine():
+    from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
+
+    engine = create_warehouse_engine(get_settings().warehouse_url)
+    ensure_schema(engine)
+    return engine
+
+
+@keys.command("create")
+@click.option("--scope", type=click.Choice(["admin", "student"]), required=True, help="What the key may read.")
+@click.option("--student", "student_key", default=None, help="For a student key: its student_key (zoho:<id>).")
+@click.option("--tenant", default=None, help="Tenant of the key. Default: TENANT_ID.")
+@click.option("--label", default=None, help="A note saying who holds the key.")
+def keys_create(scope: str, student_key: str | None, tenant: str | None, label: str | None) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from integration_pipelines.lib.warehouse.api_keys import ApiKeyError, create_key
+    from integration_pipelines.lib.warehouse.engine import begin_write
+
+    engine = _key_engine()
+    try:
+        with begin_write(engine) as conn:
+            key, plain = create_key(
+                conn,
+                tenant or get_settings().tenant_id,
+                scope,
+                student_key=student_key,
+                label=label,  # type: ignore[arg-type]
+            )
+    except ApiKeyError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"key id {key.key_id} ({key.scope}, tenant {key.tenant_id}). The key, shown this once:", err=True)
+    click.echo(plain)
+
+
+@keys.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's keys.")
+def keys_list(tenant: str | None) -> None:
+    """List keys (never their secrets), revoked ones included."""
+    from integration_pipelines.lib.warehouse.api_keys import list_keys
+
+    engine = _key_engine()
+    try:
+        with engine.connect() as conn:
+            found = list_keys(conn, tenant)
+    finally:
+        engine.dispose()
+    for key in found:
+        revoked = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+        click.echo(
+            f"{key.key_id}\t{key.tenant_id}\t{key.scope}\t{key.student_key or '-'}\t{revoked}\t{key.label or ''}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id: it fails from the next request on."""
+    from integration_pipelines.lib.warehouse.api_keys import ApiKeyError, revoke_key
+    from integration_pipelines.lib.warehouse.engine import begin_write
+
+    engine = _key_engine()
+    try:
+        with begin_write(engine) as conn:
+            key = revoke_key(conn, key_id)
+    except ApiKeyError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"revoked {key.key_id}")
+
+
 def _mount_sandbox() -> None:
     # The sandbox is a development tool; production code paths never import it.
     from integration_pipelines.sandbox.cli import sandbox_group

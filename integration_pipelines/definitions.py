@@ -23,7 +23,11 @@ from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodl
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.schedules import full_sync_nightly, incremental_sync_hourly
-from integration_pipelines.defs.sync.sensors import full_sync_covers_change_windows
+from integration_pipelines.defs.sync.sensors import (
+    full_sync_covers_change_windows,
+    sync_history_failure,
+    sync_history_success,
+)
 from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
 from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.warehouse.engine import SCHEMA_CHECK_MODULES
@@ -64,7 +68,13 @@ defs = Definitions(
     asset_checks=CANONICAL_CHECKS,
     jobs=[full_sync, incremental_sync, process_events, requeue_events, events_retention],
     schedules=[full_sync_nightly, incremental_sync_hourly, events_retry, events_retention_daily],
-    sensors=[automation_sensor, full_sync_covers_change_windows, events_inbox_sensor],
+    sensors=[
+        automation_sensor,
+        full_sync_covers_change_windows,
+        events_inbox_sensor,
+        sync_history_success,
+        sync_history_failure,
+    ],
     executor=run_executor(_settings.warehouse_backend),
     resources={
         "warehouse": WarehouseResource(),

@@ -23,6 +23,8 @@ from integration_pipelines.api.warehouse import read_connection
 router = APIRouter(tags=["students"])
 
 MAX_BIGINT = 2**63 - 1
+# Text parameters hold no NUL: PostgreSQL text cannot (it would answer a DataError, a 500).
+NO_NUL = r"^[^\x00]+$"
 LOOKUPS = ("moodle_user_id", "zoho_id", "student_number", "email")
 
 PROFILE_COLUMNS = (
@@ -87,10 +89,11 @@ def student_profile(
         str | None, Query(pattern=r"^[0-9]{1,19}$", description="The student's Zoho CRM record id.")
     ] = None,
     student_number: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="The college's student number (any case).")
+        str | None,
+        Query(min_length=1, max_length=64, pattern=NO_NUL, description="The student number, any case."),
     ] = None,
     email: Annotated[
-        str | None, Query(min_length=3, max_length=254, description="The academic email (any case).")
+        str | None, Query(min_length=3, max_length=254, pattern=NO_NUL, description="The academic email (any case).")
     ] = None,
 ) -> m.ProfileResponse:
     """One student's profile, programmes, registrations, payments and finance, classes and grades,

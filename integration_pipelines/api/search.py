@@ -19,6 +19,7 @@ from sqlalchemy import text
 from integration_pipelines.api import models as m
 from integration_pipelines.api.auth import Admin
 from integration_pipelines.api.problems import Problem, problem_responses
+from integration_pipelines.api.profile import NO_NUL
 from integration_pipelines.api.warehouse import read_connection
 
 router = APIRouter(tags=["students"])
@@ -61,10 +62,16 @@ def search_students(
     request: Request,
     key: Admin,
     q: Annotated[
-        str, Query(min_length=1, max_length=100, description="The start of a name, email, username or number.")
+        str,
+        Query(
+            min_length=1, max_length=100, pattern=NO_NUL, description="The start of a name, email, username or number."
+        ),
     ],
     limit: Annotated[int, Query(ge=1, le=100, description="Students per page.")] = 20,
-    cursor: Annotated[str | None, Query(max_length=400, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=400, pattern=r"^[A-Za-z0-9_=-]+$", description="`next_cursor` of the previous page."),
+    ] = None,
 ) -> m.SearchPage:
     """Students of the key's tenant matching `q` (case-insensitive prefix), in name order."""
     term = q.strip()

@@ -33,7 +33,12 @@ def sync_history(
         Literal["full_sync", "incremental_sync"] | None, Query(description="Only runs of this job.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200, pattern=r"^[0-9T:.+-]+~[A-Za-z0-9-]+$", description="`next_cursor` of the previous page."
+        ),
+    ] = None,
 ) -> m.SyncHistoryPage:
     """Each run's job, status, start and end, rows read/inserted/updated/deleted per table, error."""
     r = sync_runs.c

@@ -213,6 +213,11 @@ class Student:
     moodle_user_id: int | None  # the matching Moodle account (truth link); None if Zoho-only
     deleted: int | None = None
     deleted_type: str = "recycle"
+    # The profile the dashboard shows (derived from the student's number, so no random draw changes).
+    birth_date: int | None = None  # epoch of midnight UTC
+    street: str = ""
+    city: str = ""
+    country: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -582,7 +587,28 @@ class College:
             "email": email.strip().lower(),
             "program_zoho_id": str(s.program) if s.zid else None,
             "status": status,
+            **self._student_profile_fields(s, user),
             "deleted": deleted,
+        }
+
+    @staticmethod
+    def _student_profile_fields(s: Student, user: MUser | None) -> dict:
+        """Phone, birth date and address: Zoho's for a student admissions knows, else the Moodle account's."""
+        if s.zid:
+            return {
+                "phone": s.phone or None,
+                "date_of_birth": zoho_date(s.birth_date),
+                "address": s.street or None,
+                "city": s.city or None,
+                "country": s.country or None,
+            }
+        city = user.city if user else ""
+        return {
+            "phone": None,
+            "date_of_birth": None,
+            "address": None,
+            "city": city or None,
+            "country": "GB" if city else None,
         }
 
     def _truth_programs(self) -> Iterator[dict]:
@@ -743,6 +769,18 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "completed_share": 0.4,
     "teachers_per_class": 0.34,
 }
+
+
+STREETS = ("High Street", "Station Road", "Church Lane", "Victoria Road", "Mill Lane", "Park Avenue", "Queen Street")
+
+
+def student_profile_fields(student: Student, n: int) -> None:
+    """A student's birth date and address, from its number alone (no random draw, so adding them
+    changed no other generated value)."""
+    student.birth_date = int(datetime(1990 + n % 16, 1 + n % 12, 1 + n % 28, tzinfo=UTC).timestamp())
+    student.street = f"{1 + n % 199} {STREETS[n % len(STREETS)]}"
+    student.city = CITIES[(n // 7) % len(CITIES)]
+    student.country = "GB"
 
 
 def generate_college(students: int, seed: int, **knobs: Any) -> College:
@@ -986,6 +1024,7 @@ def generate_college(students: int, seed: int, **knobs: Any) -> College:
             created - randint(0, 30) * DAY,
             None,
         )
+        student_profile_fields(student, 2_400_001 + i)
         user = None
         if kind != "zoho_only":
             uid = col.new_moodle_id("user")

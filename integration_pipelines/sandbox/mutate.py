@@ -37,6 +37,7 @@ from .college import (
     Payment,
     Registration,
     Student,
+    student_profile_fields,
     zoho_datetime,
 )
 from .config import SandboxConfig
@@ -305,6 +306,7 @@ class _Mutator:
                 now,
                 None,
             )
+            student_profile_fields(s, next_number + i)
             uid = col.new_moodle_id("user")
             user = MUser(uid, number.lower(), first, last, email, number, str(s.zid), False, "London", now, 0, 0, s.zid)
             s.moodle_user_id = uid

@@ -329,6 +329,10 @@ MODULE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         lookup("Programme", "program", "Programme", "Programs"),
         picklist("Status", "status", "Status", ("Active", "Suspended", "Withdrawn", "Completed")),
         date_field("Enrolment_Date", "enrolment_date", "Enrolment Date"),
+        date_field("Date_of_Birth", "birth_date", "Date of Birth", optional=True),
+        text("Mailing_Street", "street", "Mailing Street"),
+        text("Mailing_City", "city", "Mailing City"),
+        text("Mailing_Country", "country", "Mailing Country"),
     ),
     "Enrollments": (
         FieldSpec("Name", "text", "Enrollment Name", lambda c, r: record_name("Enrollments", c, r)),

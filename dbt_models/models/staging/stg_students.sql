@@ -1,17 +1,30 @@
--- Current (not soft-deleted) students of every tenant.
+-- Current (not soft-deleted) students of every tenant, with the Moodle username search matches on.
 select
-    tenant_id,
-    student_key,
-    zoho_id,
-    moodle_user_id,
-    student_number,
-    first_name,
-    last_name,
-    email,
-    program_zoho_id,
-    status,
-    identity_match,
-    source_modified_at,
-    updated_at
-from {{ source('canonical', 'students') }}
-where deleted_at is null
+    s.tenant_id,
+    s.student_key,
+    s.zoho_id,
+    s.moodle_user_id,
+    s.student_number,
+    s.first_name,
+    s.last_name,
+    s.email,
+    lower({{ json_text('u.payload', 'username') }}) as username,
+    s.photo_url,
+    s.phone,
+    s.date_of_birth,
+    s.address,
+    s.city,
+    s.country,
+    s.program_zoho_id,
+    s.status,
+    s.identity_match,
+    s.source_modified_at,
+    s.updated_at
+from {{ source('canonical', 'students') }} s
+left join {{ source('raw', 'raw_moodle_users') }} u
+    on u.tenant_id = s.tenant_id
+    and u.source = 'moodle'
+    and u.entity = 'users'
+    and u.record_id = cast(s.moodle_user_id as varchar(64))
+    and u.deleted_at is null
+where s.deleted_at is null

@@ -6,6 +6,8 @@ costs no API requests. By default it applies only the raw records written since 
 raw record and reconcile the whole table.
 """
 
+from datetime import UTC, datetime
+
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition, Config, MaterializeResult, asset
 from pydantic import Field
 
@@ -13,6 +15,7 @@ from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.assets import raw_zoho_key, zoho_changes_key
 from integration_pipelines.lib.canonical.apply import apply_table
+from integration_pipelines.lib.warehouse.sync_runs import SYNC_JOBS, record_table_counts
 
 CANONICAL_KINDS = {"sql"}
 # When the automation sensor is on, a canonical table follows its raw inputs wherever they were
@@ -26,6 +29,13 @@ class CanonicalConfig(Config):
         False,
         description="Apply every raw record, not only those written since the last run. full_sync sets it.",
     )
+
+
+def run_started_at(context: AssetExecutionContext) -> datetime:
+    """When the run began (its record's start time), for the sync history."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record.start_time if record is not None else None
+    return datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC)
 
 
 def _zoho_deps(entity: str) -> list[AssetKey]:
@@ -47,6 +57,16 @@ def canonical_asset(table: str, description: str, deps: list, **kwargs):
     def _table(context: AssetExecutionContext, config: CanonicalConfig, warehouse: WarehouseResource):
         with warehouse.begin() as conn:
             result = apply_table(conn, table, warehouse.tenant, FIELD_MAPPING, full=config.full)
+            if context.run.job_name in SYNC_JOBS:
+                record_table_counts(
+                    conn,
+                    warehouse.tenant,
+                    context.run.run_id,
+                    context.run.job_name,
+                    run_started_at(context),
+                    table,
+                    result.counts.as_metadata(),
+                )
         return MaterializeResult(metadata={**result.as_metadata(), "full": config.full})
 
     return _table

@@ -1,5 +1,6 @@
 """The dbt marts the profile API serves, built from the canonical tables."""
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -16,10 +17,15 @@ from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
-    """dbt sources named `canonical` are the canonical assets themselves (`students`, ...)."""
+    """dbt sources named `canonical` are the canonical assets themselves (`students`, ...), and
+    those named `raw` the snapshot assets that land them (`raw_moodle_users`, ...)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["source_name"] == "canonical":
+        # Sources `raw` (raw_moodle_users, ...: views of raw_records) are the snapshot assets.
+        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props["source_name"] in (
+            "canonical",
+            "raw",
+        ):
             return AssetKey(dbt_resource_props["name"])
         return super().get_asset_key(dbt_resource_props)
 
@@ -47,6 +53,18 @@ def _spawn_environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def mapping_vars() -> list[str]:
+    """`--vars` with the mapping's BTEC points per credit, when they differ from the project's
+    defaults (the packaged mapping's): passing vars that never change would cost a re-parse."""
+    from integration_pipelines.defs.mapping import FIELD_MAPPING
+    from integration_pipelines.lib.mapping import DEFAULT_POINTS_PER_CREDIT
+
+    points = FIELD_MAPPING.btec.points_per_credit
+    if points == DEFAULT_POINTS_PER_CREDIT:
+        return []
+    return ["--vars", json.dumps({"btec_points_per_credit": points.model_dump()})]
+
+
 @dbt_assets(
     manifest=get_dbt_project().manifest_path,
     project=get_dbt_project(),
@@ -59,7 +77,7 @@ def dbt_marts(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     parses = PartialParseCache(get_dbt_project(), profile_env)
     parses.seed(target_path)
     with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
-        invocation = dbt.cli(["build"], context=context, target_path=target_path)
+        invocation = dbt.cli(["build", *mapping_vars()], context=context, target_path=target_path)
     yield from invocation.stream()
     parses.keep(target_path)
     # Its events are in the run's log; a failed build keeps its directory (dbt.log, run_results.json).

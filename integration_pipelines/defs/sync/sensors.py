@@ -25,17 +25,21 @@ from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     MetadataValue,
+    RunFailureSensorContext,
     RunStatusSensorContext,
     SensorResult,
     SkipReason,
     TimeWindowPartitionsDefinition,
+    run_failure_sensor,
     run_status_sensor,
 )
 from dagster import DagsterRunStatus as RunStatus
 
-from integration_pipelines.defs.jobs import full_sync
+from integration_pipelines.defs.jobs import full_sync, incremental_sync
 from integration_pipelines.defs.partitions import change_windows
+from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.assets import ZOHO_ENTITIES, raw_zoho_key, zoho_changes_key
+from integration_pipelines.lib.warehouse.sync_runs import finish_run
 
 # Each change-window asset, and the snapshot asset whose read covers its changes.
 COVERING_SNAPSHOTS: dict[AssetKey, AssetKey] = {
@@ -124,3 +128,48 @@ def full_sync_covers_change_windows(context: RunStatusSensorContext) -> SensorRe
         return SkipReason(f"full_sync run {run_id[:8]} covered no window that was not already materialized")
     context.log.info(f"full_sync run {run_id[:8]} covered {len(events)} change windows")
     return SensorResult(asset_events=events)
+
+
+# -- the sync history (issue 16) ------------------------------------------------------------------
+
+
+def _record_outcome(context: RunStatusSensorContext, warehouse: WarehouseResource, error: str | None) -> SkipReason:
+    run = context.dagster_run
+    record = context.instance.get_run_record_by_id(run.run_id)
+    started = record.start_time if record is not None and record.start_time else None
+    ended = record.end_time if record is not None and record.end_time else None
+    with warehouse.begin() as conn:
+        finish_run(
+            conn,
+            warehouse.tenant,
+            run.run_id,
+            run.job_name,
+            started_at=datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC),
+            succeeded=error is None,
+            finished_at=datetime.fromtimestamp(ended, UTC) if ended else None,
+            error=error,
+        )
+    return SkipReason(f"recorded {run.job_name} run {run.run_id[:8]} in sync_runs")
+
+
+@run_status_sensor(
+    name="sync_history_success",
+    run_status=RunStatus.SUCCESS,
+    monitored_jobs=[full_sync, incremental_sync],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records each successful full_sync and incremental_sync in the warehouse's sync_runs "
+    "(GET /v1/sync/history). One row per run.",
+)
+def sync_history_success(context: RunStatusSensorContext, warehouse: WarehouseResource) -> SkipReason:
+    return _record_outcome(context, warehouse, None)
+
+
+@run_failure_sensor(
+    name="sync_history_failure",
+    monitored_jobs=[full_sync, incremental_sync],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records each failed full_sync and incremental_sync, with its error, in sync_runs.",
+)
+def sync_history_failure(context: RunFailureSensorContext, warehouse: WarehouseResource) -> SkipReason:
+    message = context.failure_event.message if context.failure_event is not None else None
+    return _record_outcome(context, warehouse, message or "the run failed")

@@ -55,6 +55,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+from sqlalchemy.sql import FromClause
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity
@@ -374,6 +375,22 @@ def student_of_account(tenant_id: str, user_id) -> ColumnElement:
     )
 
 
+def photo_of(payload) -> ColumnElement:
+    """A Moodle user's photo, as `core_user_get_users_by_field` gives it (`profileimageurl`)."""
+    return blank_to_null(json_text(payload, "profileimageurl"))
+
+
+def _moodle_user_record(raw: FromClause, tenant_id: str, user_id) -> ColumnElement:
+    """The join condition of a Moodle user's raw record (an alias of `raw_records`), by its key."""
+    return and_(
+        raw.c.tenant_id == tenant_id,
+        raw.c.source == "moodle",
+        raw.c.entity == "users",
+        raw.c.record_id == cast(user_id, String),
+        raw.c.deleted_at.is_(None),
+    )
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 
@@ -462,6 +479,9 @@ class Students:
         rule_name = case(*((w.rule == i, name) for i, name in enumerate(MATCH_RULES, start=1)), else_=None)
         mapped = map_record(mapping)
         profile = [c.name for c in students.c if c.name in mapped.columns]
+        # The Moodle account a linked student won, for its photo (Zoho has none).
+        account = raw_records.alias("account")
+        tomb_account = raw_records.alias("tomb_account")
         zoho_live = (
             select(
                 literal(tenant).label("tenant_id"),
@@ -470,11 +490,16 @@ class Students:
                 *(mapped.columns[c].label(c) for c in profile),
                 w.user_id.label("moodle_user_id"),
                 rule_name.label("identity_match"),
+                photo_of(account.c.payload).label("photo_url"),
                 mapped.modified_at.label("source_modified_at"),
                 null().label("deleted_at"),
                 mapped.problem.label("problem"),
             )
-            .select_from(raw_records.outerjoin(match.winners, w.zoho_id == r.record_id))
+            .select_from(
+                raw_records.outerjoin(match.winners, w.zoho_id == r.record_id).outerjoin(
+                    account, _moodle_user_record(account, tenant, w.user_id)
+                )
+            )
             .where(r.tenant_id == tenant, r.source == "zoho", r.entity == mapping.module, r.deleted_at.is_(None))
         )
         zk = Z
@@ -488,12 +513,14 @@ class Students:
                 *(last_seen.columns[c] for c in profile),
                 w.user_id,
                 rule_name,
+                photo_of(tomb_account.c.payload),
                 func.coalesce(last_seen.modified_at, zk.source_modified_at),
                 zk.source_modified_at,
                 null(),
             )
             .select_from(
-                identity_zoho_students.outerjoin(match.winners, w.zoho_id == zk.zoho_id).outerjoin(
+                identity_zoho_students.outerjoin(match.winners, w.zoho_id == zk.zoho_id)
+                .outerjoin(
                     seen,
                     and_(
                         seen.c.tenant_id == tenant,
@@ -502,6 +529,7 @@ class Students:
                         seen.c.record_id == zk.zoho_id,
                     ),
                 )
+                .outerjoin(tomb_account, _moodle_user_record(tomb_account, tenant, w.user_id))
             )
             .where(zk.tenant_id == tenant, zk.deleted, zk.deleted_at.is_(None))
         )
@@ -517,6 +545,7 @@ class Students:
                 *(self._moodle_profile(p)[col] for col in profile),
                 user_id,
                 null(),
+                photo_of(p),
                 r.source_modified_at,
                 null(),
                 null(),
@@ -552,6 +581,12 @@ class Students:
             "email": email_key(json_text(payload, "email")),
             "program_zoho_id": null(),
             "status": case((suspended, "suspended"), else_="active"),
+            # Moodle's optional profile fields (left out of its answer when empty).
+            "phone": blank_to_null(json_text(payload, "phone1")),
+            "date_of_birth": null(),
+            "address": blank_to_null(json_text(payload, "address")),
+            "city": blank_to_null(json_text(payload, "city")),
+            "country": blank_to_null(json_text(payload, "country")),
         }
 
     @staticmethod

@@ -1,0 +1,39 @@
+{#
+  Where SQLite and PostgreSQL spell the same thing differently, one macro per thing, and dbt's
+  adapter dispatch picks the spelling: `sqlite__…` on SQLite, `default__…` (PostgreSQL) elsewhere.
+#}
+
+{# The text of a top-level key of a raw JSON payload (SQLite keeps JSON as text, PostgreSQL as jsonb). #}
+{% macro json_text(column, key) -%}
+  {{ return(adapter.dispatch('json_text', 'integration_pipelines')(column, key)) }}
+{%- endmacro %}
+{% macro default__json_text(column, key) -%} ({{ column }} ->> '{{ key }}') {%- endmacro %}
+{% macro sqlite__json_text(column, key) -%} json_extract({{ column }}, '$.{{ key }}') {%- endmacro %}
+
+{# Whether a Moodle enrolment payload's `roles` list holds the role with this shortname. #}
+{% macro has_moodle_role(column, role) -%}
+  {{ return(adapter.dispatch('has_moodle_role', 'integration_pipelines')(column, role)) }}
+{%- endmacro %}
+{% macro default__has_moodle_role(column, role) -%}
+  (({{ column }} -> 'roles') @> '[{"shortname": "{{ role }}"}]'::jsonb)
+{%- endmacro %}
+{% macro sqlite__has_moodle_role(column, role) -%}
+  exists (select 1 from json_each({{ column }}, '$.roles') where json_extract(value, '$.shortname') = '{{ role }}')
+{%- endmacro %}
+
+{# When this build ran, in UTC (SQLite: naive UTC text, as the canonical tables store timestamps). #}
+{% macro build_time() -%}
+  {{ return(adapter.dispatch('build_time', 'integration_pipelines')()) }}
+{%- endmacro %}
+{% macro default__build_time() -%} now() {%- endmacro %}
+{% macro sqlite__build_time() -%} strftime('%Y-%m-%d %H:%M:%f', 'now') {%- endmacro %}
+
+{#
+  An amount of money as whole cents, so sums are exact: PostgreSQL's NUMERIC(12, 2), SQLite's
+  exact decimal text (lib/warehouse/types.py: Money). Cents below 2^53 survive SQLite's real exactly.
+#}
+{% macro money_cents(column) -%}
+  {{ return(adapter.dispatch('money_cents', 'integration_pipelines')(column)) }}
+{%- endmacro %}
+{% macro default__money_cents(column) -%} cast(round({{ column }} * 100) as bigint) {%- endmacro %}
+{% macro sqlite__money_cents(column) -%} cast(round(cast({{ column }} as real) * 100) as integer) {%- endmacro %}
