@@ -50,6 +50,9 @@ def launch_sync(dagster_url: str, job: str, *, today: date) -> str:
         )
         return client.submit_job_execution(job, repository_location_name=CODE_LOCATION, tags=tags)
     except DagsterGraphQLClientError as exc:
-        raise DagsterLaunchError(f"{job} was not started on {dagster_url}: {exc}") from exc
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if said.startswith("Exception occured during execution"):  # how the client wraps a transport failure
+            raise DagsterLaunchError(f"{job} was not started: {dagster_url} did not answer") from exc
+        raise DagsterLaunchError(f"{job} was not started on {dagster_url}: {said}") from exc
     except Exception as exc:  # noqa: BLE001 - transport failures of gql/requests, named for the admin
         raise DagsterLaunchError(f"{job} was not started: {dagster_url} did not answer ({type(exc).__name__})") from exc

@@ -78,9 +78,9 @@ def test_each_tab_shows_the_profile_apis_figures_for_the_students_own_key(colleg
     history = rows(panel, "Payment history")
     assert [r[2] for r in history] == [money(p["amount"]) for p in profile["payments"]]
     paid = [p for p in profile["payments"] if p["receipt_url"]]
-    assert paid and panel.get_by_role("button", name="Receipt (PDF)").count() == len(paid)
+    assert paid and panel.get_by_role("button", name="Download receipt for").count() == len(paid)
     with page.expect_download() as download:
-        panel.get_by_role("button", name="Receipt (PDF)").first.click()
+        panel.get_by_role("button", name="Download receipt for").first.click()
     assert open(download.value.path(), "rb").read(5) == b"%PDF-"
 
     panel = open_tab(page, "Classes")

@@ -59,7 +59,7 @@ export function el(tag, attrs = {}, ...children) {
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -91,7 +91,7 @@ export function table(caption, columns, rows, emptyText = "Nothing to show.") {
     el(
       "table",
       {},
-      el("caption", {}, caption),
+      el("caption", { class: "visually-hidden" }, caption),
       el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
       el(
         "tbody",
@@ -118,7 +118,7 @@ export async function fillPanel(panel, render) {
   body.replaceChildren(loading());
   try {
     const content = await render();
-    body.replaceChildren(...[content].flat().filter((node) => node !== null && node !== undefined));
+    body.replaceChildren(...[content].flat(Infinity).filter((node) => node !== null && node !== undefined));
   } catch (error) {
     body.replaceChildren(failure(error));
   } finally {

@@ -208,6 +208,13 @@ function renderClasses(p) {
   );
 }
 
+function bar(tone, percent) {
+  // Set through the CSSOM: the page's CSP allows no inline style attributes.
+  const node = el("div", { class: `bar ${tone}` });
+  node.style.width = `${percent}%`;
+  return node;
+}
+
 function renderGrades(p) {
   const s = p.grade_summary;
   const bars = [
@@ -229,7 +236,7 @@ function renderGrades(p) {
         el(
           "div",
           { class: "bar-track", role: "img", "aria-label": `${label}: ${n}` },
-          el("div", { class: `bar ${tone}`, style: `width: ${(100 * n) / most}%` }),
+          bar(tone, (100 * n) / most),
         ),
         el("span", { class: "num" }, String(n)),
       ),
@@ -253,6 +260,7 @@ function renderGrades(p) {
         { label: "Grade", cell: (r) => show(r.btec_grade) },
         { label: "Date", cell: (r) => when(r.graded_at) },
         { label: "Feedback", cell: (r) => show(r.feedback) },
+        { label: "From", cell: (r) => (r.source === "moodle" ? "Moodle" : "Zoho") },
       ],
       p.grades,
       "No grades yet.",
