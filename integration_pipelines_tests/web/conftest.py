@@ -1,6 +1,6 @@
 """A synced sandbox college behind the real API sidecar, and a headless Chromium to drive it.
 
-Once per module: a sandbox college over real HTTP, `full_sync` run by Dagster in-process into a
+Once per test session (per xdist worker): a sandbox college over real HTTP, `full_sync` run by Dagster in-process into a
 SQLite warehouse, API keys (an admin, a student, and an admin of another tenant), a few logged
 events in each status (written by the events pipeline's own log functions), and the API served
 by uvicorn on a free loopback port. The browser is Debian's Chromium (`/usr/bin/chromium`,
@@ -135,7 +135,7 @@ def _log_events(engine, tenant_id: str) -> dict[str, list[str]]:
     return by_status
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def college(tmp_path_factory) -> Iterator[College]:
     tmp = tmp_path_factory.mktemp("web")
     warehouse_url = f"sqlite:///{tmp / 'warehouse.db'}"

@@ -80,7 +80,7 @@ function hit(student) {
     el(
       "div",
       { class: "meta" },
-      [student.student_number, student.email, student.username, student.status].filter(Boolean).join(" · "),
+      [student.student_key, student.student_number, student.email, student.username, student.status].filter(Boolean).join(" · "),
     ),
   );
 }
