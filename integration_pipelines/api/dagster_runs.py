@@ -7,6 +7,7 @@ itself imports no Dagster, and a sidecar that never launches never loads it.
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
@@ -16,6 +17,18 @@ LAUNCH_TIMEOUT_S = 30
 
 class DagsterLaunchError(RuntimeError):
     """The webserver could not be reached, or refused the run; the message says which."""
+
+
+def _refusal(job: str, dagster_url: str, exc: Exception) -> str:
+    """One readable sentence from the client's error (its args are (kind, message with a stack trace))."""
+    text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    if text.strip().startswith("Exception occured during execution") or str(exc).startswith("Exception occured"):
+        return f"{job} was not started: {dagster_url} did not answer"
+    unset = sorted(set(re.findall(r'environment variable "([A-Z0-9_]+)" which is not set', text)))
+    if unset:
+        return f"{job} was not started on {dagster_url}: the webserver's environment lacks {', '.join(unset)}"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return f"{job} was not started on {dagster_url}: {first[:300]}"
 
 
 def run_url(dagster_url: str, run_id: str) -> str:
@@ -50,9 +63,6 @@ def launch_sync(dagster_url: str, job: str, *, today: date) -> str:
         )
         return client.submit_job_execution(job, repository_location_name=CODE_LOCATION, tags=tags)
     except DagsterGraphQLClientError as exc:
-        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if said.startswith("Exception occured during execution"):  # how the client wraps a transport failure
-            raise DagsterLaunchError(f"{job} was not started: {dagster_url} did not answer") from exc
-        raise DagsterLaunchError(f"{job} was not started on {dagster_url}: {said}") from exc
+        raise DagsterLaunchError(_refusal(job, dagster_url, exc)) from exc
     except Exception as exc:  # noqa: BLE001 - transport failures of gql/requests, named for the admin
         raise DagsterLaunchError(f"{job} was not started: {dagster_url} did not answer ({type(exc).__name__})") from exc

@@ -4,7 +4,13 @@ sandbox, the sync launcher, and the pages themselves (served from the package, n
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +18,7 @@ from sqlalchemy import insert
 
 from integration_pipelines.api import create_app
 from integration_pipelines.api.dagster_runs import DagsterLaunchError, launch_sync
+from integration_pipelines.dagster_home import ensure_dagster_home
 from integration_pipelines.lib.serving import bind, serve_in_thread
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 from integration_pipelines.lib.warehouse.api_keys import create_key
@@ -23,6 +30,7 @@ from integration_pipelines.settings import Settings
 STUDENT = "zoho:5843104000000400040"
 PASSWORD = "warehouse-password-never-shown"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -158,3 +166,71 @@ def test_the_pages_are_served_from_the_package_and_hold_no_data(console):
     for asset in ("common.js", "dashboard.js", "admin.js", "style.css", "theme.js"):
         assert httpx.get(f"{url}/static/{asset}").status_code == 200
     assert "/dashboard" not in httpx.get(f"{url}/openapi.json").json()["paths"]
+
+
+@pytest.fixture
+def dagster_webserver(tmp_path):
+    """The real Dagster webserver on this code location, with an instance that queues runs
+    (`max_concurrent_runs`, no daemon): a launched run is recorded and waits, nothing executes."""
+    home = ensure_dagster_home(tmp_path / "dagster_home")
+    with bind("127.0.0.1", 0) as probe:
+        port = probe.getsockname()[1]
+    # The jobs' resources read the sources' credentials from the environment when a run is
+    # submitted; these name no real source (and no run executes).
+    credentials = {
+        "MOODLE_TOKEN": "unused-moodle-token",
+        "ZOHO_CLIENT_ID": "1000.UNUSED",
+        "ZOHO_CLIENT_SECRET": "unused-secret",
+        "ZOHO_REFRESH_TOKEN": "1000.unused-refresh-token",
+    }
+    env = {**os.environ, **credentials, "DAGSTER_HOME": str(home), "INTEGRATION_DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml", "-h", "127.0.0.1"]
+        + ["-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "dagster-webserver exited"
+            try:
+                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("dagster-webserver did not answer within 120 s")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_sync_buttons_start_runs_on_the_dagster_webserver(dagster_webserver, tmp_path, monkeypatch):
+    from dagster_graphql import DagsterGraphQLClient
+
+    warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    monkeypatch.setenv("INTEGRATION_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", dagster_webserver)
+    engine = create_warehouse_engine(warehouse_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        _, admin = create_key(conn, "default", "admin")
+    engine.dispose()
+    port = int(dagster_webserver.rsplit(":", 1)[1])
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    with serve_in_thread(create_app(Settings()), name="console-api") as url:
+        assert get(url, "/v1/admin/syncs", admin).json()["configured"] is True
+        for job in ("full_sync", "incremental_sync"):
+            response = post(url, f"/v1/admin/syncs/{job}", admin)
+            assert response.status_code == 202, response.text
+            run = response.json()
+            assert run["run_url"] == f"{dagster_webserver}/runs/{run['run_id']}"
+            assert client.get_run_status(run["run_id"]).value in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
