@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     def api_cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
+    # --- The web pages (issue 17) ----------------------------------------------------------
+    dagster_webserver_url: str = Field(
+        default="",
+        validation_alias="DAGSTER_WEBSERVER_URL",
+        description="The Dagster webserver the admin console starts syncs on (GraphQL) and links runs to, "
+        "e.g. http://127.0.0.1:3000. Empty: the console's sync buttons say it is not configured.",
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Everything defaults to live under one data directory, so a fresh checkout needs no services.

@@ -7,15 +7,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from integration_pipelines.api import health, profile, receipts, search, sync_history
+from integration_pipelines.api import console, health, pages, profile, receipts, search, sync_history
 from integration_pipelines.api.events import build_router as build_events_router
 from integration_pipelines.api.head import HeadAsGet
 from integration_pipelines.api.models import Problem
 from integration_pipelines.api.problems import install_problem_handlers
 from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.settings import Settings, get_settings
-
-API_THREADS = 40  # anyio's default thread limiter, which runs FastAPI's sync routes
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,10 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # One pooled connection per request thread (FastAPI runs sync routes on a pool of 40):
-        # a smaller pool opens and closes a connection per request under load, and a PostgreSQL
-        # login (SCRAM) costs more than the whole profile read.
-        app.state.engine = create_warehouse_engine(settings.warehouse_url, pool_size=API_THREADS, max_overflow=0)
+        app.state.engine = create_warehouse_engine(settings.warehouse_url)
         try:
             yield
         finally:
@@ -43,6 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for area in (health, profile, search, sync_history, receipts):
         app.include_router(area.router)
+    app.include_router(build_events_router(settings))  # webhooks and the events log (api/events.py)
+    app.include_router(console.router)  # the pages' session, configuration, connection tests, sync launches
+    app.include_router(pages.router)  # /dashboard and /admin (issue 17)
+    app.mount("/static", pages.static_files(), name="static")
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -50,7 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "HEAD"],
             allow_headers=["Authorization"],
         )
-    app.include_router(build_events_router(settings))  # webhooks and the events log (api/events.py)
     app.add_middleware(HeadAsGet)
     _document_problems(app)
     return app
