@@ -1,6 +1,6 @@
 """What the sandbox's generator says a write-back must leave in Zoho, computed from the college
 itself (not through the project's code): per Zoho student x unit, the BTEC grade of the newest
-Moodle grade, converted with the sandbox's own converter."""
+Moodle gradebook grade, converted with the sandbox's own converter."""
 
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ def expected_zoho_grades(sb: Sandbox) -> dict[tuple[int, int], str]:
                 student = col.students_by_zid.get(user.student_zid) if user.student_zid else None
                 if user.is_teacher or user.deleted or student is None or student.deleted is not None:
                     continue
-                grade = BTEC_SCALE[int(g.raw) - 1] if a.scale else btec_from_percentage(100.0 * g.raw / a.grademax)
+                # The gradebook's final grade (an override wins), as the canonical grades hold it.
+                final = g.final
+                grade = BTEC_SCALE[int(final) - 1] if a.scale else btec_from_percentage(100.0 * final / a.grademax)
                 key = (student.zid, unit.zid)
-                if key not in newest or g.timemodified > newest[key][0]:
-                    newest[key] = (g.timemodified, grade)
+                if key not in newest or g.final_time > newest[key][0]:
+                    newest[key] = (g.final_time, grade)
     return {key: grade for key, (_, grade) in newest.items()}
 
 
