@@ -117,50 +117,38 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
             course_id.label("course_id"),
             user_id.label("user_id"),
             student_of_account(tenant_id, user_id).label("student_key"),
+            enrolment.c.record_id.label("record_id"),
             enrolment.c.source_modified_at.label("enrolled_time"),
         )
         .where(*where)
         .subquery("base")
     )
 
+    # The course total item of each course (Moodle keeps one per course). Its grades and the
+    # completions are then found by primary key: a grade's record id is `<item>:<user>`, a
+    # completion's `<course>:<user>` like its enrolment's. Joining them on values read out of the
+    # JSON instead makes SQLite scan every grade once per enrolment.
     total_item, item_where = _raw(tenant_id, "grade_items", "total_item")
     ip = total_item.c.payload
+    item_course = cast(json_text(ip, "courseid"), BigInteger)
     totals_max = (
         select(
-            cast(json_text(ip, "courseid"), BigInteger).label("course_id"),
+            item_course.label("course_id"),
+            func.max(total_item.c.record_id).label("item_id"),
             func.max(func.coalesce(cast(json_text(ip, "grademin"), Float), 0.0)).label("grade_min"),
             func.max(cast(json_text(ip, "grademax"), Float)).label("grade_max"),
         )
         .where(*item_where, json_text(ip, "itemtype") == "course")
-        .group_by(cast(json_text(ip, "courseid"), BigInteger))
+        .group_by(item_course)
         .subquery("totals_max")
     )
     total, total_where = _raw(tenant_id, "grades", "total")
-    tp = total.c.payload
-    totals = (
-        select(
-            cast(json_text(tp, "courseid"), BigInteger).label("course_id"),
-            cast(json_text(tp, "userid"), BigInteger).label("user_id"),
-            cast(json_text(tp, "graderaw"), Float).label("grade"),
-            total.c.source_modified_at.label("graded_time"),
-        )
-        .where(*total_where, json_text(tp, "itemtype") == "course")
-        .subquery("totals")
-    )
     completion, completion_where = _raw(tenant_id, "completions", "completion")
+    b, m = base.c, totals_max.c
+    final_grade = cast(json_text(total.c.payload, "graderaw"), Float)
     cp = completion.c.payload
-    completions = (
-        select(
-            cast(json_text(cp, "courseid"), BigInteger).label("course_id"),
-            cast(json_text(cp, "userid"), BigInteger).label("user_id"),
-            json_kind(cp, "completed").label("completed"),
-            json_text(cp, "timecompleted").label("timecompleted"),
-            completion.c.source_modified_at.label("completion_time"),
-        )
-        .where(*completion_where)
-        .subquery("completions")
-    )
-    b, t, m, c = base.c, totals.c, totals_max.c, completions.c
+    completed = json_kind(cp, "completed")
+    timecompleted = json_text(cp, "timecompleted")
     span = m.grade_max - m.grade_min
     enrollment = (
         select(enrollments.c.enrollment_key)
@@ -176,8 +164,8 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
     )
     source_time = _newest(
         b.enrolled_time,
-        func.coalesce(t.graded_time, b.enrolled_time),
-        func.coalesce(c.completion_time, b.enrolled_time),
+        func.coalesce(total.c.source_modified_at, b.enrolled_time),
+        func.coalesce(completion.c.source_modified_at, b.enrolled_time),
     )
     return select(
         literal(tenant_id).label("tenant_id"),
@@ -187,22 +175,22 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
         b.user_id.label("moodle_user_id"),
         b.course_id.label("moodle_course_id"),
         enrollment.label("enrollment_key"),
-        t.grade.label("final_grade"),
+        final_grade.label("final_grade"),
         m.grade_max.label("final_grade_max"),
-        case((and_(t.grade.is_not(None), span > 0), round_to((t.grade - m.grade_min) * 100.0 / span, 4))).label(
+        case((and_(final_grade.is_not(None), span > 0), round_to((final_grade - m.grade_min) * 100.0 / span, 4))).label(
             "final_percentage"
         ),
-        case((c.completed == "true", True), (c.completed == "false", False), else_=None).label("completed"),
+        case((completed == "true", True), (completed == "false", False), else_=None).label("completed"),
         case(
-            (and_(c.completed == "true", cast(c.timecompleted, Float) > 0), epoch_time(c.timecompleted)),
+            (and_(completed == "true", cast(timecompleted, Float) > 0), epoch_time(timecompleted)),
             else_=None,
         ).label("completed_at"),
         source_time.label("source_modified_at"),
     ).select_from(
         base.join(students, and_(students.c.tenant_id == tenant_id, students.c.student_key == b.student_key))
-        .outerjoin(totals, and_(t.course_id == b.course_id, t.user_id == b.user_id))
         .outerjoin(totals_max, m.course_id == b.course_id)
-        .outerjoin(completions, and_(c.course_id == b.course_id, c.user_id == b.user_id))
+        .outerjoin(total, and_(*total_where, total.c.record_id == m.item_id + ":" + cast(b.user_id, String)))
+        .outerjoin(completion, and_(*completion_where, completion.c.record_id == b.record_id))
     )
 
 
