@@ -19,7 +19,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
-    String,
     Table,
     and_,
     case,
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
-from integration_pipelines.lib.canonical.raw_keys import Entity
+from integration_pipelines.lib.canonical.raw_keys import Entity, moodle_pair_id
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.canonical.students import student_of_account
 from integration_pipelines.lib.mapping import FieldMapping
@@ -110,7 +109,7 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
     # A student role among the enrolment's roles (a JSON array of {"shortname": ...}).
     where.append(json_text(ep, "roles").like('%"student"%'))
     if pairs is not None:
-        record_of = cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String)
+        record_of = moodle_pair_id(pairs.c.course_id, pairs.c.user_id)
         where.append(enrolment.c.record_id.in_(select(record_of)))
     base = (
         select(
@@ -169,7 +168,7 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
     )
     return select(
         literal(tenant_id).label("tenant_id"),
-        (literal("moodle:") + cast(b.course_id, String) + ":" + cast(b.user_id, String)).label("result_key"),
+        (literal("moodle:") + moodle_pair_id(b.course_id, b.user_id)).label("result_key"),
         students.c.student_key,
         students.c.zoho_id.label("student_zoho_id"),
         b.user_id.label("moodle_user_id"),
@@ -189,7 +188,7 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
     ).select_from(
         base.join(students, and_(students.c.tenant_id == tenant_id, students.c.student_key == b.student_key))
         .outerjoin(totals_max, m.course_id == b.course_id)
-        .outerjoin(total, and_(*total_where, total.c.record_id == m.item_id + ":" + cast(b.user_id, String)))
+        .outerjoin(total, and_(*total_where, total.c.record_id == moodle_pair_id(m.item_id, b.user_id)))
         .outerjoin(completion, and_(*completion_where, completion.c.record_id == b.record_id))
     )
 
@@ -208,7 +207,7 @@ class CourseResults:
         if pairs is not None:
             owned.append(
                 course_results.c.result_key.in_(
-                    select(literal("moodle:") + cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String))
+                    select(literal("moodle:") + moodle_pair_id(pairs.c.course_id, pairs.c.user_id))
                 )
             )
         deleted = soft_delete_unstaged(conn, written, *owned, now=scope.now)

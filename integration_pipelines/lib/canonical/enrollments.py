@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
-from integration_pipelines.lib.canonical.raw_keys import Entity
+from integration_pipelines.lib.canonical.raw_keys import Entity, moodle_pair_id
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, present, scratch_table
 from integration_pipelines.lib.canonical.students import account_of_student, holds_student_role, student_of_account
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
@@ -249,7 +249,7 @@ class Enrollments:
         ).where(r.tenant_id == tenant, is_moodle_enrolment(), r.deleted_at.is_(None), holds_student_role(p))
         if pairs is not None:
             # The pairs' enrolments by their keys (`<course>:<user>`), through the primary key.
-            record_of = cast(pairs.c.course_id, String) + ":" + cast(pairs.c.user_id, String)
+            record_of = moodle_pair_id(pairs.c.course_id, pairs.c.user_id)
             rows = rows.where(r.record_id.in_(select(record_of)))
         fill(conn, moodle, rows)
         return moodle
@@ -300,7 +300,7 @@ class Enrollments:
         moodle_rows = (
             select(
                 literal(tenant),
-                literal("moodle:") + cast(m.course_id, String) + ":" + cast(m.user_id, String),
+                literal("moodle:") + moodle_pair_id(m.course_id, m.user_id),
                 null(),
                 func.coalesce(student.c.student_key, literal("moodle:") + cast(m.user_id, String)),
                 student.c.zoho_id,

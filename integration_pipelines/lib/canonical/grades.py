@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
-from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys
+from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys, moodle_pair_id
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
 from integration_pipelines.lib.canonical.students import account_of_student, student_of_account
 from integration_pipelines.lib.canonical.zoho_tables import ZohoTable, student_key
@@ -195,7 +195,7 @@ def moodle_grade_rows(tenant_id: str, items: Table, pairs: Table | None, thresho
     base = [r.tenant_id == tenant_id, r.source == "moodle", r.entity == "grades", r.deleted_at.is_(None)]
     if pairs is not None:
         # The raw records of the pairs a change reached, found by their keys, `<grade item>:<user>`.
-        record_of = cast(pairs.c.item_id, String) + ":" + cast(pairs.c.user_id, String)
+        record_of = moodle_pair_id(pairs.c.item_id, pairs.c.user_id)
         base.append(r.record_id.in_(select(record_of)))
     user = cast(json_text(p, "userid"), BigInteger)
     feed = (
@@ -235,7 +235,7 @@ def moodle_grade_rows(tenant_id: str, items: Table, pairs: Table | None, thresho
     return (
         select(
             literal(tenant_id).label("tenant_id"),
-            (literal("moodle:") + cast(g.item_id, String) + ":" + cast(g.user_id, String)).label("grade_key"),
+            (literal("moodle:") + moodle_pair_id(g.item_id, g.user_id)).label("grade_key"),
             literal("moodle").label("source"),
             students.c.student_key,
             students.c.zoho_id.label("student_zoho_id"),

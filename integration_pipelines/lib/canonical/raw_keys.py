@@ -33,6 +33,12 @@ from integration_pipelines.lib.warehouse.upsert import driver_cursor, load_rows
 Entity = tuple[str, str]
 
 
+def moodle_pair_id(first, second):
+    """The record id of a raw Moodle record about a pair, `<first>:<second>`: an enrolment or a
+    completion (course, user), a grade (item, user). `moodle:` before it makes the canonical key."""
+    return cast(first, String) + ":" + cast(second, String)
+
+
 class RawKeys:
     """The raw records a canonical step applies. `RawKeys.everything()` for all of them; otherwise
     the keys held in `table`, of the tenant the step applies."""
