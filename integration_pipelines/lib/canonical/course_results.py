@@ -149,16 +149,17 @@ def course_result_rows(tenant_id: str, pairs: Table | None):
     completed = json_kind(cp, "completed")
     timecompleted = json_text(cp, "timecompleted")
     span = m.grade_max - m.grade_min
+    # The lowest key of the pair's enrollments, taken over its value (`+ ""`): the lowest key as
+    # such, SQLite planning without statistics would find by walking the primary key in order,
+    # every enrollment of the tenant for each row, rather than look the pair up by its index.
     enrollment = (
-        select(enrollments.c.enrollment_key)
+        select(func.min(enrollments.c.enrollment_key + ""))
         .where(
             enrollments.c.tenant_id == tenant_id,
             enrollments.c.moodle_course_id == b.course_id,
             enrollments.c.moodle_user_id == b.user_id,
             enrollments.c.deleted_at.is_(None),
         )
-        .order_by(enrollments.c.enrollment_key)
-        .limit(1)
         .scalar_subquery()
     )
     source_time = _newest(
