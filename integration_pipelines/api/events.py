@@ -162,7 +162,8 @@ def _jsonable(value: Any) -> Any:
 def build_router(settings: Settings) -> APIRouter:
     """The events routes for one deployment's settings."""
     router = APIRouter(tags=["events"])
-    inbox = EventsInbox.at(settings.events_inbox_dir or settings.data_dir / "events" / "inbox")
+    # Its directories are made with the first event: a receiver that never got one leaves no trace.
+    inbox = EventsInbox(settings.events_inbox_dir or settings.data_dir / "events" / "inbox")
 
     @router.post("/v1/events/moodle/{event_type}", status_code=202)
     async def moodle_contract_event(

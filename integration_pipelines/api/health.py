@@ -15,7 +15,10 @@ from integration_pipelines.api.warehouse import database_exists
 router = APIRouter(tags=["health"])
 
 MARTS = ("student_profile", "student_academics", "student_finance", "student_classes", "student_grades")
-EVENTS_LOG = "integration_events_log"  # written by the events pipeline once it exists
+# Events waiting for their first or a further attempt.
+_EVENT_BACKLOG = text(
+    "SELECT count(*) FROM integration_events_log WHERE tenant_id = :tenant AND status IN ('pending', 'failed')"
+)
 _LAST_RUN = text(
     "SELECT kind, status, started_at, finished_at FROM sync_runs "
     "WHERE tenant_id = :tenant AND kind = :kind ORDER BY started_at DESC LIMIT 1"
@@ -60,9 +63,9 @@ def _health(engine: Engine, tenant_id: str, backend: str) -> m.Health:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             tables = set(inspect(conn).get_table_names())
-            schema_ready = {"alembic_version", "sync_state", "sync_runs"} <= tables
+            schema_ready = {"alembic_version", "sync_state", "sync_runs", "integration_events_log"} <= tables
             marts = [_mart(conn, name, name in tables) for name in MARTS]
-            facts = _facts(conn, tenant_id, tables) if schema_ready else unknown
+            facts = _facts(conn, tenant_id) if schema_ready else unknown
     except (OperationalError, ProgrammingError):
         return unreachable()
     ok = schema_ready and all(mart.exists for mart in marts)
@@ -84,7 +87,7 @@ def _mart(conn: Connection, name: str, exists: bool) -> m.MartFreshness:
     return m.MartFreshness(name=name, exists=exists, built_at=utc(built))
 
 
-def _facts(conn: Connection, tenant_id: str, tables: set[str]) -> dict:
+def _facts(conn: Connection, tenant_id: str) -> dict:
     last_sync = conn.execute(
         text("SELECT max(last_synced_at) FROM sync_state WHERE tenant_id = :tenant"), {"tenant": tenant_id}
     ).scalar()
@@ -101,11 +104,7 @@ def _facts(conn: Connection, tenant_id: str, tables: set[str]) -> dict:
                 finished_at=utc(row["finished_at"]),
             )
         )
-    backlog = None
-    if EVENTS_LOG in tables:
-        backlog = conn.execute(
-            text(f"SELECT count(*) FROM {EVENTS_LOG} WHERE status IN ('pending', 'failed')")
-        ).scalar()
+    backlog = conn.execute(_EVENT_BACKLOG, {"tenant": tenant_id}).scalar()
     return {
         "last_sync_at": utc(last_sync),
         "last_full_sync": runs["full_sync"],

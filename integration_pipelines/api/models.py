@@ -215,7 +215,9 @@ class Health(ApiModel):
     last_sync_at: datetime | None
     last_full_sync: SyncRunSummary | None
     last_incremental_sync: SyncRunSummary | None
-    event_backlog: int | None = Field(description="Events received and not yet processed; null before events exist.")
+    event_backlog: int | None = Field(
+        description="Events received and not yet processed (pending or failed); null while the schema is missing."
+    )
 
 
 class TableCounts(ApiModel):

@@ -14,25 +14,21 @@ from typing import Any
 
 from sqlalchemy import select
 
-from integration_pipelines.lib.raw_sync import RawLander
-from integration_pipelines.lib.source_reads import UNKNOWN_SOURCE_TIME, Reading, read_moodle_snapshot
+from integration_pipelines.lib.raw_sync import MOODLE_SNAPSHOT_ENTITIES, land_moodle_snapshot
+from integration_pipelines.lib.source_reads import UNKNOWN_SOURCE_TIME, read_moodle_snapshot
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
 from integration_pipelines.lib.warehouse.schema import raw_records
 from integration_pipelines.lib.warehouse.upsert import SyncCounts
 from integration_pipelines.sandbox import SandboxConfig, run_sandbox
 from integration_pipelines_tests.lib.test_clients_sandbox import moodle_client
 
-ENTITIES = ("courses", "enrolments", "users", "grade_items", "grades")
+ENTITIES = {*MOODLE_SNAPSHOT_ENTITIES, "completions"}
 
 
 def snapshot(sb: Any, engine) -> dict[str, SyncCounts]:
     """One Moodle snapshot of the sandbox landed in `engine`, as the `moodle_snapshot` asset does."""
-    reading = Reading(read_moodle_snapshot(lambda: moodle_client(sb), 4))
     with engine.begin() as conn:
-        lander = RawLander(conn, "default", "moodle", ENTITIES, snapshot=True)
-        for entity, record_id, payload, modified_at in reading:
-            lander.land(entity, record_id, payload, modified_at)
-        return lander.finish()
+        return land_moodle_snapshot(conn, "default", read_moodle_snapshot(lambda: moodle_client(sb), 4))
 
 
 def rows(engine) -> dict[tuple[str, str], tuple[datetime, str]]:
@@ -57,7 +53,7 @@ def test_two_snapshots_of_an_unchanged_college_land_the_same_source_times(tmp_pa
         time.sleep(2)  # the sync's clock moves on; the source's does not
         snapshot(sb, second)
     a, b = rows(first), rows(second)
-    assert {e for e, _ in a} == set(ENTITIES)
+    assert {e for e, _ in a} == ENTITIES
     assert a.keys() == b.keys()
     differing = [key for key in a if a[key][0] != b[key][0]]
     assert differing == [], f"{len(differing)} of {len(a)} raw Moodle rows differ in source_modified_at"

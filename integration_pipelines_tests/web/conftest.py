@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from integration_pipelines.api import create_app
 from integration_pipelines.lib.events import log
@@ -27,7 +27,7 @@ from integration_pipelines.lib.events.models import InboxEvent
 from integration_pipelines.lib.serving import serve_in_thread
 from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.lib.warehouse.api_keys import create_key
-from integration_pipelines.lib.warehouse.schema import integration_events_log, payments, students
+from integration_pipelines.lib.warehouse.schema import payments, students
 from integration_pipelines.sandbox.server import Sandbox
 from integration_pipelines.settings import Settings
 from integration_pipelines_tests.e2e import running_pipeline
@@ -125,13 +125,11 @@ def _log_events(engine, tenant_id: str) -> dict[str, list[str]]:
         log.insert_new(conn, rows)
         now = T0 + timedelta(days=1)
         log.mark_done(conn, {e: ("processed", None) for e in by_status["processed"]}, now)
-        for event_id in by_status["failed"]:
-            log.mark_failed(conn, event_id, "moodle answered 503", now, max_attempts=5, base_seconds=30)
-        for event_id in by_status["dead"]:
-            # One attempt short of dead, so the failure below is its last.
-            c = integration_events_log.c
-            conn.execute(update(integration_events_log).where(c.event_id == event_id).values(retry_count=4))
-            log.mark_failed(conn, event_id, "user 901 not found", now, max_attempts=5, base_seconds=30)
+        failed = [(event_id, 0) for event_id in by_status["failed"]]
+        log.mark_failed(conn, failed, "moodle answered 503", now, max_attempts=5, base_seconds=30)
+        # One attempt short of dead, so the failure below is its last.
+        dead = [(event_id, 4) for event_id in by_status["dead"]]
+        log.mark_failed(conn, dead, "user 901 not found", now, max_attempts=5, base_seconds=30)
     return by_status
 
 

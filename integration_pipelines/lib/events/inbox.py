@@ -45,10 +45,13 @@ class EventsInbox:
 
     @classmethod
     def at(cls, inbox_dir: Path) -> EventsInbox:
-        box = cls(Path(inbox_dir))
-        for path in (box.inbox, box.tmp, box.seen, box.claimed, box.archive, box.quarantine):
+        """The inbox at `inbox_dir`, its directories created."""
+        return cls(Path(inbox_dir)).create()
+
+    def create(self) -> EventsInbox:
+        for path in (self.inbox, self.tmp, self.seen, self.claimed, self.archive, self.quarantine):
             path.mkdir(parents=True, exist_ok=True)
-        return box
+        return self
 
     @property
     def root(self) -> Path:
@@ -76,7 +79,12 @@ class EventsInbox:
 
     def _write_tmp(self, content: bytes) -> Path:
         tmp = self.tmp / f"{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(tmp, flags, 0o640)
+        except FileNotFoundError:
+            # The first write under a new root (the receiver creates nothing until an event comes).
+            fd = os.open(self.create().tmp / tmp.name, flags, 0o640)
         try:
             os.write(fd, content)
             os.fsync(fd)

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, select
 
 from integration_pipelines.api import create_app
 from integration_pipelines.lib.serving import serve_in_thread
+from integration_pipelines.lib.warehouse.api_keys import create_key
 from integration_pipelines.lib.warehouse.schema import grades, integration_events_log
 from integration_pipelines.settings import Settings
 from integration_pipelines_tests.e2e import running_pipeline
@@ -54,11 +55,13 @@ def pipeline(tmp_path_factory):
             pipeline.sandbox.config.webhook_url = f"{api_url}/v1/events/moodle"
             pipeline.sandbox.config.tenant_id = "default"
             pipeline.run("full_sync")
-            yield pipeline, api_url, settings
+            with create_engine(url).begin() as conn:
+                _, admin_key = create_key(conn, "default", "admin", label="events e2e")
+            yield pipeline, (api_url, admin_key), settings
 
 
 def test_a_grade_and_a_new_student_reach_the_warehouse_and_the_profile_without_a_sync(pipeline):
-    pipeline, api_url, settings = pipeline
+    pipeline, (api_url, admin_key), settings = pipeline
     sandbox = pipeline.sandbox
     summary = sandbox.mutate(advance_seconds=600, moodle_new_grades=3, zoho_new_students=1)
     sandbox.app.events.wait_delivered(30)
@@ -67,7 +70,8 @@ def test_a_grade_and_a_new_student_reach_the_warehouse_and_the_profile_without_a
     assert len(list(settings.events_inbox_dir.glob("*.json"))) == emitted
 
     new_user = max(sandbox.college.users)
-    with httpx.Client(base_url=api_url) as http:
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=api_url, headers=admin) as http:
         assert http.get("/v1/students/profile", params={"moodle_user_id": new_user}).status_code == 404
 
     result = run_sensor_requests(pipeline)
@@ -91,10 +95,10 @@ def test_a_grade_and_a_new_student_reach_the_warehouse_and_the_profile_without_a
     assert logged <= {"processed", "ignored"}
     assert found == users
     # The new student's Moodle account is in the profile API (the marts were refreshed by the run).
-    with httpx.Client(base_url=api_url) as http:
+    with httpx.Client(base_url=api_url, headers=admin) as http:
         profile = http.get("/v1/students/profile", params={"moodle_user_id": new_user})
     assert profile.status_code == 200, profile.text
-    assert profile.json()["profile"]["moodle_user_id"] == new_user
+    assert profile.json()["student"]["moodle_user_id"] == new_user
     engine.dispose()
 
 
