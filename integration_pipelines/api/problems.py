@@ -35,18 +35,29 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict]:
-    """OpenAPI `responses` for the error statuses a route can answer, each as problem+json."""
-    descriptions = {
-        401: "No API key, or an unknown or revoked one.",
-        403: "The key may not read this.",
-        404: "No such record in the key's tenant.",
-        422: "A parameter is invalid; `parameter` names it.",
-        503: "The warehouse is unreachable or its marts are not built yet.",
-    }
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "The request body is malformed: not JSON.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key may not read this.",
+    404: "No such record in the key's tenant.",
+    409: "The record is not in a state that allows this.",
+    413: "The request body is larger than the API accepts.",
+    422: "A parameter is invalid; `parameter` names it.",
+    503: "The warehouse is unreachable or its marts are not built yet.",
+}
+
+
+def problem_responses(*statuses: int, descriptions: Mapping[int, str] | None = None) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the error statuses a route can answer, each as problem+json.
+
+    `descriptions` says what a status means for this route where the general meaning
+    (`PROBLEM_DESCRIPTIONS`) does not fit, e.g. a 401 for a wrong webhook secret."""
+    own = dict(descriptions or {})
+    if unlisted := sorted(set(own) - set(statuses)):
+        raise ValueError(f"descriptions for statuses the route does not answer: {unlisted}")
     return {
         status: {
-            "description": descriptions[status],
+            "description": own.get(status, PROBLEM_DESCRIPTIONS[status]),
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses
