@@ -61,8 +61,10 @@ def events() -> None:
 @click.option("--type", "event_type", help="Only events of this type, e.g. submission_graded.")
 @click.option("--since", type=click.DateTime(), help="Only events received at or after this (UTC).")
 @click.option("--until", type=click.DateTime(), help="Only events received before this (UTC).")
-def events_requeue(event_ids, status, event_type, since, until) -> None:
-    """Requeue EVENT_IDS (or every event of --status matching the filters) with fresh attempts.
+@click.option("--tenant", default=None, help="The tenant whose events these are. Default: TENANT_ID.")
+def events_requeue(event_ids, status, event_type, since, until, tenant) -> None:
+    """Requeue EVENT_IDS (or every event of --status matching the filters) of the tenant with
+    fresh attempts; another tenant's events are left alone.
 
     The events_retry schedule applies them within a minute."""
     from datetime import UTC, datetime
@@ -74,13 +76,15 @@ def events_requeue(event_ids, status, event_type, since, until) -> None:
     def utc(value):
         return value.replace(tzinfo=UTC) if value is not None else None
 
-    engine = create_warehouse_engine(get_settings().warehouse_url)
+    settings = get_settings()
+    engine = create_warehouse_engine(settings.warehouse_url)
     try:
         ensure_schema(engine)
         with begin_write(engine) as conn:
             count = requeue(
                 conn,
                 datetime.now(UTC),
+                tenant_id=tenant or settings.tenant_id,
                 event_ids=list(event_ids),
                 statuses_=[status],
                 event_type=event_type,

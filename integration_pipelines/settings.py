@@ -72,11 +72,6 @@ class Settings(BaseSettings):
         validation_alias="EVENTS_WEBHOOK_SECRETS",
         description='Per tenant, the secret webhook senders present, as JSON: {"college-a": "..."}.',
     )
-    api_admin_secret: SecretStr = Field(
-        default=SecretStr(""),
-        validation_alias="API_ADMIN_SECRET",
-        description="Bearer secret of the admin routes (events log, retry) until API keys arrive. Empty: closed.",
-    )
     events_max_body_bytes: int = Field(
         default=1_048_576,
         ge=1024,

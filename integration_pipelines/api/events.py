@@ -5,11 +5,12 @@ inbox (`lib/events/inbox.py`); the `process_events` job applies it. Routes:
 - `POST /v1/events/moodle/{event_type}`: the seed's Moodle-plugin contract;
 - `POST /v1/events/moodle`: the public plugin `local_webhooks` (the secret is the body's `token`);
 - `POST /v1/events/zoho`: Zoho CRM notifications (the secret is the channel's `token`);
-- `GET /v1/events` and `POST /v1/events/{event_id}/retry`: the events log (admin only).
+- `GET /v1/events` and `POST /v1/events/{event_id}/retry`: the events log, for an admin API key,
+  of the key's tenant only (every query names it: another tenant's event is not found).
 
-Answers: 202 `accepted` with the event id; 200 `duplicate` for an event id already accepted
-(nothing written); 401 for a missing or wrong secret or tenant (the same answer whichever it
-was); 413 above `EVENTS_MAX_BODY_BYTES`; 400/422 problem+json naming the field otherwise.
+Webhook answers: 202 `accepted` with the event id; 200 `duplicate` for an event id already
+accepted (nothing written); 401 for a missing or wrong secret or tenant (the same answer whichever
+it was); 413 above `EVENTS_MAX_BODY_BYTES`; 400/422 problem+json naming the field otherwise.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from integration_pipelines.api.problems import Problem
+from integration_pipelines.api import models as m
+from integration_pipelines.api.auth import Admin
+from integration_pipelines.api.problems import Problem, problem_responses
+from integration_pipelines.api.profile import MAX_BIGINT, NO_NUL
+from integration_pipelines.api.warehouse import read_connection, warehouse_errors
 from integration_pipelines.lib.events import log
 from integration_pipelines.lib.events.inbox import EventsInbox
 from integration_pipelines.lib.events.models import (
@@ -40,7 +45,7 @@ from integration_pipelines.lib.events.models import (
     derived_event_id,
 )
 from integration_pipelines.lib.warehouse.engine import begin_write
-from integration_pipelines.settings import Settings, get_settings
+from integration_pipelines.settings import Settings
 
 
 def _unauthorized() -> Problem:
@@ -121,14 +126,48 @@ def _without_token(body: dict) -> dict:
     return {k: v for k, v in body.items() if k != "token"}
 
 
-def require_admin_secret(authorization: Annotated[str | None, Header()] = None) -> None:
-    """Admin routes take `Authorization: Bearer <API_ADMIN_SECRET>` until API keys (with an admin
-    scope) arrive. No secret configured: the admin routes are closed."""
-    secret = get_settings().api_admin_secret.get_secret_value()
-    scheme, _, presented = (authorization or "").partition(" ")
-    ok = hmac.compare_digest(presented.encode(), (secret or "\x00closed\x00").encode())
-    if not (secret and scheme.lower() == "bearer" and ok):
-        raise _unauthorized()
+# What each events route can answer, for the served schema (`/openapi.json`).
+_RECEIPT = {"model": m.EventReceipt}
+WEBHOOK_RESPONSES: dict[int | str, dict] = {
+    200: {**_RECEIPT, "description": "A duplicate: an event with this id was accepted before; nothing written."},
+    202: {**_RECEIPT, "description": "Accepted: the event is in the inbox."},
+    **problem_responses(
+        400,
+        401,
+        413,
+        422,
+        descriptions={
+            401: "A missing or wrong secret or tenant (one answer for all).",
+            413: "The body is larger than EVENTS_MAX_BODY_BYTES.",
+            422: "The event is invalid: `errors[].field` names each bad field (or `parameter` a bad parameter).",
+        },
+    ),
+}
+_LOG_PROBLEMS = {403: "A student key: the events log takes an admin key."}
+LIST_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "model": m.EventLogPage,
+        "description": "A page of the key's tenant's events (format=csv: that page as CSV, `X-Next-Cursor`).",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    },
+    **problem_responses(401, 403, 422, 503, descriptions=_LOG_PROBLEMS),
+}
+RETRY_RESPONSES: dict[int | str, dict] = {
+    202: {"model": m.EventRequeued, "description": "Requeued: due now, with a fresh count of attempts."},
+    **problem_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        descriptions={
+            **_LOG_PROBLEMS,
+            404: "No such event in the key's tenant's log.",
+            409: "The event is neither failed nor dead; `event_status` says what it is.",
+        },
+    ),
+}
 
 
 def _instant(name: str, value: str | None) -> datetime | None:
@@ -137,9 +176,16 @@ def _instant(name: str, value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise Problem(422, "Invalid request", f"Invalid parameter(s): {name}", errors=[{"parameter": name}]) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        # In UTC, as the log holds it: an instant near the ends of the calendar may have none.
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise _bad_parameter(name) from exc
+
+
+def _bad_parameter(name: str) -> Problem:
+    return Problem(
+        422, "Invalid request", f"Invalid parameter(s): {name}", parameter=name, errors=[{"parameter": name}]
+    )
 
 
 def _encode_cursor(row: dict[str, Any]) -> str:
@@ -148,11 +194,15 @@ def _encode_cursor(row: dict[str, Any]) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (received_at, event_id) a `next_cursor` of ours holds; 422 for anything else."""
     try:
         received, event_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(received), str(event_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise Problem(422, "Invalid request", "Invalid parameter(s): cursor", errors=[{"parameter": "cursor"}]) from exc
+        after = datetime.fromisoformat(received)
+        if after.tzinfo is not None and isinstance(event_id, str) and "\x00" not in event_id:
+            return after.astimezone(UTC), event_id
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
+        pass
+    raise _bad_parameter("cursor")
 
 
 def _jsonable(value: Any) -> Any:
@@ -165,7 +215,7 @@ def build_router(settings: Settings) -> APIRouter:
     # Its directories are made with the first event: a receiver that never got one leaves no trace.
     inbox = EventsInbox(settings.events_inbox_dir or settings.data_dir / "events" / "inbox")
 
-    @router.post("/v1/events/moodle/{event_type}", status_code=202)
+    @router.post("/v1/events/moodle/{event_type}", status_code=202, responses=WEBHOOK_RESPONSES)
     async def moodle_contract_event(
         request: Request,
         event_type: str,
@@ -197,7 +247,7 @@ def build_router(settings: Settings) -> APIRouter:
         assert x_tenant_id is not None
         return await _answer(inbox, x_tenant_id, parsed.event_id, "moodle_contract", body)
 
-    @router.post("/v1/events/moodle", status_code=202)
+    @router.post("/v1/events/moodle", status_code=202, responses=WEBHOOK_RESPONSES)
     async def moodle_webhooks_event(
         request: Request,
         x_moodle_token: Annotated[str | None, Header()] = None,
@@ -225,7 +275,7 @@ def build_router(settings: Settings) -> APIRouter:
         event_id = x_event_id or derived_event_id(tenant_id, parsed.event())
         return await _answer(inbox, tenant_id, event_id, "local_webhooks", _without_token(body))
 
-    @router.post("/v1/events/zoho", status_code=202)
+    @router.post("/v1/events/zoho", status_code=202, responses=WEBHOOK_RESPONSES)
     async def zoho_notification(
         request: Request,
         x_tenant_id: Annotated[str | None, Header()] = None,
@@ -247,25 +297,29 @@ def build_router(settings: Settings) -> APIRouter:
         digest = hashlib.sha256(orjson.dumps(identity)).hexdigest()[:40]
         return await _answer(inbox, tenant_id, f"zoho-{digest}", "zoho", _without_token(body))
 
-    @router.get("/v1/events", dependencies=[Depends(require_admin_secret)])
+    @router.get("/v1/events", summary="The events log, newest first", responses=LIST_RESPONSES)
     def list_events(
         request: Request,
-        type: Annotated[str | None, Query(max_length=100, description="Event type, e.g. user_graded.")] = None,
+        key: Admin,
+        type: Annotated[
+            str | None, Query(max_length=100, pattern=NO_NUL, description="Event type, e.g. user_graded.")
+        ] = None,
         status: Annotated[
             Literal["pending", "processed", "ignored", "failed", "dead"] | None, Query(description="Status.")
         ] = None,
         since: Annotated[str | None, Query(description="Received at or after (ISO 8601 date or time).")] = None,
         until: Annotated[str | None, Query(description="Received before (ISO 8601 date or time).")] = None,
-        user: Annotated[int | None, Query(ge=0, description="The Moodle user the event concerns.")] = None,
-        tenant: Annotated[str | None, Query(max_length=64, description="Only this tenant's events.")] = None,
+        user: Annotated[
+            int | None, Query(ge=0, le=MAX_BIGINT, description="The Moodle user the event concerns.")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
         format: Annotated[Literal["json", "csv"], Query(description="csv: the page as a CSV file.")] = "json",
         payload: Annotated[bool, Query(description="Include each event's payload (JSON only).")] = False,
     ) -> Response:
-        """The events log, newest received first, one page at a time (admin only)."""
+        """The key's tenant's events, newest received first, one page at a time (admin only)."""
         where = log.LogFilter(
-            tenant_id=tenant,
+            tenant_id=key.tenant_id,
             event_type=type,
             status=status,
             user_id=user,
@@ -273,7 +327,7 @@ def build_router(settings: Settings) -> APIRouter:
             until=_instant("until", until),
             after=_decode_cursor(cursor) if cursor else None,
         )
-        with request.app.state.engine.connect() as conn:
+        with read_connection(request) as conn:
             found = log.page(conn, where, limit, with_payload=payload and format == "json")
         next_cursor = _encode_cursor(found[-1]) if len(found) == limit else None
         if format == "csv":
@@ -289,13 +343,22 @@ def build_router(settings: Settings) -> APIRouter:
         events = [{k: _jsonable(v) for k, v in row.items()} for row in found]
         return JSONResponse({"events": events, "next_cursor": next_cursor})
 
-    @router.post("/v1/events/{event_id}/retry", status_code=202, dependencies=[Depends(require_admin_secret)])
-    def retry_event(request: Request, event_id: str) -> JSONResponse:
-        """Put a failed or dead event back in line, with a fresh count of attempts (admin only);
-        the next retry pass (`events_retry` schedule) applies it."""
-        engine = request.app.state.engine
-        with begin_write(engine) as conn:
-            current = log.status_of(conn, event_id)
+    @router.post(
+        "/v1/events/{event_id}/retry",
+        status_code=202,
+        summary="Requeue a failed or dead event",
+        responses=RETRY_RESPONSES,
+    )
+    def retry_event(
+        request: Request,
+        key: Admin,
+        event_id: Annotated[str, Path(max_length=128, pattern=NO_NUL, description="The event's id.")],
+    ) -> JSONResponse:
+        """Put a failed or dead event of the key's tenant back in line, with a fresh count of
+        attempts (admin only); the next retry pass (`events_retry` schedule) applies it. Another
+        tenant's event is not found, as an unknown id is."""
+        with warehouse_errors(), begin_write(request.app.state.engine) as conn:
+            current = log.status_of(conn, event_id, key.tenant_id)
             if current is None:
                 raise Problem(404, "Event not found", f"No event {event_id!r} in the events log.", event_id=event_id)
             if current not in ("failed", "dead"):
@@ -306,7 +369,7 @@ def build_router(settings: Settings) -> APIRouter:
                     event_id=event_id,
                     event_status=current,
                 )
-            log.requeue(conn, datetime.now(UTC), event_ids=[event_id])
+            log.requeue(conn, datetime.now(UTC), tenant_id=key.tenant_id, event_ids=[event_id])
         return JSONResponse({"status": "requeued", "event_id": event_id}, status_code=202)
 
     return router

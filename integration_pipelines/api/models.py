@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -241,6 +241,43 @@ class SyncRun(ApiModel):
 class SyncHistoryPage(ApiModel):
     items: list[SyncRun]
     next_cursor: str | None
+
+
+class EventReceipt(ApiModel):
+    """A webhook's answer: the event was written to the inbox (202), or was already (200)."""
+
+    status: Literal["accepted", "duplicate"]
+    event_id: str
+
+
+class LoggedEvent(ApiModel):
+    """One row of the events log."""
+
+    event_id: str
+    tenant_id: str
+    source: str = Field(description="moodle or zoho.")
+    sender: str = Field(description="moodle_contract, local_webhooks or zoho.")
+    event_type: str
+    record_id: str | None
+    user_id: int | None = Field(description="The Moodle user the event concerns, where there is one.")
+    status: Literal["pending", "processed", "ignored", "failed", "dead"]
+    retry_count: int
+    last_error: str | None
+    event_time: datetime
+    received_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime | None
+    payload: dict[str, Any] | None = Field(default=None, description="The event as received; only with payload=true.")
+
+
+class EventLogPage(ApiModel):
+    events: list[LoggedEvent]
+    next_cursor: str | None
+
+
+class EventRequeued(ApiModel):
+    status: Literal["requeued"]
+    event_id: str
 
 
 class Problem(ApiModel):

@@ -40,7 +40,7 @@ def console(warehouse_url, tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("INTEGRATION_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
-        monkeypatch.setenv("API_ADMIN_SECRET", "events-admin-secret")
+        monkeypatch.setenv("EVENTS_WEBHOOK_SECRETS", '{"default": "events-webhook-secret"}')
         monkeypatch.delenv("DAGSTER_WEBSERVER_URL", raising=False)
         engine = create_warehouse_engine(warehouse_url)
         ensure_schema(engine)
@@ -87,10 +87,12 @@ def test_the_configuration_masks_every_secret_and_lists_the_mapping(console):
     response = get(url, "/v1/admin/config", admin)
     assert response.status_code == 200
     settings = {s["name"]: s for s in response.json()["settings"]}
-    for name in ("moodle_token", "zoho_client_secret", "zoho_refresh_token", "api_admin_secret"):
+    for name in ("moodle_token", "zoho_client_secret", "zoho_refresh_token"):
         assert settings[name] == {**settings[name], "value": "********", "secret": True}
+    # Which tenants have a webhook secret is configuration; the secrets are not.
+    assert settings["events_webhook_secrets"]["value"] == {"default": "********"}
     assert settings["moodle_url"]["value"] == sandbox.moodle_url
-    for secret in (sandbox.config.moodle_token, sandbox.config.zoho_client_secret, "events-admin-secret"):
+    for secret in (sandbox.config.moodle_token, sandbox.config.zoho_client_secret, "events-webhook-secret"):
         assert secret not in response.text
     mapped = {(c["module"], c["source_field"]): c for c in response.json()["field_mapping"]["columns"]}
     assert mapped[("Payments", "Amount")]["canonical_column"] == "amount"

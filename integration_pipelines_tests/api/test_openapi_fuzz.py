@@ -55,4 +55,21 @@ def test_the_served_schema_documents_auth_and_every_error_status(synced):
     for status in ("401", "404", "422", "503"):
         assert list(profile["responses"][status]["content"]) == ["application/problem+json"]
     assert profile["security"] == [{"ApiKey": []}]
+    # The events routes: webhooks (a sender's secret, not an API key) and the log (an admin key).
+    paths = document["paths"]
+    documented = {
+        ("post", "/v1/events/moodle/{event_type}"): {"200", "202", "400", "401", "413", "422"},
+        ("post", "/v1/events/moodle"): {"200", "202", "400", "401", "413", "422"},
+        ("post", "/v1/events/zoho"): {"200", "202", "400", "401", "413", "422"},
+        ("get", "/v1/events"): {"200", "401", "403", "422", "503"},
+        ("post", "/v1/events/{event_id}/retry"): {"202", "401", "403", "404", "409", "422", "503"},
+    }
+    for (method, path), statuses in documented.items():
+        responses = paths[path][method]["responses"]
+        assert set(responses) == statuses, (method, path)
+        for status in statuses - {"200", "202"}:
+            assert list(responses[status]["content"]) == ["application/problem+json"], (path, status)
+    assert "secret" in paths["/v1/events/zoho"]["post"]["responses"]["401"]["description"]
+    assert paths["/v1/events"]["get"]["security"] == [{"ApiKey": []}]
+    assert "security" not in paths["/v1/events/zoho"]["post"]
     assert synced.client.get("/docs").status_code == 200

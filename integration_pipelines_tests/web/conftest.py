@@ -1,15 +1,17 @@
 """A synced sandbox college behind the real API sidecar, and a headless Chromium to drive it.
 
-Once per test session (per xdist worker): a sandbox college over real HTTP, `full_sync` run by Dagster in-process into a
-SQLite warehouse, API keys (an admin, a student, and an admin of another tenant), a few logged
-events in each status (written by the events pipeline's own log functions), and the API served
-by uvicorn on a free loopback port. The browser is Debian's Chromium (`/usr/bin/chromium`,
-installed by `.ci/run`), driven by Playwright; Playwright's own browsers are never downloaded.
-axe-core comes from npm (`package.json` beside this file), installed on first use.
+Once per test session (per xdist worker): a sandbox college over real HTTP, `full_sync` run by
+Dagster in-process into a SQLite warehouse, API keys (an admin, a student, and an admin of another
+tenant), a few logged events in each status for each of the two tenants (written by the events
+pipeline's own log functions), and the API served by uvicorn on a free loopback port. The browser
+is Debian's Chromium (`/usr/bin/chromium`, installed by `.ci/run`), driven by Playwright;
+Playwright's own browsers are never downloaded. axe-core comes from npm (`package.json` beside
+this file), installed on first use.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -46,8 +48,9 @@ AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
 REPO = HERE.parent.parent
 # Each run writes its screenshots here (gitignored); the README shows two copied to docs/screenshots/.
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", REPO / "docs" / "screenshots" / "run"))
-ADMIN_SECRET = "console-events-secret-for-tests"
 OTHER_TENANT = "other-college"
+# A secret the API is configured with, which the console's configuration must never show.
+WEBHOOK_SECRET = "console-webhook-secret-for-tests"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 # Bounds that keep a broken page from stalling the suite: no wait in these tests is longer.
 ACTION_TIMEOUT_MS = 10_000
@@ -66,6 +69,7 @@ class College:
     student: dict  # the canonical students row of the student key's student
     other_student: dict  # another student of the same tenant
     event_ids: dict[str, list[str]]  # status -> event ids logged in it
+    other_tenant_event_ids: dict[str, list[str]]  # the same for the other tenant
 
 
 def _pick_students(conn) -> tuple[dict, dict]:
@@ -93,14 +97,14 @@ def _pick_students(conn) -> tuple[dict, dict]:
     return dict(rows[0]), dict(rows[1])
 
 
-def _log_events(engine, tenant_id: str) -> dict[str, list[str]]:
-    """Events in the log in every status, through the events pipeline's own log functions."""
+def _log_events(engine, tenant_id: str, prefix: str = "web") -> dict[str, list[str]]:
+    """A tenant's events in the log in every status, through the events pipeline's own log functions."""
     wanted = {"processed": 6, "failed": 3, "dead": 2, "pending": 1}
     rows, by_status = [], {}
     i = 0
     for status, count in wanted.items():
         for _ in range(count):
-            event_id = f"web-{status}-{i:02d}"
+            event_id = f"{prefix}-{status}-{i:02d}"
             event = InboxEvent(
                 event_id=event_id,
                 tenant_id=tenant_id,
@@ -139,8 +143,8 @@ def college(tmp_path_factory) -> Iterator[College]:
     warehouse_url = f"sqlite:///{tmp / 'warehouse.db'}"
     with running_pipeline(warehouse_url, tmp, students=40, seed=17) as pipeline, pytest.MonkeyPatch.context() as env:
         pipeline.run("full_sync")
-        env.setenv("API_ADMIN_SECRET", ADMIN_SECRET)
         env.delenv("DAGSTER_WEBSERVER_URL", raising=False)
+        env.setenv("EVENTS_WEBHOOK_SECRETS", json.dumps({Settings().tenant_id: WEBHOOK_SECRET}))
         settings = Settings()
         engine = create_warehouse_engine(warehouse_url)
         try:
@@ -150,6 +154,7 @@ def college(tmp_path_factory) -> Iterator[College]:
                 _, student_key = create_key(conn, settings.tenant_id, "student", student_key=student["student_key"])
                 _, other_admin = create_key(conn, OTHER_TENANT, "admin", label="another college")
             event_ids = _log_events(engine, settings.tenant_id)
+            other_tenant_event_ids = _log_events(engine, OTHER_TENANT, prefix="web-other")
         finally:
             engine.dispose()
         with serve_in_thread(create_app(settings), name="web-api") as url:
@@ -163,6 +168,7 @@ def college(tmp_path_factory) -> Iterator[College]:
                 student=student,
                 other_student=other,
                 event_ids=event_ids,
+                other_tenant_event_ids=other_tenant_event_ids,
             )
 
 
@@ -206,14 +212,12 @@ def page(context):
     assert not errors, f"the page raised: {errors}"
 
 
-def sign_in(page, base_url: str, path: str, key: str, *, events_secret: str | None = None) -> None:
+def sign_in(page, base_url: str, path: str, key: str) -> None:
     """Open a page and sign in with a key, as a person would (forgetting any key this tab held)."""
     page.goto(f"{base_url}{path}")
     page.evaluate("sessionStorage.clear()")
     page.reload()
     page.get_by_label("API key", exact=False).first.fill(key)
-    if events_secret is not None:
-        page.get_by_label("Events admin secret").fill(events_secret)
     page.get_by_role("button", name="Open").click()
     page.locator("#app").wait_for(state="visible")
 

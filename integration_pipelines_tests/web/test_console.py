@@ -12,19 +12,18 @@ from playwright.sync_api import expect
 from sqlalchemy import create_engine, select
 
 from integration_pipelines.lib.warehouse.schema import integration_events_log
-from integration_pipelines_tests.web.conftest import ADMIN_SECRET, settled, sign_in
+from integration_pipelines_tests.web.conftest import WEBHOOK_SECRET, settled, sign_in
 
 
-def open_console(page, college, tab: str) -> None:
-    sign_in(page, college.url, "/admin", college.admin_key, events_secret=ADMIN_SECRET)
+def open_console(page, college, tab: str, key: str | None = None) -> None:
+    sign_in(page, college.url, "/admin", key or college.admin_key)
     page.get_by_role("tab", name=tab).click()
 
 
 def api_events(college, **params) -> httpx.Response:
+    """The events API as the console's admin key reads it."""
     return httpx.get(
-        f"{college.url}/v1/events",
-        params={"tenant": "default", **params},
-        headers={"Authorization": f"Bearer {ADMIN_SECRET}"},
+        f"{college.url}/v1/events", params=params, headers={"Authorization": f"Bearer {college.admin_key}"}
     )
 
 
@@ -107,7 +106,24 @@ def test_retry_puts_a_failed_event_back_in_line_and_retry_all_takes_every_match(
     expect(page.locator("#retry-all-result")).to_have_text(re.compile(r"^Queued (\d+) of \1 for retry\.$"))
     assert {e for e in graded if logged(e) == ("failed", 0)} == set(of_type)
     assert {e: logged(e) for e in untouched} == untouched
+    # The other tenant's failed and dead events of that type were not this console's to retry.
+    theirs = college.other_tenant_event_ids["failed"] + college.other_tenant_event_ids["dead"]
+    assert all(logged(e)[1] > 0 for e in theirs)
     engine.dispose()
+
+
+def test_another_tenants_admin_key_shows_only_that_tenants_events(college, page):
+    mine = {e for ids in college.event_ids.values() for e in ids}
+    theirs = college.other_tenant_event_ids
+    open_console(page, college, "Event log", key=college.other_tenant_admin_key)
+    page.locator("#panel-events tbody tr").first.wait_for()
+    shown = shown_event_ids(page)
+    assert set(shown) == {e for ids in theirs.values() for e in ids} and not mine & set(shown)
+
+    page.get_by_role("tab", name="Failed and dead").click()
+    settled(page, "panel-failed")
+    failing = page.locator("#panel-failed tbody tr").evaluate_all("rows => rows.map(r => r.dataset.eventId)")
+    assert set(failing) == set(theirs["failed"] + theirs["dead"])
 
 
 def test_the_search_finds_a_student_by_a_prefix_of_their_name_and_opens_their_dashboard(college, page, marts):
@@ -139,9 +155,11 @@ def test_the_configuration_masks_every_secret_and_tests_both_connections(college
     open_console(page, college, "Configuration")
     page.locator('[data-setting="moodle_token"]').wait_for()
     assert page.locator('[data-setting="moodle_token"]').text_content() == "********"
-    assert page.locator('[data-setting="api_admin_secret"]').text_content() == "********"
+    assert json.loads(page.locator('[data-setting="events_webhook_secrets"]').text_content() or "") == {
+        "default": "********"
+    }
     html = page.content()
-    for secret in (college.sandbox.config.moodle_token, college.sandbox.config.zoho_client_secret, ADMIN_SECRET):
+    for secret in (college.sandbox.config.moodle_token, college.sandbox.config.zoho_client_secret, WEBHOOK_SECRET):
         assert secret not in html
     assert page.locator("#panel-config").get_by_role("cell", name="Payment_Status").is_visible()
 

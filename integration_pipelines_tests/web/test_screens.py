@@ -6,14 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from integration_pipelines_tests.web.conftest import (
-    ADMIN_SECRET,
-    axe_violations,
-    screenshot,
-    set_theme,
-    settled,
-    sign_in,
-)
+from integration_pipelines_tests.web.conftest import axe_violations, screenshot, set_theme, settled, sign_in
 
 DASHBOARD_TABS = ("Profile", "Academics", "Finance", "Classes", "Grades")
 CONSOLE_TABS = ("Students", "Event log", "Failed and dead", "Sync history", "Configuration")
@@ -39,7 +32,7 @@ def test_every_dashboard_tab_is_accessible_and_photographed(college, page, axe_s
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_every_console_page_is_accessible_and_photographed(college, page, axe_source, theme):
-    sign_in(page, college.url, "/admin", college.admin_key, events_secret=ADMIN_SECRET)
+    sign_in(page, college.url, "/admin", college.admin_key)
     set_theme(page, theme)
     problems = {}
     for tab in CONSOLE_TABS:
@@ -68,9 +61,7 @@ def test_both_pages_fit_a_phone(college, browser, path, key):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     try:
         page = context.new_page()
-        sign_in(
-            page, college.url, path, getattr(college, key), events_secret=ADMIN_SECRET if key == "admin_key" else None
-        )
+        sign_in(page, college.url, path, getattr(college, key))
         tabs = DASHBOARD_TABS if path == "/dashboard" else CONSOLE_TABS
         for tab in tabs:
             page.get_by_role("tab", name=tab).click()

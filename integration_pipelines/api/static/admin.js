@@ -1,12 +1,11 @@
 // The admin console: live student search, the event log, failed and dead events with retries,
 // the sync history with launch buttons, and the configuration with connection tests. Every
-// figure comes from the API, read with the admin key (events: see eventsCredential), and every
-// events query names the key's tenant.
+// figure comes from the API, read with the admin key; the API answers with the key's tenant's
+// students, events and syncs only.
 import {
   api,
   debounce,
   el,
-  eventsCredential,
   failure,
   fillPanel,
   loading,
@@ -25,7 +24,7 @@ const PAGE = 50;
 setupThemeToggle(document.getElementById("theme-toggle"));
 document.getElementById("sign-out").addEventListener("click", signOut);
 
-const session = await signIn({ withEventsSecret: true });
+const session = await signIn();
 const who = document.getElementById("who");
 if (session.scope !== "admin") {
   document.getElementById("app").replaceChildren(
@@ -88,7 +87,7 @@ function hit(student) {
 // --- Event log --------------------------------------------------------------------------------
 function eventQuery(form, extra = {}) {
   const data = new FormData(form);
-  const params = new URLSearchParams({ tenant: session.tenant_id, ...extra });
+  const params = new URLSearchParams(extra);
   for (const name of ["type", "status"]) if (data.get(name)) params.set(name, data.get(name));
   if (data.get("since")) params.set("since", data.get("since"));
   if (data.get("until")) {
@@ -102,10 +101,6 @@ function eventQuery(form, extra = {}) {
   return { params, eventId: search && !/^\d+$/.test(search) ? search : null };
 }
 
-function events(path) {
-  return api(path, { credential: eventsCredential() });
-}
-
 function openEvents(panel) {
   const form = document.getElementById("event-filters");
   const cursors = [null];
@@ -116,12 +111,12 @@ function openEvents(panel) {
       if (eventId) {
         // The events API filters by user, not by event id: look through the newest 1,000 that match the rest.
         params.set("limit", "1000");
-        const found = (await events(`/v1/events?${params}`)).events.filter((e) => e.event_id.includes(eventId));
+        const found = (await api(`/v1/events?${params}`)).events.filter((e) => e.event_id.includes(eventId));
         return [el("p", { class: "hint", role: "status" }, `${found.length} event(s) whose id contains “${eventId}”`), eventTable(found)];
       }
       params.set("limit", String(PAGE));
       if (cursors[at]) params.set("cursor", cursors[at]);
-      const page = await events(`/v1/events?${params}`);
+      const page = await api(`/v1/events?${params}`);
       cursors[at + 1] = page.next_cursor;
       const previous = el("button", { type: "button", class: "secondary", disabled: at === 0 }, "Previous page");
       const next = el("button", { type: "button", class: "secondary", disabled: !page.next_cursor }, "Next page");
@@ -187,7 +182,7 @@ async function exportCsv(form, panel) {
   try {
     for (let page = 0; page < 100; page += 1) {
       if (cursor) params.set("cursor", cursor);
-      const response = await api(`/v1/events?${params}`, { credential: eventsCredential(), raw: true });
+      const response = await api(`/v1/events?${params}`, { raw: true });
       const text = await response.text();
       parts.push(page === 0 ? text : text.slice(text.indexOf("\n") + 1));
       cursor = response.headers.get("X-Next-Cursor");
@@ -205,12 +200,12 @@ async function exportCsv(form, panel) {
 async function matchingFailures(type) {
   const out = [];
   for (const status of ["failed", "dead"]) {
-    const params = new URLSearchParams({ tenant: session.tenant_id, status, limit: "1000", payload: "true" });
+    const params = new URLSearchParams({ status, limit: "1000", payload: "true" });
     if (type) params.set("type", type);
     let cursor = null;
     do {
       if (cursor) params.set("cursor", cursor);
-      const page = await events(`/v1/events?${params}`);
+      const page = await api(`/v1/events?${params}`);
       out.push(...page.events);
       cursor = page.next_cursor;
     } while (cursor);
@@ -223,7 +218,7 @@ function retryButton(row) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      await api(`/v1/events/${encodeURIComponent(row.event_id)}/retry`, { method: "POST", credential: eventsCredential() });
+      await api(`/v1/events/${encodeURIComponent(row.event_id)}/retry`, { method: "POST" });
       button.closest("tr").querySelector(".event-status").textContent = "queued for retry";
       button.textContent = "Queued";
     } catch (error) {
@@ -254,7 +249,7 @@ function openFailed(panel) {
     const errors = [];
     for (const row of matching) {
       try {
-        await api(`/v1/events/${encodeURIComponent(row.event_id)}/retry`, { method: "POST", credential: eventsCredential() });
+        await api(`/v1/events/${encodeURIComponent(row.event_id)}/retry`, { method: "POST" });
         done += 1;
       } catch (error) {
         errors.push(`${row.event_id}: ${error.message}`);

@@ -3,7 +3,6 @@
 // The pages hold no data of their own: everything shown is read from the API with the key.
 
 const KEY_STORE = "ip-api-key";
-const EVENTS_SECRET_STORE = "ip-events-secret";
 const THEME_STORE = "ip-theme";
 
 export class ApiError extends Error {
@@ -18,22 +17,16 @@ export function storedKey() {
   return sessionStorage.getItem(KEY_STORE);
 }
 
-export function eventsCredential() {
-  // The events routes take the configured admin secret until they accept admin keys.
-  return sessionStorage.getItem(EVENTS_SECRET_STORE) || storedKey();
-}
-
 export function signOut() {
   sessionStorage.removeItem(KEY_STORE);
-  sessionStorage.removeItem(EVENTS_SECRET_STORE);
   location.reload();
 }
 
 /** fetch() an API path with the key; JSON answers are parsed, problems raise ApiError. */
-export async function api(path, { method = "GET", credential = storedKey(), raw = false } = {}) {
+export async function api(path, { method = "GET", raw = false } = {}) {
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${credential}`, Accept: "application/json" },
+    headers: { Authorization: `Bearer ${storedKey()}`, Accept: "application/json" },
   });
   if (!response.ok) {
     let title = `HTTP ${response.status}`;
@@ -182,7 +175,7 @@ export function setupThemeToggle(button) {
 }
 
 /** Show the sign-in form until a key is given; resolve with the key's session (`GET /v1/session`). */
-export function signIn({ withEventsSecret = false } = {}) {
+export function signIn() {
   const form = document.getElementById("signin-form");
   const box = document.getElementById("signin");
   const app = document.getElementById("app");
@@ -209,10 +202,6 @@ export function signIn({ withEventsSecret = false } = {}) {
         return;
       }
       sessionStorage.setItem(KEY_STORE, key);
-      if (withEventsSecret) {
-        const secret = form.elements.namedItem("events-secret").value.trim();
-        if (secret) sessionStorage.setItem(EVENTS_SECRET_STORE, secret);
-      }
       attempt();
     });
     if (storedKey()) attempt();

@@ -158,6 +158,7 @@ def requeue_dead_events(context: OpExecutionContext, config: RequeueConfig, ware
         count = log.requeue(
             conn,
             datetime.now(UTC),
+            tenant_id=None,  # the deployment's engineer: every tenant's events, as process_events applies them
             event_ids=config.event_ids,
             statuses_=[config.status],
             event_type=config.event_type,

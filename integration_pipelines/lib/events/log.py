@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_pipelines.lib.events.models import InboxEvent
 from integration_pipelines.lib.warehouse.schema import integration_events_log as log_table
+from integration_pipelines.lib.warehouse.types import UTCDateTime
 
 RETAINED_STATUSES = ("pending", "failed", "dead")  # never removed by retention
 
@@ -143,6 +144,7 @@ def requeue(
     conn: Connection,
     now: datetime,
     *,
+    tenant_id: str | None,
     event_ids: Sequence[str] = (),
     statuses_: Sequence[str] = ("dead",),
     event_type: str | None = None,
@@ -150,9 +152,12 @@ def requeue(
     until: datetime | None = None,
 ) -> int:
     """Make events due now with a fresh count of attempts: the given ids, or every event of the
-    given statuses (dead, by default) matching the filters. Returns how many."""
+    given statuses (dead, by default) matching the filters; of `tenant_id` only (None: of every
+    tenant, for an engineer acting for the whole deployment). Returns how many."""
     c = log_table.c
     where: list[ColumnElement[bool]] = [c.status.in_(list(statuses_) if not event_ids else ["dead", "failed"])]
+    if tenant_id is not None:
+        where.append(c.tenant_id == tenant_id)
     if event_ids:
         where.append(c.event_id.in_(list(event_ids)))
     if event_type:
@@ -204,9 +209,10 @@ LISTED_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class LogFilter:
-    """What `GET /v1/events` asks for: filters, and the page after `after` (received_at, event_id)."""
+    """What `GET /v1/events` asks for: one tenant's events (always: a page never mixes tenants),
+    filters, and the page after `after` (received_at, event_id)."""
 
-    tenant_id: str | None = None
+    tenant_id: str
     event_type: str | None = None
     status: str | None = None
     user_id: int | None = None
@@ -216,14 +222,10 @@ class LogFilter:
 
 
 def page(conn: Connection, where: LogFilter, limit: int, *, with_payload: bool = False) -> list[dict[str, Any]]:
-    """One page of the log, newest received first (keyset paging on received_at, event_id)."""
-    from sqlalchemy import tuple_
-
+    """One page of a tenant's log, newest received first (keyset paging on received_at, event_id)."""
     c = log_table.c
     columns = [c[name] for name in LISTED_COLUMNS] + ([c.payload] if with_payload else [])
-    conditions = []
-    if where.tenant_id:
-        conditions.append(c.tenant_id == where.tenant_id)
+    conditions = [c.tenant_id == where.tenant_id]
     if where.event_type:
         conditions.append(c.event_type == where.event_type)
     if where.status:
@@ -235,10 +237,14 @@ def page(conn: Connection, where: LogFilter, limit: int, *, with_payload: bool =
     if where.until:
         conditions.append(c.received_at < where.until)
     if where.after:
-        conditions.append(tuple_(c.received_at, c.event_id) < tuple_(*where.after))
+        received, event_id = where.after
+        after = tuple_(bindparam("after_received", received, type_=UTCDateTime()), bindparam("after_id", event_id))
+        conditions.append(tuple_(c.received_at, c.event_id) < after)
     stmt = select(*columns).where(*conditions).order_by(c.received_at.desc(), c.event_id.desc()).limit(limit)
     return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
-def status_of(conn: Connection, event_id: str) -> str | None:
-    return conn.execute(select(log_table.c.status).where(log_table.c.event_id == event_id)).scalar()
+def status_of(conn: Connection, event_id: str, tenant_id: str) -> str | None:
+    """The status of this tenant's event; None when the log holds no such event of this tenant."""
+    c = log_table.c
+    return conn.execute(select(c.status).where(c.event_id == event_id, c.tenant_id == tenant_id)).scalar()

@@ -188,7 +188,10 @@ def test_a_failing_source_is_retried_with_backoff_then_dead_and_requeued(warehou
     clock[0] += timedelta(days=1)
     assert processor.process_due().outcomes == {}  # dead events wait for an engineer
     with warehouse.begin() as conn:
-        assert log.requeue(conn, clock[0], event_ids=[event_id]) == 1
+        assert log.requeue(conn, clock[0], tenant_id="another-college", event_ids=[event_id]) == 0
+        assert log.status_of(conn, event_id, "another-college") is None
+        assert log.status_of(conn, event_id, TENANT) == "dead"
+        assert log.requeue(conn, clock[0], tenant_id=TENANT, event_ids=[event_id]) == 1
     row = log_rows(warehouse)[event_id]
     assert (row["status"], row["retry_count"]) == ("failed", 0)
 
