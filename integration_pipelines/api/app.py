@@ -15,6 +15,8 @@ from integration_pipelines.api.problems import install_problem_handlers
 from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.settings import Settings, get_settings
 
+API_THREADS = 40  # anyio's default thread limiter, which runs FastAPI's sync routes
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for one warehouse. The engine opens lazily and closes with the app."""
@@ -22,7 +24,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.engine = create_warehouse_engine(settings.warehouse_url)
+        # One pooled connection per request thread (FastAPI runs sync routes on a pool of 40):
+        # a smaller pool opens and closes a connection per request under load (on PostgreSQL a
+        # login, on SQLite the connection's set-up), which costs more than the whole profile read.
+        app.state.engine = create_warehouse_engine(settings.warehouse_url, pool_size=API_THREADS, max_overflow=0)
         try:
             yield
         finally:
