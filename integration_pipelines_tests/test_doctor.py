@@ -39,6 +39,8 @@ def test_the_full_token_passes(sandbox):
     result = doctor(sandbox, sandbox.config.moodle_token)
     assert result.exit_code == 0, result.output
     assert "MISSING" not in result.output and "OK:" in result.output
+    # Completions come from each user's courses: the doctor checks their completion is visible.
+    assert "checked: core_enrol_get_users_courses" in result.output
 
 
 def test_a_limited_token_names_each_missing_capability_and_exits_non_zero(sandbox):

@@ -26,7 +26,8 @@ CAPABILITIES: dict[str, str] = {
     "moodle/course:view": "courses the service user is not enrolled in (every course function; without it: "
     "errorcoursecontextnotvalid)",
     "moodle/course:update": "the courses' idnumber in core_course_get_courses (how a course links to its Zoho class)",
-    "moodle/course:viewparticipants": "core_enrol_get_enrolled_users: who is enrolled in each course",
+    "moodle/course:viewparticipants": "core_enrol_get_enrolled_users: who is enrolled in each course (and the "
+    "courses core_enrol_get_users_courses lists)",
     "moodle/course:enrolreview": "the onlysuspended option of core_enrol_get_enrolled_users (suspended enrolments)",
     "moodle/user:viewdetails": "users' profiles in core_user_get_users_by_field and the enrolled users",
     "moodle/site:viewuseridentity": "users' email (identity by email)",
@@ -37,7 +38,8 @@ CAPABILITIES: dict[str, str] = {
     "mod/assign:view": "mod_assign_get_grades (with mod/assign:grade; without them: no grades and the warning "
     "'No access rights in module context')",
     "mod/assign:grade": "mod_assign_get_grades: assignment grades, the change windows' signal",
-    "report/completion:view": "core_completion_get_course_completion_status for other users (cannotviewreport)",
+    "report/completion:view": "other users' course completion: core_completion_get_course_completion_status "
+    "(cannotviewreport) and the completed flag of core_enrol_get_users_courses (null without it)",
 }
 
 # The functions a sync calls, and what each feeds.
@@ -48,7 +50,8 @@ FUNCTIONS: dict[str, str] = {
     "core_user_get_users_by_field": "users",
     "gradereport_user_get_grade_items": "grade items and grades",
     "mod_assign_get_grades": "the change windows' assignment grades",
-    "core_completion_get_course_completion_status": "course completions",
+    "core_enrol_get_users_courses": "course completions (which enrolments are completed)",
+    "core_completion_get_course_completion_status": "course completions (when a course was completed)",
 }
 
 # The capabilities a function needs beyond entering the course (moodle/course:view, whose lack
@@ -59,6 +62,7 @@ CAPABILITY_OF_FUNCTION: dict[str, tuple[str, ...]] = {
     "core_user_get_users_by_field": ("moodle/user:viewdetails",),
     "gradereport_user_get_grade_items": ("gradereport/user:view", "moodle/grade:viewall"),
     "mod_assign_get_grades": ("mod/assign:view", "mod/assign:grade"),
+    "core_enrol_get_users_courses": ("report/completion:view",),
     "core_completion_get_course_completion_status": ("report/completion:view",),
 }
 # Errors that say which capability is missing whatever the function.
@@ -151,7 +155,8 @@ def _permission_denied(diagnosis: Diagnosis, wsfunction: str, exc: MoodleWSError
 def diagnose(client: Any, *, crm_field: str | None = None, sample_users: int = 5) -> Diagnosis:
     """Ask the site what the token can do, in a handful of requests: the functions its service
     offers (site info), then the course list, one course's enrolled users (a few), their
-    profiles, that course's gradebook, one assignment's grades and one completion status. Each
+    profiles, that course's gradebook, one assignment's grades, one student's courses with their
+    completion, and one completion status. Each
     refusal, hidden field or warning-only answer becomes a finding naming what to grant.
 
     A refused step leaves the steps that need its answer unchecked (say, the enrolled users
@@ -198,7 +203,7 @@ def diagnose(client: Any, *, crm_field: str | None = None, sample_users: int = 5
         diagnosis.unchecked += [
             "users' identity fields (core_enrol_get_enrolled_users, core_user_get_users_by_field)",
             "the gradebook (gradereport_user_get_grade_items), assignment grades (mod_assign_get_grades), "
-            "completions (core_completion_get_course_completion_status)",
+            "completions (core_enrol_get_users_courses, core_completion_get_course_completion_status)",
         ]
 
     if users and "core_user_get_users_by_field" in can_call:
@@ -241,6 +246,24 @@ def diagnose(client: Any, *, crm_field: str | None = None, sample_users: int = 5
             diagnosis.checked.append("mod_assign_get_grades: one assignment")
 
     student = next((u for u in users if any(r.get("shortname") == "student" for r in u.get("roles") or [])), None)
+    if course is not None and student is not None and "core_enrol_get_users_courses" in can_call:
+        # Moodle refuses nothing here: without report/completion:view it answers `completed` null.
+        try:
+            listed = client.call("core_enrol_get_users_courses", userid=int(student["id"]), returnusercount=False)
+        except MoodleWSError as exc:
+            if not _permission_denied(diagnosis, "core_enrol_get_users_courses", exc):
+                raise
+        else:
+            tracking = [c for c in listed or [] if c.get("enablecompletion")]
+            if any(c.get("completed") is None for c in tracking):
+                diagnosis.capability(
+                    "report/completion:view",
+                    f"core_enrol_get_users_courses answered no completion for user {student['id']}",
+                )
+            diagnosis.checked.append(
+                f"core_enrol_get_users_courses: {len(listed or [])} courses of one student, "
+                f"{len(tracking)} tracking completion"
+            )
     if (
         course is not None
         and student is not None
