@@ -75,6 +75,7 @@ REQUESTS_OF = {
     "core_enrol_get_enrolled_users": "enrolments",
     "core_user_get_users_by_field": "users",
     "gradereport_user_get_grade_items": "grades",
+    "core_enrol_get_users_courses": "completions",
     "core_completion_get_course_completion_status": "completions",
 }
 
@@ -111,6 +112,7 @@ def read_moodle_snapshot(
     *,
     completions: bool = True,
     known_completed: Collection[tuple[int, int]] = (),
+    known_open: Collection[tuple[int, int]] = (),
 ) -> Generator[RawRecord, None, dict[str, int]]:
     """The whole Moodle site as raw records: courses, enrolments (with their suspension), users,
     every grade item (assignments, manual items, course totals) and its grades. Returns the
@@ -120,10 +122,14 @@ def read_moodle_snapshot(
     `timemodified`, a grade's `gradedategraded`) and `UNKNOWN_SOURCE_TIME` otherwise, never the
     sync's clock: two snapshots of an unchanged site land the same raw rows.
 
-    With `completions`, each enrolment's course completion is asked too
-    (`core_completion_get_course_completion_status`, one request per enrolment), except in a
-    course that does not track completion (no call at all) and for the (course, user) pairs in
-    `known_completed` (a completion is for good: asked once). See `completion_record`."""
+    With `completions`, each enrolment's course completion lands too, at one request per user
+    (`core_enrol_get_users_courses`: which of the user's courses are completed) plus one per
+    enrolment completed since the last snapshot (`core_completion_get_course_completion_status`,
+    for its time: see `completion_record`), and one per suspended enrolment whose completion has
+    not landed yet, which Moodle leaves out of a user's courses (the crawl's docstring says what
+    becomes of them). A course that does not track completion costs nothing, nor do the (course,
+    user) pairs in `known_completed` (a completion is for good: asked once). `known_completions`
+    reads both sets from the raw layer."""
     items_seen: set[int | None] = set()
     unknown = UNKNOWN_SOURCE_TIME
     with make_client() as client:
@@ -131,8 +137,9 @@ def read_moodle_snapshot(
             grades=True,
             enrolment_status=True,
             concurrency=concurrency,
-            completions="per_enrolment" if completions else "none",
+            completions="per_user" if completions else "none",
             known_completed=known_completed,
+            known_open=known_open,
         ):
             if isinstance(record, MoodleCourse):
                 yield "courses", str(record.id), encode_json(record.data), course_modified_at(record.data)
@@ -196,20 +203,23 @@ def grade_records(grade: MoodleGrade, items_seen: set[int | None]) -> Iterator[R
         yield "grades", f"{grade.item_id}:{grade.user_id}", encode_json(payload), graded
 
 
-def completed_enrolments(conn: Connection, tenant: str) -> set[tuple[int, int]]:
-    """The (course, user) pairs the raw layer holds as completed: not asked again."""
-    return {
-        (int(c["courseid"]), int(c["userid"]))
-        for c in iter_raw_payloads(conn, tenant, "moodle", "completions")
-        if c.get("completed")
-    }
+def known_completions(conn: Connection, tenant: str) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """The (course, user) pairs whose completion the raw layer holds: those completed (no
+    enrolment is asked again once completed) and the others, not completed or unknown (a
+    suspended enrolment among them is not asked again: see `crawl_snapshot`)."""
+    completed: set[tuple[int, int]] = set()
+    open_: set[tuple[int, int]] = set()
+    for c in iter_raw_payloads(conn, tenant, "moodle", "completions"):
+        (completed if c.get("completed") else open_).add((int(c["courseid"]), int(c["userid"])))
+    return completed, open_
 
 
 def completion_record(completion: MoodleCompletion) -> RawRecord:
-    """A course completion status as a raw record, `<course>:<user>`: whether the user completed
-    the course, and when. Moodle's answer carries no completion time of the course itself, only
-    each criterion's; the course is complete when its criteria are (aggregation "all", 1), so
-    its time is the latest criterion's, and unknown (null) for "any"."""
+    """A course completion as a raw record, `<course>:<user>`: whether the user completed the
+    course, and when. Moodle's completion status carries no completion time of the course
+    itself, only each criterion's; the course is complete when its criteria are (aggregation
+    "all", 1), so its time is the latest criterion's, and unknown (null) for "any". An open
+    enrolment, known from the user's courses (`core_enrol_get_users_courses`), has neither."""
     data = completion.data
     criteria_times = [
         int(c["timecompleted"]) for c in data.get("completions") or [] if c.get("complete") and c.get("timecompleted")

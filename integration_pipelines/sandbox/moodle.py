@@ -994,15 +994,33 @@ class MoodleService:
         done = sum(1 for a in course.assignments if user_id in a.grades)
         return round(100 * done / len(course.assignments))
 
+    def _active_course_ids(self, u: MUser) -> list[int]:
+        """The courses of a user's *active* enrolments, as enrol_get_all_users_courses($userid, true)
+        lists them: a suspended enrolment is left out; a suspended account is not (Moodle filters the
+        enrolment's status, not the user's)."""
+        if u.is_teacher:
+            return self._teacher_course_ids(u.id)
+        return [e.course_id for e in self.college.user_enrolments.get(u.id, ()) if not e.m_deleted and e.m_status == 0]
+
     def get_users_courses(self, args: dict) -> list:
+        """A user's courses as Moodle 5.1 answers them (enrol/externallib.php): active enrolments only,
+        so a suspended enrolment's completion is not here (the crawl asks it one by one). A course the
+        service user cannot enter, or whose participants it may not see, is left out silently;
+        without report/completion:view (completion_can_view_data) the completion fields are null and
+        false, as they are in a course that tracks no completion."""
         user_id = p_int(args, "userid")
         count = p_bool(args, "returnusercount", True)
         u = self.college.users.get(user_id)
         if u is None or u.deleted:
             return []
+        if not (self.may("moodle/course:view") and self.may("moodle/course:viewparticipants")):
+            return []
+        sees_completion = self.may("report/completion:view")
         out = []
-        for cid in self._user_course_ids(u):
+        for cid in self._active_course_ids(u):
             c = self.college.courses[cid]
+            shown = c.completion_enabled and sees_completion
+            tracked = shown and not u.is_teacher
             d: dict[str, Any] = {
                 "id": c.id,
                 "shortname": c.shortname,
@@ -1022,11 +1040,11 @@ class MoodleService:
                     "showgrades": True,
                     "lang": "",
                     "enablecompletion": c.completion_enabled,
-                    "completionhascriteria": True,
-                    "completionusertracked": not u.is_teacher,
+                    "completionhascriteria": shown,
+                    "completionusertracked": tracked,
                     "category": c.categoryid,
-                    "progress": self._progress(c, u.id),
-                    "completed": (c.id, u.id) in self.college.completions,
+                    "progress": self._progress(c, u.id) if tracked else None,
+                    "completed": (c.id, u.id) in self.college.completions if shown else None,
                     "startdate": c.startdate,
                     "enddate": c.enddate,
                     "marker": 0,

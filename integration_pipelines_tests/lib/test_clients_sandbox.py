@@ -6,6 +6,7 @@ with tiny retry waits so the suite stays fast.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from integration_pipelines.lib.http import RetryPolicy
 from integration_pipelines.lib.moodle import MoodleAuthError, MoodleClient
+from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot
 from integration_pipelines.lib.zoho import (
     ZohoClient,
     ZohoClientCredentialsError,
@@ -324,16 +326,81 @@ def test_moodle_bad_token_is_one_clear_error(caplog: pytest.LogCaptureFixture) -
         assert bad not in text
 
 
-def test_moodle_completions_per_user_cost_one_call_per_user() -> None:
-    with sandbox(students=120, seed=4) as sb, moodle_client(sb) as client:
-        got = {}
-        for record in client.crawl_snapshot(grades=False, completions="per_user"):
-            got.setdefault(record.kind, []).append(record)
-        users = {e.user_id for e in got["enrolment"]}
-        assert client.counter["core_enrol_get_users_courses"] == len(users)
-        pairs = {(c.course_id, c.user_id) for c in got["completion"]}
-        assert pairs <= {(e.course_id, e.user_id) for e in got["enrolment"]}
-        assert all(c.completed is not None for c in got["completion"])
+def completion_snapshot(sb: Any, known: dict[tuple[int, int], Any]) -> tuple[dict, list, dict[str, int]]:
+    """A snapshot as `moodle_snapshot` reads it, knowing the completions `known` (those an earlier
+    one landed, as `known_completions` reads them): its completions by (course, user), the
+    (course, user) pairs it asked `core_completion_get_course_completion_status`, and its
+    requests."""
+    asked: list[tuple[int, int]] = []
+
+    def make_client() -> MoodleClient:
+        client = moodle_client(sb)
+        status = client.course_completion_status
+
+        def spied(course_id: int, user_id: int) -> dict[str, Any]:
+            asked.append((course_id, user_id))
+            return status(course_id, user_id)
+
+        client.course_completion_status = spied  # type: ignore[method-assign]
+        return client
+
+    completed = {pair for pair, c in known.items() if c["completed"]}
+    reading = Reading(
+        read_moodle_snapshot(make_client, 4, known_completed=completed, known_open=set(known) - completed)
+    )
+    completions = {}
+    for entity, record_id, payload, _at in reading:
+        if entity == "completions":
+            course, user = record_id.split(":")
+            completions[(int(course), int(user))] = json.loads(payload)
+    assert reading.result is not None
+    return completions, asked, reading.result
+
+
+def test_a_snapshot_asks_completion_status_only_for_enrolments_completed_since_the_last() -> None:
+    """One request per user with an open enrolment tells which enrolments are completed; only those
+    completed since the last snapshot are asked their time, and a suspended enrolment, which Moodle
+    leaves out of a user's courses, is asked until its completion has landed (the sandbox answers
+    it; core Moodle answers usernotenroled). The next snapshot, knowing the first one's
+    completions, asks no completion status at all."""
+    with sandbox(students=150, seed=6) as sb:
+        col = sb.college
+        with sb.lock:
+            tracked = [c for c in col.courses.values() if c.completion_enabled]
+            live = [
+                (c, e)
+                for c in tracked
+                for e in c.enrolments
+                if e.user_id and not e.m_deleted and not col.users[e.user_id].deleted
+            ]
+            active = {(c.id, e.user_id) for c, e in live if e.m_status == 0}
+            suspended = {(c.id, e.user_id) for c, e in live if e.m_status == 1}
+            done = {pair for pair in active | suspended if pair in col.completions}
+            criteria = {
+                (c.id, e.user_id): max((a.grades[e.user_id].timemodified for a in c.assignments), default=None)
+                for c, e in live
+                if (c.id, e.user_id) in done
+            }
+            teachers = {(c.id, c.teacher_id) for c in tracked if not col.users[c.teacher_id].deleted}
+        assert active & done and active - done and suspended & done and suspended - done
+
+        first, asked, requests = completion_snapshot(sb, {})
+        users = {u for _, u in active | teachers}
+        assert requests["core_enrol_get_users_courses"] == len(users)
+        assert sorted(asked) == sorted((active & done) | suspended)
+        assert requests["core_completion_get_course_completion_status"] == len(asked)
+        # Every student enrolment of a course tracking completion, as the truth has it; a teacher
+        # is not in the completion report.
+        assert set(first) == active | suspended
+        assert {pair for pair, c in first.items() if c["completed"]} == done
+        assert {pair: c["timecompleted"] for pair, c in first.items() if c["completed"]} == criteria
+        assert all(c["timecompleted"] is None for pair, c in first.items() if pair not in done)
+
+        again, asked_again, requests_again = completion_snapshot(sb, first)
+        assert asked_again == [] and "core_completion_get_course_completion_status" not in requests_again
+        assert requests_again["core_enrol_get_users_courses"] == len({u for _, u in (active - done) | teachers})
+        assert set(again) == active - done, "what the users' courses say of their open enrolments"
+        assert not [c for c in again.values() if c["completed"]]
 
 
 def test_moodle_incremental_assignment_grades() -> None:

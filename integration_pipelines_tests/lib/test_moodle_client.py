@@ -463,7 +463,10 @@ class FakeSite:
             self.enrol[cid] = sorted(set(self.enrol[cid]))
         # Every fifth enrolment is suspended (Moodle's enrolment status, not the account's).
         self.suspended = {(cid, u) for cid, us in self.enrol.items() for u in us[::5]}
+        # Even users completed their courses, suspended enrolments included.
+        self.completed = {(cid, u) for cid, us in self.enrol.items() for u in us if u % 2 == 0}
         self.calls: list[str] = []
+        self.asked: list[tuple[int, int]] = []  # core_completion_get_course_completion_status's pairs
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = form(request)
@@ -494,18 +497,37 @@ class FakeSite:
                 },
             )
         if fn == "core_enrol_get_users_courses":
+            # Active enrolments only, as Moodle lists them.
             uid = int(body["userid"])
             return httpx.Response(
                 200,
                 json=[
-                    {"id": cid, "completed": uid % 2 == 0, "progress": 50.0}
+                    {
+                        "id": cid,
+                        "enablecompletion": True,
+                        "completionusertracked": True,
+                        "completed": (cid, uid) in self.completed,
+                        "progress": 100.0 if (cid, uid) in self.completed else 50.0,
+                    }
                     for cid, us in self.enrol.items()
-                    if uid in us
+                    if uid in us and (cid, uid) not in self.suspended
                 ],
             )
         if fn == "core_completion_get_course_completion_status":
+            pair = (int(body["courseid"]), int(body["userid"]))
+            self.asked.append(pair)
+            if pair in self.suspended:  # core Moodle tracks active enrolments only
+                return httpx.Response(
+                    200, json={"exception": "moodle_exception", "errorcode": "usernotenroled", "message": "?"}
+                )
+            done = pair in self.completed
+            criterion = {"complete": done, "timecompleted": 1_700_000_000 + pair[1] if done else None}
             return httpx.Response(
-                200, json={"completionstatus": {"completed": True, "completions": []}, "warnings": []}
+                200,
+                json={
+                    "completionstatus": {"completed": done, "aggregation": 1, "completions": [criterion]},
+                    "warnings": [],
+                },
             )
         return httpx.Response(200, json={"exception": "x", "errorcode": "invalidrecordunknown", "message": "?"})
 
@@ -534,8 +556,9 @@ def test_a_concurrent_crawl_yields_what_a_sequential_one_does_in_the_same_order(
     sequential_site, concurrent_site = (FakeSite(n_courses=12, n_users=330, per_course=45) for _ in range(2))
     sequential, _ = make_client(sequential_site, page_size=20)
     concurrent, _ = make_client(concurrent_site, page_size=20)
-    expected = list(sequential.crawl_snapshot(enrolment_status=True))
-    assert list(concurrent.crawl_snapshot(enrolment_status=True, concurrency=4)) == expected
+    expected = list(sequential.crawl_snapshot(enrolment_status=True, completions="per_user"))
+    assert list(concurrent.crawl_snapshot(enrolment_status=True, completions="per_user", concurrency=4)) == expected
+    assert {r.kind for r in expected} == {"course", "enrolment", "user", "grade", "completion"}
     assert Counter(concurrent_site.calls) == Counter(sequential_site.calls)
     assert concurrent.counter.total == sequential.counter.total
 
@@ -569,33 +592,128 @@ def test_snapshot_users_stream_before_the_crawl_ends() -> None:
     assert kinds.index("user") < last_course, "user batches must be yielded as they fill, not at the end"
 
 
-def test_completion_modes_cost_what_they_say() -> None:
+def test_completions_cost_one_request_per_user_and_one_per_newly_completed_enrolment() -> None:
     site = FakeSite(n_courses=3, n_users=20, per_course=10)
     client, _ = make_client(site)
-    records = list(client.crawl_snapshot(completions="per_user"))
-    comps = [r for r in records if isinstance(r, MoodleCompletion)]
-    users = {u for us in site.enrol.values() for u in us}
-    assert site.calls.count("core_enrol_get_users_courses") == len(users)
-    assert len(comps) == sum(len(v) for v in site.enrol.values())
-    assert all(c.progress == 50.0 and c.source == "core_enrol_get_users_courses" for c in comps)
+    records = list(client.crawl_snapshot(enrolment_status=True, completions="per_user"))
+    comps = {(c.course_id, c.user_id): c for c in records if isinstance(c, MoodleCompletion)}
+    pairs = {(cid, u) for cid, us in site.enrol.items() for u in us}
+    active = pairs - site.suspended
+    assert site.calls.count("core_enrol_get_users_courses") == len({u for _, u in active})
+    # The completed active enrolments are asked their time; the suspended ones one by one, and
+    # Moodle answers usernotenroled for them: they land as unknown, not to be asked again.
+    assert sorted(site.asked) == sorted((active & site.completed) | site.suspended)
+    assert set(comps) == pairs
+    for pair, c in comps.items():
+        if pair in site.suspended:
+            assert c.completed is None and c.source == "core_completion_get_course_completion_status"
+        elif pair in site.completed:
+            assert c.completed is True and c.source == "core_completion_get_course_completion_status"
+            assert c.data["completions"][0]["timecompleted"] == 1_700_000_000 + pair[1]
+        else:
+            assert c.completed is False and c.source == "core_enrol_get_users_courses" and c.progress == 50.0
 
-    site2 = FakeSite(n_courses=3, n_users=20, per_course=10)
-    client2, _ = make_client(site2)
-    comps2 = [r for r in client2.crawl_snapshot(completions="per_enrolment") if r.kind == "completion"]
-    assert site2.calls.count("core_completion_get_course_completion_status") == sum(
-        len(v) for v in site2.enrol.values()
-    )
-    assert all(c.completed is True for c in comps2)
+    # A completion is for good, and a suspended enrolment's has landed: the next crawl asks the
+    # users with an open enrolment their courses, and no completion status at all.
+    site.calls.clear()
+    site.asked.clear()
+    known = {p for p, c in comps.items() if c.completed}
+    again = [
+        r
+        for r in client.crawl_snapshot(
+            enrolment_status=True, completions="per_user", known_completed=known, known_open=set(comps) - known
+        )
+        if isinstance(r, MoodleCompletion)
+    ]
+    open_ = active - known
+    assert site.calls.count("core_enrol_get_users_courses") == len({u for _, u in open_})
+    assert site.asked == []
+    assert {(c.course_id, c.user_id) for c in again} == open_
+    # A suspended enrolment whose completion never landed is asked again.
+    site.asked.clear()
+    list(client.crawl_snapshot(enrolment_status=True, completions="per_user", known_completed=known))
+    assert sorted(site.asked) == sorted(site.suspended - known)
     with pytest.raises(ValueError):
-        list(client.crawl_snapshot(completions="everything"))  # type: ignore[arg-type]
+        list(client.crawl_snapshot(completions="per_enrolment"))  # type: ignore[arg-type]
 
 
-def test_per_enrolment_completion_stops_on_nocriteriaset() -> None:
+def test_a_suspended_enrolment_is_asked_its_completion_and_lands_where_the_site_answers() -> None:
+    """A site whose completion report counts suspended enrolments (as the sandbox does) answers."""
+    site = FakeSite(n_courses=2, n_users=12, per_course=6)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = form(request)
+        if body["wsfunction"] == "core_completion_get_course_completion_status":
+            pair = (int(body["courseid"]), int(body["userid"]))
+            site.asked.append(pair)
+            done = pair in site.completed
+            return httpx.Response(200, json={"completionstatus": {"completed": done, "completions": []}})
+        return site(request)
+
+    client, _ = make_client(handler)
+    comps = [r for r in client.crawl_snapshot(enrolment_status=True, completions="per_user") if r.kind == "completion"]
+    suspended = {(c.course_id, c.user_id): c.completed for c in comps if (c.course_id, c.user_id) in site.suspended}
+    assert suspended == {p: p in site.completed for p in site.suspended}
+    assert len(comps) == len({(c.course_id, c.user_id) for c in comps}), "each enrolment once"
+
+
+def test_untracked_users_and_courses_without_completion_land_nothing_and_cost_nothing() -> None:
+    site = FakeSite(n_courses=3, n_users=12, per_course=6)
+    site.courses[0]["enablecompletion"] = 0
+    no_completion, teacher_course = site.courses[0]["id"], site.courses[1]["id"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = site(request)
+        if form(request)["wsfunction"] == "core_enrol_get_users_courses":
+            listed = response.json()
+            for course in listed:
+                if course["id"] == no_completion:
+                    course.update(enablecompletion=False, completionusertracked=False, completed=None, progress=None)
+                elif course["id"] == teacher_course:  # the user is not in its completion report
+                    course.update(completionusertracked=False, completed=False, progress=None)
+            return httpx.Response(200, json=listed)
+        return response
+
+    client, _ = make_client(handler)
+    comps = [r for r in client.crawl_snapshot(enrolment_status=True, completions="per_user") if r.kind == "completion"]
+    assert comps and not [c for c in comps if c.course_id == no_completion]
+    # In the other course, only its suspended enrolments land (as unknown: usernotenroled).
+    assert {(c.course_id, c.user_id) for c in comps if c.course_id == teacher_course} == {
+        p for p in site.suspended if p[0] == teacher_course
+    }
+    assert not [p for p in site.asked if p[0] == no_completion]
+    assert {p for p in site.asked if p[0] == teacher_course} == {p for p in site.suspended if p[0] == teacher_course}
+    # Only users with an active enrolment in a course tracking completion are asked their courses.
+    tracked = {u for c, us in site.enrol.items() if c != no_completion for u in us if (c, u) not in site.suspended}
+    assert tracked < {u for us in site.enrol.values() for u in us}
+    assert site.calls.count("core_enrol_get_users_courses") == len(tracked)
+
+
+def test_completions_the_service_user_may_not_see_are_a_permission_error() -> None:
+    """Without report/completion:view, core_enrol_get_users_courses answers `completed` null."""
+    site = FakeSite(n_courses=1, n_users=5, per_course=5)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = site(request)
+        if form(request)["wsfunction"] == "core_enrol_get_users_courses":
+            listed = [
+                {**c, "completed": None, "completionusertracked": False, "progress": None} for c in response.json()
+            ]
+            return httpx.Response(200, json=listed)
+        return response
+
+    client, _ = make_client(handler)
+    with pytest.raises(MoodlePermissionError, match="report/completion:view"):
+        list(client.crawl_snapshot(completions="per_user"))
+
+
+def test_a_course_without_criteria_is_asked_once_for_its_suspended_enrolments() -> None:
     site = FakeSite(n_courses=1, n_users=10, per_course=10)
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if form(request)["wsfunction"] == "core_completion_get_course_completion_status":
-            site.calls.append("core_completion_get_course_completion_status")
+        fn = form(request)["wsfunction"]
+        if fn == "core_completion_get_course_completion_status":
+            site.calls.append(fn)
             return httpx.Response(
                 200,
                 json={
@@ -604,12 +722,17 @@ def test_per_enrolment_completion_stops_on_nocriteriaset() -> None:
                     "message": "No completion criteria set for this course",
                 },
             )
-        return site(request)
+        response = site(request)
+        if fn == "core_enrol_get_users_courses":  # no criteria: nobody completes it
+            return httpx.Response(200, json=[{**c, "completed": False} for c in response.json()])
+        return response
 
     client, _ = make_client(handler)
-    records = list(client.crawl_snapshot(completions="per_enrolment"))
+    records = list(client.crawl_snapshot(enrolment_status=True, completions="per_user"))
+    assert len(site.suspended) > 1
     assert site.calls.count("core_completion_get_course_completion_status") == 1
-    assert not [r for r in records if r.kind == "completion"]
+    comps = {(r.course_id, r.user_id) for r in records if r.kind == "completion"}
+    assert comps == {(site.courses[0]["id"], u) for u in site.enrol[site.courses[0]["id"]]} - site.suspended
 
 
 def test_crawl_skips_a_course_that_vanished() -> None:

@@ -1,5 +1,6 @@
 """The snapshot crawl keeps `concurrency` requests in flight in every phase (enrolled users, users
-by id, grade reports, completions), never more, and answers the same whatever the concurrency."""
+by id, grade reports, users' courses and completion statuses), never more, and answers the same
+whatever the concurrency."""
 
 from __future__ import annotations
 
@@ -58,13 +59,20 @@ def test_users_are_fetched_concurrently_even_when_no_course_is_left_to_read() ->
     assert sorted(r.id for r in records if r.kind == "user") == sorted(site.site.users)
 
 
-def test_per_user_completions_are_read_concurrently_and_in_order() -> None:
+def test_completions_are_read_concurrently_and_in_order() -> None:
+    # Each user's courses, then the completion status of those completed since the last crawl
+    # (and of the suspended enrolments): all on the one pool, `concurrency` in flight.
     site = InFlight(FakeSite(n_courses=3, n_users=40, per_course=20))
     client, _ = make_client(site)
-    records = list(client.crawl_snapshot(grades=False, completions="per_user", concurrency=4))
+    known = {(10, u) for u in range(1000, 1040, 4)}
+    crawl = {"grades": False, "enrolment_status": True, "completions": "per_user", "known_completed": known}
+    records = list(client.crawl_snapshot(**crawl, concurrency=4))
+    assert site.most == 4
     assert site.peak["core_enrol_get_users_courses"] == 4
+    assert site.peak["core_completion_get_course_completion_status"] == 4
     sequential, _ = make_client(FakeSite(n_courses=3, n_users=40, per_course=20))
-    assert records == list(sequential.crawl_snapshot(grades=False, completions="per_user"))
+    assert records == list(sequential.crawl_snapshot(**crawl))
+    assert any(r.kind == "completion" and r.completed for r in records)
 
 
 def test_a_crawl_stopped_early_cancels_what_it_queued() -> None:

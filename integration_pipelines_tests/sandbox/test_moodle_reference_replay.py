@@ -28,9 +28,14 @@ EXTRA_KEYS = {
 }
 # The later captures' items were graded with no submission (gradedatesubmitted null); the
 # sandbox's students submit first.
+# core_enrol_get_users_courses answers `completed` and `progress` null in a course that tracks no
+# completion (enrol/externallib.php leaves them null unless `enablecompletion`); every course of the
+# capture tracked completion, some of the sandbox's do not.
 EXTRA_TYPES = {
     "$.usergrades[].gradeitems[].scaleid": {"number"},
     "$.usergrades[].gradeitems[].gradedatesubmitted": {"number"},
+    "$[].completed": {"null"},
+    "$[].progress": {"null"},
 }
 # user_get_user_details() leaves these out when empty (the reference's admin user has none of
 # them); sandbox users matched by email only have no idnumber.

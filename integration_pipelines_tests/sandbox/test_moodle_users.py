@@ -89,3 +89,46 @@ def test_post_form_is_accepted(moodle):
         [("wsfunction", "core_user_get_users_by_field"), ("field", "username"), ("values[0]", "admin")], method="POST"
     )
     assert answer[0]["username"] == "admin"
+
+
+def test_users_courses_lists_active_enrolments_only(moodle, sandbox):
+    """As enrol_get_all_users_courses($userid, true): a suspended enrolment is left out, a suspended
+    account's active enrolments are not; completion fields are null where completion is not tracked."""
+    col = sandbox.college
+
+    def listed(user_id: int) -> dict[int, dict]:
+        answer = moodle(f"wsfunction=core_enrol_get_users_courses&userid={user_id}&returnusercount=0")
+        return {c["id"]: c for c in answer}
+
+    def live(user_id: int) -> list:
+        return [e for e in col.user_enrolments.get(user_id, ()) if not e.m_deleted]
+
+    mixed = next(
+        u
+        for u in col.users.values()
+        if not u.deleted and {e.m_status for e in live(u.id)} == {0, 1} and not u.is_teacher
+    )
+    assert set(listed(mixed.id)) == {e.course_id for e in live(mixed.id) if e.m_status == 0}
+    suspended_account = next(
+        u for u in col.users.values() if u.suspended and not u.deleted and any(e.m_status == 0 for e in live(u.id))
+    )
+    assert set(listed(suspended_account.id)) == {e.course_id for e in live(suspended_account.id) if e.m_status == 0}
+
+    untracked = next(
+        (u.id, e.course_id)
+        for u in col.users.values()
+        if not u.deleted
+        for e in live(u.id)
+        if e.m_status == 0 and not col.courses[e.course_id].completion_enabled
+    )
+    course = listed(untracked[0])[untracked[1]]
+    assert course["enablecompletion"] is False and course["completionusertracked"] is False
+    assert course["completed"] is None and course["progress"] is None
+
+
+def test_users_courses_leave_out_what_the_service_user_may_not_see(moodle, sandbox):
+    """A token that cannot enter the courses (no moodle/course:view) gets no course, and no error."""
+    student = next(e.user_id for c in sandbox.college.courses.values() for e in c.enrolments if e.m_status == 0)
+    query = f"wsfunction=core_enrol_get_users_courses&userid={student}"
+    assert moodle(query)
+    assert moodle(query, token=sandbox.config.moodle_limited_token) == []

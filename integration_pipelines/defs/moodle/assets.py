@@ -26,7 +26,7 @@ from integration_pipelines.lib.moodle.capabilities import diagnose
 from integration_pipelines.lib.raw_sync import RawLander, land_moodle_snapshot
 from integration_pipelines.lib.source_reads import (
     Reading,
-    completed_enrolments,
+    known_completions,
     read_moodle_grade_changes,
     read_moodle_snapshot,
     requests_by_entity,
@@ -81,9 +81,13 @@ MOODLE_KINDS = {"moodle"}
             group_name="moodle",
             kinds=MOODLE_KINDS,
             description="Course completions, one per enrolment of a course that tracks completion: whether "
-            "and when the user completed it. A completion is for good, so an enrolment landed as completed "
-            "is not asked again; a course without completion enabled costs no request. Its `requests` are "
-            "the core_completion_get_course_completion_status calls.",
+            "and when the user completed it. Each user's courses say which are completed "
+            "(core_enrol_get_users_courses, one request per user with an open enrolment); an enrolment "
+            "completed since the last snapshot is asked its completion time "
+            "(core_completion_get_course_completion_status, once: a completion is for good), as is a "
+            "suspended enrolment, which Moodle leaves out of a user's courses, until its completion has "
+            "landed. A course without completion enabled costs no request. Its `requests` are the calls of "
+            "both functions.",
         ),
     ],
     pool="moodle_api",
@@ -110,9 +114,14 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
             )
         context.log.info(diagnosis.report())
     with warehouse.begin() as conn:
-        known_completed = completed_enrolments(conn, warehouse.tenant)
+        known_completed, known_open = known_completions(conn, warehouse.tenant)
         reader = Reading(
-            read_moodle_snapshot(moodle.client_factory(), moodle.concurrency, known_completed=known_completed)
+            read_moodle_snapshot(
+                moodle.client_factory(),
+                moodle.concurrency,
+                known_completed=known_completed,
+                known_open=known_open,
+            )
         )
         results = land_moodle_snapshot(conn, warehouse.tenant, reader)
         for entity, counts in results.items():

@@ -456,17 +456,23 @@ class MoodleClient:
         return answer.get("completionstatus") or {}
 
     def iter_user_courses(self, user_id: int) -> Iterator[dict[str, Any]]:
-        """``core_enrol_get_users_courses``: a user's courses with ``completed`` and ``progress``."""
+        """``core_enrol_get_users_courses``: a user's courses with ``completed`` and ``progress``.
+
+        Moodle lists the user's *active* enrolments only (a suspended enrolment, or one out of its
+        dates, is left out; a suspended account's enrolments are not), and of those the courses
+        the service user may enter and see the participants of. ``completed`` and ``progress`` are
+        null, and ``completionusertracked`` false, where the course tracks no completion or the
+        service user may not view other users' completion (``report/completion:view``)."""
         yield from self.call("core_enrol_get_users_courses", userid=int(user_id), returnusercount=False) or []
 
     def iter_user_completions(
-        self, user_id: int, course_ids: Iterable[int] | None = None
+        self, user_id: int, course_ids: Collection[int] | None = None
     ) -> Iterator[MoodleCompletion]:
-        """Course completion of one user in all their courses with **one** request."""
-        wanted = None if course_ids is None else {int(c) for c in course_ids}
+        """Course completion of one user in all their courses (of ``course_ids``, when given)
+        with **one** request; ``data`` keeps the answer's completion flags."""
         for course in self.iter_user_courses(user_id):
             cid = int(course["id"])
-            if wanted is not None and cid not in wanted:
+            if course_ids is not None and cid not in course_ids:
                 continue
             completed = course.get("completed")
             progress = course.get("progress")
@@ -550,6 +556,7 @@ class MoodleClient:
         skip_missing_courses: bool = True,
         concurrency: int = 1,
         known_completed: Collection[tuple[int, int]] = (),
+        known_open: Collection[tuple[int, int]] = (),
     ) -> Iterator[SnapshotRecord]:
         """The whole site, streamed record by record: see :func:`crawl.crawl_snapshot`."""
         return crawl.crawl_snapshot(
@@ -562,4 +569,5 @@ class MoodleClient:
             skip_missing_courses=skip_missing_courses,
             concurrency=concurrency,
             known_completed=known_completed,
+            known_open=known_open,
         )

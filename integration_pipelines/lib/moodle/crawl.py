@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from integration_pipelines.lib.moodle.errors import MoodleNotFound, MoodleWSError
+from integration_pipelines.lib.moodle.capabilities import CAPABILITY_OF_FUNCTION
+from integration_pipelines.lib.moodle.errors import MoodleNotFound, MoodlePermissionError, MoodleWSError
 from integration_pipelines.lib.moodle.records import (
     CompletionMode,
     MoodleCompletion,
@@ -37,6 +38,7 @@ def crawl_snapshot(
     skip_missing_courses: bool = True,
     concurrency: int = 1,
     known_completed: Collection[tuple[int, int]] = (),
+    known_open: Collection[tuple[int, int]] = (),
 ) -> Iterator[SnapshotRecord]:
     """Walk the site and stream every record, routed by ``record.kind``.
 
@@ -57,43 +59,74 @@ def crawl_snapshot(
 
        - ``"none"`` (default): no completion records. The crawl costs
          ``1 + C·pages + C + ceil(U/100) <= 3·C + U/100`` requests.
-       - ``"per_user"``: ``core_enrol_get_users_courses`` once per distinct user gives
-         ``completed`` and ``progress`` for all of that user's courses: **+U** requests.
-       - ``"per_enrolment"``: ``core_completion_get_course_completion_status`` per
-         enrolment in courses with completion enabled, with the criteria detail:
-         **+ one request per enrolment** of a course with completion enabled
-         (``enablecompletion``; a course without it costs no call, and one answering
-         ``nocriteriaset`` or ``completionnotenabled`` is skipped after its first call), less
-         the (course, user) pairs in ``known_completed``: a completion is for good, so an
-         enrolment known to be completed needs no asking again.
+       - ``"per_user"``: after the courses and the users, ``core_enrol_get_users_courses``
+         once per user with an *open* enrolment (one not known suspended, in a course with
+         ``enablecompletion``, its (course, user) pair not in ``known_completed``): its answer
+         holds each of the user's courses with ``enablecompletion``, ``completionusertracked``,
+         ``completed`` and ``progress``. Of the crawled courses it lists, one the user is
+         tracked in (``enablecompletion`` and ``completionusertracked``, as Moodle's
+         completion report counts users) that is
 
-       Moodle core has no per-course completion function, so completions cannot fit the
-       ``3·C + U/100`` budget; the warehouse's canonical model has no completion table,
-       so the snapshot leaves them out unless asked. ``per_user`` is the cheapest
-       faithful source (U, not U·C).
+         - not completed lands a completion record ``completed: false``, at no cost;
+         - completed and not in ``known_completed`` is asked
+           ``core_completion_get_course_completion_status`` once, for the criteria and their
+           times (its completion time is derived from them:
+           ``source_reads.completion_record``), and lands what it answers;
+         - completed and in ``known_completed`` costs nothing: a completion is for good.
+
+         A user with no open enrolment costs nothing either. Without
+         ``report/completion:view`` Moodle answers ``completed`` null for every course: that
+         raises :class:`MoodlePermissionError`, as ``cannotviewreport`` does.
+
+         **Suspended enrolments.** Moodle lists a user's *active* enrolments only
+         (``enrol_get_all_users_courses($userid, true)``: a suspended enrolment, or one out of
+         its dates, is left out; a suspended account is not, its enrolments are). So, with
+         ``enrolment_status``, a suspended enrolment of a course with ``enablecompletion``
+         whose completion has not landed yet (in neither ``known_completed`` nor
+         ``known_open``) is asked ``core_completion_get_course_completion_status`` one by one,
+         right after its course's records. Core Moodle answers ``usernotenroled``
+         (``completion_info::is_tracked_user`` counts active enrolments only): the enrolment
+         then lands ``completed: null`` (Moodle will not say), so it is not asked again. One
+         whose completion landed while it was active keeps it (completions land by key, never
+         soft-deleted for being absent) and is not asked: on core Moodle that is what asking
+         every enrolment each time came to, at one request per suspended enrolment each
+         time. A site whose completion report counts suspended enrolments (the sandbox does)
+         answers, and the completion lands as for any other enrolment; one completed while
+         suspended, after that, shows through its ``course_completed`` event, or once the
+         enrolment is active again.
+
+         Cost: **+ one request per user with an open enrolment, + one per newly completed
+         enrolment, + one per suspended enrolment whose completion has not landed yet** (of
+         courses tracking completion). A course without ``enablecompletion`` costs nothing.
 
     **Concurrency.** Every request is a task on one pool of ``concurrency`` threads, whatever
     its phase: each course's enrolment pages, then its suspended enrolments and its grade
-    report side by side, each batch of users as soon as it fills, each course's or user's
-    completions. The pool's queue is kept ahead of the consumer by up to ``2 × concurrency``
-    courses, so ``concurrency`` requests stay in flight from the first course to the last
-    batch of users, not only while courses are read. The crawl waits on the site's answers and
-    on its consumer at the same time.
+    report side by side, each batch of users as soon as it fills, each course's suspended
+    enrolments' completion statuses, each user's courses and each newly completed enrolment's
+    completion status. The pool's queue is kept ahead of the consumer by up to
+    ``2 × concurrency`` courses (then users), so ``concurrency`` requests stay in flight from
+    the first course to the last user's completions, not only while courses are read. The
+    crawl waits on the site's answers and on its consumer at the same time.
 
     **Order.** Records arrive in the same order whatever the concurrency: per course, the
     course, its enrolments, its grades, then the user batches its enrolments filled, then its
-    per-enrolment completions; after the last course, the last (partial) user batch and the
-    per-user completions. Memory stays bounded by the window's courses' answers plus the set
-    of user ids seen so far; nothing holds a whole module.
+    suspended enrolments' completions; after the last course, the last (partial) user batch,
+    then the completions user by user (ascending id), each user's by course id. Memory stays
+    bounded by the window's courses' (or users') answers plus the user ids seen so far and the
+    suspended enrolments asked one by one; nothing holds a whole module.
     """
-    if completions not in ("none", "per_user", "per_enrolment"):
-        raise ValueError(f"completions must be none, per_user or per_enrolment, not {completions!r}")
+    if completions not in ("none", "per_user"):
+        raise ValueError(f"completions must be none or per_user, not {completions!r}")
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     window = 2 * concurrency
     seen_users: set[int] = set()
     pending: list[int] = []
     crawled_courses: set[int] = set()
+    # For completions: the users with an open enrolment, and the suspended enrolments, whose
+    # completion is asked (or known) one by one and which their users' courses must not repeat.
+    open_users: set[int] = set()
+    by_enrolment: set[tuple[int, int]] = set()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="moodle-crawl") as pool:
 
@@ -129,8 +162,11 @@ def crawl_snapshot(
         def users_batch(ids: list[int]) -> list[MoodleUser]:
             return list(client._users_batch(ids))
 
-        def course_completions(course_id: int, enrolled: list[int]) -> list[MoodleCompletion]:
-            return list(_course_status_completions(client, course_id, enrolled))
+        def status_completions(course_id: int, user_ids: list[int]) -> list[MoodleCompletion]:
+            return list(_course_status_completions(client, course_id, user_ids))
+
+        def suspended_completions(course_id: int, user_ids: list[int]) -> list[MoodleCompletion]:
+            return list(_course_status_completions(client, course_id, user_ids, unanswered=True))
 
         def user_completions(uid: int) -> list[MoodleCompletion]:
             return list(client.iter_user_completions(uid, crawled_courses))
@@ -149,7 +185,6 @@ def crawl_snapshot(
                     break
                 course, answer = reading.popleft()
                 yield course
-                crawled_courses.add(course.id)
                 try:
                     read = answer.result()
                 except MoodleNotFound as exc:
@@ -160,6 +195,7 @@ def crawl_snapshot(
                 finished = finish_course(read)
                 if finished is None:
                     continue
+                crawled_courses.add(course.id)
                 enrolments, course_grades = finished
                 for enrolment in enrolments:
                     yield enrolment
@@ -170,31 +206,95 @@ def crawl_snapshot(
                             after.append(pool.submit(users_batch, pending))
                             pending = []
                 yield from course_grades
-                enrolled = [e.user_id for e in enrolments]
-                if completions == "per_enrolment" and course.data.get("enablecompletion", 1):
-                    to_ask = [uid for uid in enrolled if (course.id, uid) not in known_completed]
-                    if to_ask:
-                        after.append(pool.submit(course_completions, course.id, to_ask))
-                if completions == "per_user" and not users:
-                    seen_users.update(enrolled)
+                if completions == "per_user" and course.data.get("enablecompletion", 1):
+                    one_by_one = []
+                    for e in enrolments:
+                        pair = (course.id, e.user_id)
+                        if e.suspended:
+                            by_enrolment.add(pair)
+                            if pair not in known_completed and pair not in known_open:
+                                one_by_one.append(e.user_id)
+                        elif pair not in known_completed:
+                            open_users.add(e.user_id)
+                    if one_by_one:
+                        after.append(pool.submit(suspended_completions, course.id, one_by_one))
             if users and pending:
                 yield from users_batch(pending)
             if completions == "per_user":
-                ahead: deque[Future[list[MoodleCompletion]]] = deque()
-                uids = iter(sorted(seen_users))
-                while True:
-                    while len(ahead) < window and (uid := next(uids, None)) is not None:
-                        ahead.append(pool.submit(user_completions, uid))
-                    if not ahead:
-                        break
-                    yield from ahead.popleft().result()
+                yield from _per_user_completions(
+                    pool,
+                    window,
+                    sorted(open_users),
+                    user_completions,
+                    status_completions,
+                    by_enrolment,
+                    known_completed,
+                )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _per_user_completions(
+    pool: ThreadPoolExecutor,
+    window: int,
+    user_ids: Sequence[int],
+    user_completions: Callable[[int], list[MoodleCompletion]],
+    status_completions: Callable[[int, list[int]], list[MoodleCompletion]],
+    by_enrolment: Collection[tuple[int, int]],
+    known_completed: Collection[tuple[int, int]],
+) -> Iterator[MoodleCompletion]:
+    """The completions of each user's courses, in user order: `user_completions` (one
+    `core_enrol_get_users_courses` each) kept `window` users ahead, and for each course the
+    user completed since the last snapshot, one `status_completions` task, its records in
+    their place."""
+    uids = iter(user_ids)
+    ahead: deque[Future[list[MoodleCompletion]]] = deque()
+    out: deque[list[MoodleCompletion] | Future[list[MoodleCompletion]]] = deque()
+    while True:
+        while len(ahead) < window and (uid := next(uids, None)) is not None:
+            ahead.append(pool.submit(user_completions, uid))
+        if out:
+            item = out.popleft()
+            yield from item if isinstance(item, list) else item.result()
+            continue
+        if not ahead:
+            return
+        for completion in sorted(ahead.popleft().result(), key=lambda c: c.course_id):
+            pair = (completion.course_id, completion.user_id)
+            data = completion.data
+            if pair in by_enrolment or not data.get("enablecompletion"):
+                continue
+            if completion.completed is None:
+                _refuse_hidden_completion(completion)
+            if not data.get("completionusertracked"):
+                continue  # not in the course's completion report (a teacher, say)
+            if not completion.completed:
+                out.append([completion])
+            elif pair not in known_completed:
+                out.append(pool.submit(status_completions, completion.course_id, [completion.user_id]))
+
+
+def _refuse_hidden_completion(completion: MoodleCompletion) -> None:
+    """`core_enrol_get_users_courses` answers `completed` null in a course tracking completion
+    when the service user may not view other users' completion (`completion_can_view_data`):
+    a refusal, not "unknown", like `cannotviewreport` from the completion status."""
+    wsfunction = "core_enrol_get_users_courses"
+    needed = " and ".join(CAPABILITY_OF_FUNCTION[wsfunction])
+    raise MoodlePermissionError(
+        f"Moodle {wsfunction} answered no completion for user {completion.user_id} in course "
+        f"{completion.course_id}, which tracks completion: the web service user lacks {needed} "
+        "(`integration-pipelines doctor` lists everything missing)",
+        wsfunction=wsfunction,
+        errorcode="nopermissions",
+        exception=None,
+        moodle_message="completed: null",
+    )
+
+
 # How Moodle says a course tracks no completion, and that a user is not (or no longer) enrolled:
-# a real 5.1 site answers `notenroled` for the service user itself, `usernotenroled` elsewhere.
-# `cannotviewreport` is a missing capability (report/completion:view): an error, never skipped.
+# a real 5.1 site answers `notenroled` for the service user itself, `usernotenroled` elsewhere
+# (a suspended enrolment included). `cannotviewreport` is a missing capability
+# (report/completion:view): an error, never skipped.
 COURSE_WITHOUT_COMPLETION = frozenset({"nocriteriaset", "completionnotenabled"})
 NOT_ENROLLED = frozenset({"usernotenroled", "notenroled"})
 
@@ -208,8 +308,11 @@ class _CourseRead:
 
 
 def _course_status_completions(
-    client: MoodleClient, course_id: int, user_ids: Sequence[int]
+    client: MoodleClient, course_id: int, user_ids: Sequence[int], *, unanswered: bool = False
 ) -> Iterator[MoodleCompletion]:
+    """Each user's completion status in a course; a user Moodle says is not enrolled (not in the
+    completion report) is skipped, or, with `unanswered`, yields `completed` None: Moodle will
+    not say."""
     for uid in user_ids:
         try:
             status = client.course_completion_status(course_id, uid)
@@ -217,6 +320,15 @@ def _course_status_completions(
             if exc.errorcode in COURSE_WITHOUT_COMPLETION:
                 return  # the course tracks no completion: no point asking for the others
             if exc.errorcode in NOT_ENROLLED:
+                if unanswered:
+                    yield MoodleCompletion(
+                        course_id=int(course_id),
+                        user_id=uid,
+                        completed=None,
+                        progress=None,
+                        source="core_completion_get_course_completion_status",
+                        data={},
+                    )
                 continue
             raise
         completed = status.get("completed")

@@ -69,7 +69,9 @@ class MoodleCompletion:
     """Course completion for one user in one course.
 
     ``progress`` (0-100) is only known from ``core_enrol_get_users_courses``;
-    ``data`` is the raw completion payload of whichever function produced it (``source``).
+    ``data`` is the raw completion payload of whichever function produced it (``source``):
+    its completion flags, or ``core_completion_get_course_completion_status``'s status with
+    each criterion and its time.
     """
 
     kind: ClassVar[str] = "completion"
@@ -107,4 +109,4 @@ class MoodleAssignGrade:
 
 SnapshotRecord = MoodleCourse | MoodleEnrolment | MoodleUser | MoodleGrade | MoodleCompletion
 
-CompletionMode = Literal["none", "per_user", "per_enrolment"]
+CompletionMode = Literal["none", "per_user"]
