@@ -21,13 +21,28 @@ def api() -> None:
 @api.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=int)
-def api_serve(host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes serving requests: up to one per core (each reads on API_THREADS threads).",
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="A log line per request.")
+def api_serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the profile API on the configured warehouse."""
     import uvicorn
 
-    from integration_pipelines.api import create_app
-
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
+    # Each worker process builds the app from the environment's settings.
+    uvicorn.run(
+        "integration_pipelines.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+    )
 
 
 @main.command()

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
         "Default: none (no CORS headers).",
     )
 
+    api_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        validation_alias="API_THREADS",
+        description="Threads per API process reading the warehouse (more processes: api serve --workers). "
+        "Default: 1 on SQLite, 2 on PostgreSQL.",
+    )
+
     college_name: str = Field(
         default="College", validation_alias="COLLEGE_NAME", description="The name receipts are issued in."
     )
@@ -142,6 +151,15 @@ class Settings(BaseSettings):
     def warehouse_backend(self) -> str:
         """`sqlite` or `postgresql`: the dialect name of the warehouse URL."""
         return self.warehouse_url.split(":", 1)[0].split("+", 1)[0]
+
+    @property
+    def api_read_threads(self) -> int:
+        """Threads per API process reading the warehouse (api/threads.py says why so few): one on
+        SQLite, whose driver hands the GIL over for every row; two on PostgreSQL, whose round trips
+        a second thread overlaps."""
+        if self.api_threads is not None:
+            return self.api_threads
+        return 1 if self.warehouse_backend == "sqlite" else 2
 
 
 def get_settings() -> Settings:

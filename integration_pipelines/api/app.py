@@ -12,10 +12,9 @@ from integration_pipelines.api.events import build_router as build_events_router
 from integration_pipelines.api.head import HeadAsGet
 from integration_pipelines.api.models import Problem
 from integration_pipelines.api.problems import install_problem_handlers
+from integration_pipelines.api.threads import configure_threads
 from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.settings import Settings, get_settings
-
-API_THREADS = 40  # anyio's default thread limiter, which runs FastAPI's sync routes
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,10 +23,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # One pooled connection per request thread (FastAPI runs sync routes on a pool of 40):
-        # a smaller pool opens and closes a connection per request under load (on PostgreSQL a
-        # login, on SQLite the connection's set-up), which costs more than the whole profile read.
-        app.state.engine = create_warehouse_engine(settings.warehouse_url, pool_size=API_THREADS, max_overflow=0)
+        configure_threads(app, settings.api_read_threads)
+        # One pooled connection per read thread: a smaller pool would open and close a connection
+        # per request under load (on PostgreSQL a login), which costs more than a profile read.
+        app.state.engine = create_warehouse_engine(
+            settings.warehouse_url, pool_size=settings.api_read_threads, max_overflow=0
+        )
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ configuration, connection tests and sync launches.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from integration_pipelines.api.auth import Admin, Reader
 from integration_pipelines.api.dagster_runs import DagsterLaunchError, launch_sync, run_url
 from integration_pipelines.api.problems import Problem, problem_responses
+from integration_pipelines.api.threads import run_waiting
 from integration_pipelines.lib.http import ClientError
 from integration_pipelines.lib.mapping import MappingError, load_mapping
 from integration_pipelines.lib.moodle.client import MoodleClient
@@ -190,9 +192,12 @@ def mapping_in_force(settings: Settings) -> FieldMappingInForce:
     summary="Call Moodle or Zoho once with the configured credentials and say what answered",
     responses=problem_responses(401, 403, 422),
 )
-def test_connection(request: Request, key: Admin, source: Literal["moodle", "zoho"]) -> ConnectionTest:
+async def test_connection(request: Request, key: Admin, source: Literal["moodle", "zoho"]) -> ConnectionTest:
     """200 either way: `ok` says whether the source answered the authenticated call, `error` why not."""
-    settings: Settings = request.app.state.settings
+    return await run_waiting(request, _test_connection, request.app.state.settings, source)
+
+
+def _test_connection(settings: Settings, source: Literal["moodle", "zoho"]) -> ConnectionTest:
     started = time.perf_counter()
     reached: dict[str, Any] = {}
     error = None
@@ -287,13 +292,13 @@ def sync_launcher(request: Request, key: Admin) -> SyncLauncher:
         },
     },
 )
-def start_sync(request: Request, key: Admin, job: Literal["full_sync", "incremental_sync"]) -> LaunchedRun:
+async def start_sync(request: Request, key: Admin, job: Literal["full_sync", "incremental_sync"]) -> LaunchedRun:
     """One run of the job, as the schedules start it (incremental_sync: yesterday's and today's windows)."""
     url = request.app.state.settings.dagster_webserver_url.strip()
     if not url:
         raise Problem(409, "Dagster not configured", "Set DAGSTER_WEBSERVER_URL to start syncs from the console.")
     try:
-        run_id = launch_sync(url, job, today=datetime.now(UTC).date())
+        run_id = await run_waiting(request, functools.partial(launch_sync, url, job, today=datetime.now(UTC).date()))
     except DagsterLaunchError as exc:
         raise Problem(502, "Dagster refused the run", str(exc)) from exc
     return LaunchedRun(job=job, run_id=run_id, run_url=run_url(url, run_id))

@@ -27,12 +27,12 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from integration_pipelines.api import models as m
 from integration_pipelines.api.auth import Admin
 from integration_pipelines.api.problems import Problem, problem_responses
 from integration_pipelines.api.profile import MAX_BIGINT, NO_NUL
+from integration_pipelines.api.threads import run_waiting
 from integration_pipelines.api.warehouse import read_connection, warehouse_errors
 from integration_pipelines.lib.events import log
 from integration_pipelines.lib.events.inbox import EventsInbox
@@ -113,9 +113,11 @@ def _store(inbox: EventsInbox, tenant_id: str, event_id: str, sender: Sender, bo
     return inbox.accept(event)
 
 
-async def _answer(inbox: EventsInbox, tenant_id: str, event_id: str, sender: Sender, body: dict) -> JSONResponse:
-    # The write fsyncs: off the event loop, so slow disks do not stall other requests.
-    accepted = await run_in_threadpool(_store, inbox, tenant_id, event_id, sender, body)
+async def _answer(
+    request: Request, inbox: EventsInbox, tenant_id: str, event_id: str, sender: Sender, body: dict
+) -> JSONResponse:
+    # The write fsyncs: off the event loop and the read threads, so a slow disk stalls neither.
+    accepted = await run_waiting(request, _store, inbox, tenant_id, event_id, sender, body)
     if accepted:
         return JSONResponse({"status": "accepted", "event_id": event_id}, status_code=202)
     return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=200)
@@ -245,7 +247,7 @@ def build_router(settings: Settings) -> APIRouter:
             names = ", ".join(name for name, _ in mismatches)
             raise Problem(422, "Invalid event", f"Invalid field(s): {names}", errors=errors)
         assert x_tenant_id is not None
-        return await _answer(inbox, x_tenant_id, parsed.event_id, "moodle_contract", body)
+        return await _answer(request, inbox, x_tenant_id, parsed.event_id, "moodle_contract", body)
 
     @router.post("/v1/events/moodle", status_code=202, responses=WEBHOOK_RESPONSES)
     async def moodle_webhooks_event(
@@ -273,7 +275,7 @@ def build_router(settings: Settings) -> APIRouter:
         if x_event_id is not None and not (0 < len(x_event_id) <= 128):
             raise Problem(422, "Invalid event", "Invalid field(s): X-Event-ID", errors=[{"field": "X-Event-ID"}])
         event_id = x_event_id or derived_event_id(tenant_id, parsed.event())
-        return await _answer(inbox, tenant_id, event_id, "local_webhooks", _without_token(body))
+        return await _answer(request, inbox, tenant_id, event_id, "local_webhooks", _without_token(body))
 
     @router.post("/v1/events/zoho", status_code=202, responses=WEBHOOK_RESPONSES)
     async def zoho_notification(
@@ -295,7 +297,7 @@ def build_router(settings: Settings) -> APIRouter:
         # Zoho sends no id: the same notification (a redelivery) hashes the same.
         identity = [parsed.channel_id, parsed.server_time, parsed.module, parsed.operation.lower(), sorted(parsed.ids)]
         digest = hashlib.sha256(orjson.dumps(identity)).hexdigest()[:40]
-        return await _answer(inbox, tenant_id, f"zoho-{digest}", "zoho", _without_token(body))
+        return await _answer(request, inbox, tenant_id, f"zoho-{digest}", "zoho", _without_token(body))
 
     @router.get("/v1/events", summary="The events log, newest first", responses=LIST_RESPONSES)
     def list_events(
