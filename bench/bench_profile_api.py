@@ -1,16 +1,17 @@
 """Profile API benchmark: 50 concurrent clients reading random students' full profiles.
 
     .venv/bin/python bench/bench_profile_api.py [--students 100000] [--backends sqlite,postgresql]
-        [--clients 50] [--seconds 20]
+        [--clients 50] [--seconds 20] [--workers 2]
 
 For each backend: a sandbox college (in its own process) is synced into a fresh warehouse by
 `full_sync` (in process, on an ephemeral Dagster instance), an admin key is created, and the API
-is served as users serve it (`integration-pipelines api serve`, one uvicorn process). Then
-`--clients` clients, each with its own keep-alive connection, read `GET /v1/students/profile`
-of random students (by moodle_user_id or zoho_id) for `--seconds`: p50 and p99 latency and
-requests per second. The limit it is measured against: the same SQL the route runs (the
-student's lookup and one read per mart), through the same driver, on as many threads, for the
-same time: the raw indexed lookup rate.
+is served as users serve it (`integration-pipelines api serve --workers N`, a process per core).
+Then `--clients` keep-alive connections read `GET /v1/students/profile` of random students (by
+moodle_user_id or zoho_id) for `--seconds`, each as soon as its previous answer came: p50 and p99
+latency and requests per second. The load comes from `wrk` (Debian's package, a C program that
+leaves the cores to the API) when it is installed, else from Python clients in this process.
+The limit it is measured against: the same SQL the route runs (the student's lookup and one read
+per mart), through the same driver, in one process per core with no HTTP: the raw lookup rate.
 
 Figures depend on the machine's load: `uptime`'s load average is recorded beside them.
 """
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -79,10 +81,10 @@ def identifiers(url: str) -> list[tuple[str, str]]:
     return [("zoho_id", z) if z else ("moodle_user_id", str(m)) for m, z in rows]
 
 
-def serve(url: str, directory: Path, port: int) -> subprocess.Popen:
+def serve(url: str, directory: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "WAREHOUSE_URL": url, "INTEGRATION_DATA_DIR": str(directory)}
     process = subprocess.Popen(
-        [str(BIN / "integration-pipelines"), "api", "serve", "--port", str(port)],
+        [str(BIN / "integration-pipelines"), "api", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -129,34 +131,54 @@ async def drive(base: str, key: str, ids: list[tuple[str, str]], clients: int, s
     }
 
 
-def raw_lookups(url: str, ids: list[tuple[str, str]], threads: int, seconds: float) -> float:
-    """Profiles read per second by the route's own statements, on `threads` threads, no HTTP."""
-    engine = create_warehouse_engine(url, pool_size=threads, max_overflow=0)
-    done = [0] * threads
+def drive_wrk(base: str, key: str, ids: list[tuple[str, str]], clients: int, seconds: float) -> dict:
+    """The same load from wrk (`bench/profile_requests.lua`)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".ids") as listed:
+        listed.write("".join(f"{name}={value}\n" for name, value in ids))
+        listed.flush()
+        ran = subprocess.run(
+            ["wrk", "-t2", f"-c{clients}", f"-d{seconds:g}s", "-s", str(ROOT / "bench" / "profile_requests.lua"), base],
+            env={**os.environ, "IDS_FILE": listed.name, "API_KEY": key},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    line = next(line for line in ran.stdout.splitlines() if line.startswith("RESULT "))
+    requests, errors, elapsed, p50, p99 = line.split()[1:]
+    return {
+        "requests": int(requests),
+        "errors": int(errors),
+        "rps": int(requests) / float(elapsed),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+    }
+
+
+def _lookups_for(url: str, ids: list[tuple[str, str]], seed: int, seconds: float) -> int:
+    engine = create_warehouse_engine(url, pool_size=1, max_overflow=0)
+    rng, done = random.Random(seed), 0
     stop = time.perf_counter() + seconds
-
-    def work(n: int) -> None:
-        rng = random.Random(n)
-        with engine.connect() as conn:
-            while time.perf_counter() < stop:
-                name, value = rng.choice(ids)
-                value = int(value) if name == "moodle_user_id" else value
-                row = conn.execute(_FIND[name], {"tenant": "default", "value": value}).mappings().first()
-                assert row is not None
-                params = {"tenant": "default", "key": row["student_key"]}
-                for statement in (_ACADEMICS, _FINANCE, _CLASSES, _GRADES):
-                    conn.execute(statement, params).all()
-                done[n] += 1
-
-    started = time.perf_counter()
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    rate = sum(done) / (time.perf_counter() - started)
+    with engine.connect() as conn:
+        while time.perf_counter() < stop:
+            name, value = rng.choice(ids)
+            value = int(value) if name == "moodle_user_id" else value
+            row = conn.execute(_FIND[name], {"tenant": "default", "value": value}).mappings().first()
+            assert row is not None
+            params = {"tenant": "default", "key": row["student_key"]}
+            for statement in (_ACADEMICS, _FINANCE, _CLASSES, _GRADES):
+                conn.execute(statement, params).all()
+            done += 1
     engine.dispose()
-    return rate
+    return done
+
+
+def raw_lookups(url: str, ids: list[tuple[str, str]], processes: int, seconds: float) -> float:
+    """Profiles read per second by the route's own statements, one process per core, no HTTP."""
+    with concurrent.futures.ProcessPoolExecutor(processes) as pool:
+        started = time.perf_counter()
+        each = pool.map(_lookups_for, [url] * processes, [ids] * processes, range(processes), [seconds] * processes)
+        done = sum(each)
+        return done / (time.perf_counter() - started)
 
 
 def measure(backend: str, url: str, directory: Path, sandbox: str, args) -> dict:
@@ -167,14 +189,18 @@ def measure(backend: str, url: str, directory: Path, sandbox: str, args) -> dict
     engine.dispose()
     ids = identifiers(url)
     port = free_port()
-    server = serve(url, directory, port)
+    server = serve(url, directory, port, args.workers)
     try:
         load_before = load_average()
-        figures = asyncio.run(drive(f"http://127.0.0.1:{port}", key, ids, args.clients, args.seconds))
+        base = f"http://127.0.0.1:{port}"
+        if shutil.which("wrk"):
+            figures = drive_wrk(base, key, ids, args.clients, args.seconds)
+        else:
+            figures = asyncio.run(drive(base, key, ids, args.clients, args.seconds))
     finally:
         server.terminate()
         server.wait(timeout=30)
-    figures["raw_rate"] = raw_lookups(url, ids, args.clients, args.seconds)
+    figures["raw_rate"] = raw_lookups(url, ids, args.workers, args.seconds)
     figures.update(sync_seconds=sync_seconds, students=len(ids), load=load_before)
     return figures
 
@@ -185,13 +211,15 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="API processes (default: cores)")
     args = parser.parse_args()
+    load = "wrk" if shutil.which("wrk") else "Python clients in the benchmark's process"
     lines = [
         f"`bench/bench_profile_api.py --students {args.students} --clients {args.clients} --seconds "
-        f"{args.seconds:g}`: {args.clients} concurrent keep-alive clients reading random students' full "
-        "profiles from one `integration-pipelines api serve` process; the limit is the route's own SQL "
-        "through the same driver on as many threads (no HTTP). Measured while other engineers' jobs "
-        "shared the machine's 2 cores: the load average (1, 5, 15 min) is beside each figure.",
+        f"{args.seconds:g} --workers {args.workers}`: {args.clients} concurrent keep-alive connections ({load}) "
+        "reading random students' full profiles from `integration-pipelines api serve --workers "
+        f"{args.workers}`; the limit is the route's own SQL through the same driver, one process per worker, "
+        "no HTTP. The machine's load average (1, 5, 15 min) before the reads is beside each figure.",
         "",
         "| backend | students in the marts | full_sync | requests | p50 | p99 | requests/s | raw lookups/s | "
         "share of raw | errors | load average |",
