@@ -30,29 +30,31 @@ def test_reads_run_on_one_thread_on_sqlite_two_on_postgresql_unless_configured(t
     assert Settings(WAREHOUSE_URL=sqlite.warehouse_url, API_THREADS="3").api_read_threads == 3
 
 
-class _HeldMoodle(http.server.BaseHTTPRequestHandler):
-    """A Moodle that answers nothing until `release` is set."""
+def held_moodle() -> tuple[http.server.ThreadingHTTPServer, threading.Event, threading.Event]:
+    """A Moodle that answers nothing until `release` is set; `asked` is set once a request came."""
+    asked, release = threading.Event(), threading.Event()
 
-    release = threading.Event()
-    asked = threading.Event()
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the stdlib's name)
+            asked.set()
+            release.wait(60)
+            self.send_response(503)
+            self.end_headers()
 
-    def do_POST(self):  # noqa: N802 (the stdlib's name)
-        type(self).asked.set()
-        type(self).release.wait(60)
-        self.send_response(503)
-        self.end_headers()
+        do_GET = do_POST  # noqa: N815
 
-    do_GET = do_POST  # noqa: N815
+        def log_message(self, *args):
+            pass
 
-    def log_message(self, *args):
-        pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, asked, release
 
 
 def test_a_connection_test_waiting_on_moodle_does_not_hold_up_profile_reads(warehouse, warehouse_url, tmp_path):
     """On SQLite the reads have one thread: were the connection test on it, the health read
     below would wait for Moodle (here, until the test gives up)."""
-    moodle = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldMoodle)
-    threading.Thread(target=moodle.serve_forever, daemon=True).start()
+    moodle, asked, release = held_moodle()
     with begin_write(warehouse) as conn:
         _, admin_key = create_key(conn, "default", "admin")
     settings = Settings(
@@ -69,16 +71,16 @@ def test_a_connection_test_waiting_on_moodle_does_not_hold_up_profile_reads(ware
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
         ):
             test = pool.submit(http_client.post, "/v1/admin/connections/moodle/test")
-            assert _HeldMoodle.asked.wait(20), "the connection test never reached Moodle"
+            assert asked.wait(20), "the connection test never reached Moodle"
             # Moodle holds its answer; the API still reads the warehouse meanwhile.
             assert http_client.get("/v1/health", timeout=10).status_code in (200, 503)
             assert http_client.get("/v1/sync/history").status_code == 200
             assert not test.done()
-            _HeldMoodle.release.set()
+            release.set()
             answer = test.result(timeout=30).json()
         assert answer["source"] == "moodle" and answer["ok"] is False
     finally:
-        _HeldMoodle.release.set()
+        release.set()
         moodle.shutdown()
 
 

@@ -20,6 +20,7 @@ nothing comes back row by row.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -491,9 +492,11 @@ class Snapshot:
         self._postgres = conn.dialect.name == "postgresql"
         # On PostgreSQL the table has no key, so copying keys in costs no index upkeep; a
         # repeated key is harmless to the anti-join.
+        # A name never used before in this process, on metadata of its own: an abandoned snapshot
+        # (its read failed) leaves its temporary table with its transaction, and nothing behind here.
         self._seen = Table(
-            f"snapshot_seen_{id(self):x}",
-            _SNAPSHOT_METADATA,
+            f"snapshot_seen_{next(_snapshot_numbers)}",
+            MetaData(),
             Column("k", self._key.type, primary_key=not self._postgres),
             prefixes=["TEMPORARY"],
         )
@@ -531,8 +534,7 @@ class Snapshot:
         deleted = self._conn.execute(stmt).rowcount
         rows_written(self._conn)[table.name] += deleted
         self._seen.drop(self._conn)
-        _SNAPSHOT_METADATA.remove(self._seen)
         return deleted
 
 
-_SNAPSHOT_METADATA = MetaData()
+_snapshot_numbers = itertools.count()
