@@ -22,22 +22,35 @@ class Pipeline:
     instance: DagsterInstance
 
     def run(
-        self, job_name: str, *, partition_key: str | None = None, tags: dict | None = None
+        self, job_name: str, *, partition_key: str | None = None, tags: dict | None = None, marts: bool = True
     ) -> ExecuteInProcessResult:
+        """Run a job in process. `marts=False` leaves out the dbt marts (seconds per run), for
+        tests that read the canonical tables only."""
         from integration_pipelines.definitions import defs
+        from integration_pipelines.defs.marts.assets import dbt_marts
 
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=self.instance, partition_key=partition_key, tags=tags, raise_on_error=False
+        job = defs.resolve_job_def(job_name)
+        selection = None
+        if not marts:
+            selection = [key for key in job.asset_layer.selected_asset_keys if key not in dbt_marts.keys]
+        result = job.execute_in_process(
+            instance=self.instance,
+            partition_key=partition_key,
+            tags=tags,
+            raise_on_error=False,
+            asset_selection=selection,
         )
         if not result.success:
             failures = [e.message for e in result.all_events if e.is_failure]
             pytest.fail(f"{job_name} failed: {failures}")
         return result
 
-    def run_range(self, job_name: str, first: str, last: str) -> ExecuteInProcessResult:
+    def run_range(self, job_name: str, first: str, last: str, *, marts: bool = True) -> ExecuteInProcessResult:
         """One run over a range of partitions, as a single-run backfill launches it."""
         return self.run(
-            job_name, tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+            job_name,
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+            marts=marts,
         )
 
 

@@ -59,31 +59,33 @@ def college(request, tmp_path_factory):
             return {t: differences(engine, t, truth[t], unobservable=hidden) for t in TABLES}
 
         start = served()
-        first = pipeline.run("full_sync")
+        first = pipeline.run("full_sync", marts=False)
         state["full"] = materializations(first)
         state["checks"] = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
         state["full_requests"] = served() - start
         state["truth_after_full"] = {t: list(sandbox.college.iter_truth(t)) for t in TABLES}
         state["full_diffs"] = compare(state["truth_after_full"])
-        state["full_again"] = materializations(pipeline.run("full_sync"))
+        state["full_again"] = materializations(pipeline.run("full_sync", marts=False))
 
         change = sandbox.mutate(zoho_change_share=0.01, zoho_delete_share=0.002, moodle_new_grades=STUDENTS // 5)
         state["mutation"] = change
         window = window_of(change["now_iso"])
         start = served()
-        state["incremental"] = materializations(pipeline.run("incremental_sync", partition_key=window))
+        state["incremental"] = materializations(pipeline.run("incremental_sync", partition_key=window, marts=False))
         state["incremental_requests"] = served() - start
         state["incremental_diffs"] = compare()
-        state["incremental_again"] = materializations(pipeline.run("incremental_sync", partition_key=window))
+        state["incremental_again"] = materializations(
+            pipeline.run("incremental_sync", partition_key=window, marts=False)
+        )
 
         sandbox.mutate(moodle_suspend_enrolments=3, moodle_user_updates=3, zoho_change_share=0.0)
-        pipeline.run("full_sync")
+        pipeline.run("full_sync", marts=False)
         state["reconciled_diffs"] = compare()
 
         first_day = datetime.fromisoformat(change["now_iso"]).astimezone(UTC) - timedelta(days=6)
         days = (first_day.strftime("%Y-%m-%d"), window)
-        state["backfill"] = pipeline.run_range("incremental_sync", *days)
-        state["backfill_again"] = pipeline.run_range("incremental_sync", *days)
+        state["backfill"] = pipeline.run_range("incremental_sync", *days, marts=False)
+        state["backfill_again"] = pipeline.run_range("incremental_sync", *days, marts=False)
         engine.dispose()
         yield state
 

@@ -24,7 +24,7 @@ def large_college(request, tmp_path_factory):
         empty_warehouse_url(request.param, request, directory) as url,
         running_pipeline(url, directory, students=STUDENTS, seed=42) as pipeline,
     ):
-        pipeline.run("full_sync")
+        pipeline.run("full_sync", marts=False)
         engine = create_warehouse_engine(url)
         hidden = unobservable_users(pipeline.sandbox.college, engine)
         yield {t: differences(engine, t, pipeline.sandbox.college.iter_truth(t), unobservable=hidden) for t in TABLES}

@@ -41,7 +41,7 @@ def synced(warehouse_url, tmp_path, request):
     """A sandbox college synced into an empty warehouse by full_sync; yields (pipeline, engine)."""
     students = getattr(request, "param", 30)
     with running_pipeline(warehouse_url, tmp_path, students=students) as pipeline:
-        pipeline.run("full_sync")
+        pipeline.run("full_sync", marts=False)
         engine = create_warehouse_engine(warehouse_url)
         try:
             yield pipeline, engine
@@ -151,7 +151,7 @@ def test_a_grade_edited_in_zoho_after_the_moodle_grade_is_a_conflict_resolved_by
         record = col.zoho["BTEC_Grades"].records[int(state.zoho_id)]
         record.grade = staff_grade
         col.zoho["BTEC_Grades"].touch(record, col.clock())
-    pipeline.run("full_sync")
+    pipeline.run("full_sync", marts=False)
 
     report = run(pipeline, engine)
     assert report.conflicts == len(natural) + 1 and set(report.conflict_keys) == natural | {state.record_key}
@@ -180,7 +180,7 @@ def test_a_grade_edited_in_zoho_after_the_moodle_grade_is_a_conflict_resolved_by
     # than our write by Zoho's clock, so neither a conflict nor a reason to send again.
     after = run(pipeline, engine)
     assert (after.sent, after.conflicts, after.unchanged) == (0, len(natural), after.considered - len(natural))
-    pipeline.run("full_sync")
+    pipeline.run("full_sync", marts=False)
     synced_again = run(pipeline, engine)
     assert (synced_again.sent, synced_again.conflicts) == (0, len(natural))
 
@@ -191,7 +191,7 @@ def test_a_moodle_regrade_updates_the_record_written_before(synced):
     first = run(pipeline, engine)
     natural = conflict_keys(sb)
     sb.mutate(moodle_regrades=40, advance_seconds=3600)
-    pipeline.run("full_sync")
+    pipeline.run("full_sync", marts=False)
     second = run(pipeline, engine)
     assert second.updated > 0 and second.inserted == 0 and second.conflicts == len(natural)
     assert second.sent <= 40 and first.sent > 0
