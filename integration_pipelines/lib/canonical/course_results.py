@@ -32,12 +32,11 @@ from sqlalchemy import (
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity, moodle_pair_id
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
-from integration_pipelines.lib.canonical.students import student_of_account
+from integration_pipelines.lib.canonical.students import enrolments_of_changed_students, student_of_account
 from integration_pipelines.lib.mapping import FieldMapping
 from integration_pipelines.lib.warehouse.schema import (
     course_results,
     enrollments,
-    moodle_user_of,
     raw_records,
     students,
 )
@@ -82,20 +81,7 @@ def _reached_pairs(conn: Connection, scope: Scope) -> Table:
         source, where = keys.raw(tenant, "moodle", entity, live=False)
         reached.append(select(*pair).select_from(source).where(*where))
     if scope.changed_since is not None:
-        changed_users = select(students.c.moodle_user_id).where(
-            students.c.tenant_id == tenant,
-            students.c.updated_at >= scope.changed_since,
-            students.c.moodle_user_id.is_not(None),
-        )
-        r = raw_records.c
-        reached.append(
-            select(*pair).where(
-                r.tenant_id == tenant,
-                r.source == "moodle",
-                r.entity == "enrolments",
-                moodle_user_of().in_(changed_users),
-            )
-        )
+        reached.append(enrolments_of_changed_students(tenant, scope.changed_since))
     fill(conn, pairs, select(union(*reached).subquery()))
     return pairs
 

@@ -42,7 +42,12 @@ from sqlalchemy import (
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity, moodle_pair_id
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, present, scratch_table
-from integration_pipelines.lib.canonical.students import account_of_student, holds_student_role, student_of_account
+from integration_pipelines.lib.canonical.students import (
+    account_of_student,
+    enrolments_of_changed_students,
+    holds_student_role,
+    student_of_account,
+)
 from integration_pipelines.lib.canonical.zoho_records import map_record, raise_for_problem, zoho_key
 from integration_pipelines.lib.mapping import EntityMapping, FieldMapping
 from integration_pipelines.lib.warehouse.schema import (
@@ -170,18 +175,7 @@ class Enrollments:
                 select(cast(json_text(p, "courseid"), BigInteger), moodle_user_of()).select_from(source).where(*where)
             )
         if not keys.all and scope.changed_since is not None:
-            # Every enrolment of the accounts whose students changed.
-            changed_users = select(students.c.moodle_user_id).where(
-                students.c.tenant_id == tenant,
-                students.c.updated_at >= scope.changed_since,
-                students.c.moodle_user_id.is_not(None),
-            )
-            r = raw_records.c
-            reached.append(
-                select(cast(json_text(p, "courseid"), BigInteger), moodle_user_of()).where(
-                    r.tenant_id == tenant, is_moodle_enrolment(), moodle_user_of().in_(changed_users)
-                )
-            )
+            reached.append(enrolments_of_changed_students(tenant, scope.changed_since))
         fill(conn, pairs, select(union(*reached).subquery()))
         # The other Zoho enrollments placed in those pairs compete for their Moodle enrolments.
         others = select(e.zoho_id).where(

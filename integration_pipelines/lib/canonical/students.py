@@ -33,6 +33,7 @@ index lookups for an event, and the whole college, set-based, for `full_sync`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -372,6 +373,20 @@ def student_of_account(tenant_id: str, user_id) -> ColumnElement:
         .order_by(students.c.deleted_at.is_(None).desc(), students.c.deleted_at.desc(), students.c.student_key)
         .limit(1)
         .scalar_subquery()
+    )
+
+
+def enrolments_of_changed_students(tenant_id: str, since: datetime) -> Select:
+    """(course, user) of every raw Moodle enrolment of an account whose student row was written at
+    or after `since`: what a table keyed by enrolment applies again when students change."""
+    changed_users = select(students.c.moodle_user_id).where(
+        students.c.tenant_id == tenant_id,
+        students.c.updated_at >= since,
+        students.c.moodle_user_id.is_not(None),
+    )
+    course_id = cast(json_text(raw_records.c.payload, "courseid"), BigInteger)
+    return select(course_id, moodle_user_of()).where(
+        raw_records.c.tenant_id == tenant_id, is_moodle_enrolment(), moodle_user_of().in_(changed_users)
     )
 
 
