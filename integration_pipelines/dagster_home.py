@@ -16,6 +16,10 @@ telemetry:
 concurrency:
   runs:
     max_concurrent_runs: 1
+# A run killed without a trace (kill -9, a lost machine) is failed at its dagster/max_runtime, so
+# that its work is requested again (process_events batches are, by the events_inbox sensor).
+run_monitoring:
+  enabled: true
 """
 
 
