@@ -110,6 +110,7 @@ programs = canonical_table(
     Column("name", Text, info=mapped()),
     Column("level", String(32), info=mapped()),
     Column("credits", Integer, info=mapped()),
+    indexes=(("zoho_id",),),  # students name their programme by it
 )
 units = canonical_table(
     "units",
@@ -119,7 +120,7 @@ units = canonical_table(
     Column("code", String(64), info=mapped(required=True)),
     Column("name", Text, info=mapped()),
     Column("credits", Integer, info=mapped(required=True)),
-    indexes=(("code",),),
+    indexes=(("code",), ("zoho_id",)),  # grades and registrations name their unit by its Zoho id
 )
 classes = canonical_table(
     "classes",
