@@ -24,7 +24,7 @@ import time
 from common import record
 
 from integration_pipelines.lib.moodle import MoodleClient
-from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot
+from integration_pipelines.lib.source_reads import RecordsWithResult, read_moodle_snapshot
 from integration_pipelines.sandbox import SandboxConfig, run_sandbox
 from integration_pipelines.sandbox.college import College, generate_college
 
@@ -101,7 +101,9 @@ def crawl(sandbox, completed: Pairs, open_: Pairs) -> tuple[dict[str, int], Pair
     completions it landed (completed, and the others); its time and its retried requests."""
     started = time.perf_counter()
     with MoodleClient(sandbox.moodle_url, sandbox.config.moodle_token) as client:
-        reading = Reading(read_moodle_snapshot(lambda: client, 8, known_completed=completed, known_open=open_))
+        reading = RecordsWithResult(
+            read_moodle_snapshot(lambda: client, 8, known_completed=completed, known_open=open_)
+        )
         landed: dict[bool, Pairs] = {True: set(), False: set()}
         for entity, record_id, payload, _at in reading:
             if entity == "completions":

@@ -53,7 +53,7 @@ def run_executor(warehouse_backend: str) -> ExecutorDefinition:
         {
             # Dagster preloads the job's module only for some launch paths; name it for all of them,
             # with what each step's warehouse resource imports to check the schema (alembic, which
-            # the warehouse modules import lazily so that reader processes start light).
+            # the warehouse modules import lazily), so that each step's process starts warm.
             "start_method": {"forkserver": {"preload_modules": [__name__, *SCHEMA_CHECK_MODULES]}},
             "step_dependency_config": {"require_upstream_step_success": False},
         }

@@ -282,7 +282,7 @@ def read_moodle_grade_changes(
 _Result = TypeVar("_Result")
 
 
-class Reading(Generic[_Result]):
+class RecordsWithResult(Generic[_Result]):
     """Iterates a reader's generator and keeps what it returns as `result` (its requests, None
     until the generator has returned)."""
 

@@ -18,7 +18,7 @@ import pytest
 
 from integration_pipelines.lib.http import RetryPolicy
 from integration_pipelines.lib.moodle import MoodleAuthError, MoodleClient
-from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot
+from integration_pipelines.lib.source_reads import RecordsWithResult, read_moodle_snapshot
 from integration_pipelines.lib.zoho import (
     ZohoClient,
     ZohoClientCredentialsError,
@@ -345,7 +345,7 @@ def completion_snapshot(sb: Any, known: dict[tuple[int, int], Any]) -> tuple[dic
         return client
 
     completed = {pair for pair, c in known.items() if c["completed"]}
-    reading = Reading(
+    reading = RecordsWithResult(
         read_moodle_snapshot(make_client, 4, known_completed=completed, known_open=set(known) - completed)
     )
     completions = {}

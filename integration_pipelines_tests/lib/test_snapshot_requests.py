@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from integration_pipelines.lib.source_reads import Reading, read_moodle_snapshot, requests_by_entity
+from integration_pipelines.lib.source_reads import RecordsWithResult, read_moodle_snapshot, requests_by_entity
 from integration_pipelines_tests.lib.test_moodle_client import FakeSite, make_client
 
 
 def test_each_phase_counts_on_the_entity_it_feeds_and_the_figures_add_up_to_the_total() -> None:
     site = FakeSite(n_courses=5, n_users=300, per_course=80)
     client, _ = make_client(site, page_size=30)
-    reading = Reading(read_moodle_snapshot(lambda: client, 4))
+    reading = RecordsWithResult(read_moodle_snapshot(lambda: client, 4))
     entities = {entity for entity, *_ in reading}
     figures = requests_by_entity(reading.result)
     assert set(figures) == {"courses", "enrolments", "users", "grade_items", "grades", "completions"} >= entities

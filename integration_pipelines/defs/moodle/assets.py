@@ -25,7 +25,7 @@ from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.moodle.capabilities import diagnose
 from integration_pipelines.lib.raw_sync import RawLander, land_moodle_snapshot
 from integration_pipelines.lib.source_reads import (
-    Reading,
+    RecordsWithResult,
     known_completions,
     read_moodle_grade_changes,
     read_moodle_snapshot,
@@ -115,7 +115,7 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
         context.log.info(diagnosis.report())
     with warehouse.begin() as conn:
         known_completed, known_open = known_completions(conn, warehouse.tenant)
-        reader = Reading(
+        reader = RecordsWithResult(
             read_moodle_snapshot(
                 moodle.client_factory(),
                 moodle.concurrency,

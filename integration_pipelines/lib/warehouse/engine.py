@@ -103,9 +103,9 @@ def refresh_statistics(engine: Engine, rows_written: Mapping[str, int]) -> None:
             conn.execute(text("ANALYZE " + ", ".join(f'"{t}"' for t in tables)))
 
 
-# Alembic is imported where the schema is checked, not with this module: reader processes open
-# the warehouse without checking it, and importing alembic would add ~0.1 s to each one's start.
-# A process that will check it can import these ahead (a forkserver's preload, say).
+# Alembic is imported where the schema is checked, not with this module, so that a process that
+# never checks it (the sandbox, a CLI command that only reads) does not pay ~0.1 s to import it.
+# A process that will check it can import these ahead (the PostgreSQL executor's forkserver).
 SCHEMA_CHECK_MODULES = ("alembic.command", "alembic.config", "alembic.runtime.migration", "alembic.script")
 
 

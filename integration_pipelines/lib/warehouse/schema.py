@@ -293,17 +293,6 @@ KEYED_TABLES: dict[str, KeyedTable] = {
     },
 }
 
-CANONICAL_TABLE_NAMES = (
-    "programs",
-    "units",
-    "classes",
-    "students",
-    "enrollments",
-    "registrations",
-    "payments",
-    "grades",
-)
-
 
 # The Zoho entity each table takes its mapped columns from (the mapping file's `zoho.entities`).
 ZOHO_ENTITY_TABLES = {
