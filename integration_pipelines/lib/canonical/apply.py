@@ -84,9 +84,11 @@ def apply_table(
     (all of them when `full`), then move the watermark to the newest of them."""
     spec = canonical_tables()[table]
     now = now or datetime.now(UTC)
-    since = None if full else watermark(conn, tenant_id, stream_of(table))
+    since, last_applied = (None, None) if full else watermark(conn, tenant_id, stream_of(table))
     keys = RawKeys.written_since(conn, tenant_id, spec.inputs(mapping), since)
-    result = spec.apply(Scope(conn, tenant_id, mapping, keys, now, changed_since=since))
+    # Canonical rows count as changed from this table's last application: its watermark is the
+    # raw layer's time, and every row the last run wrote was stamped after it.
+    result = spec.apply(Scope(conn, tenant_id, mapping, keys, now, changed_since=last_applied))
     keys.drop(conn)
     record_sync(conn, tenant_id, stream_of(table), result.counts.read, now, watermark=keys.newest)
     return result

@@ -110,10 +110,11 @@ ZOHO_GRADES = ZohoTable(
 )
 
 
-def _grade_items(conn: Connection, tenant_id: str) -> Table:
-    """The gradebook's graded items (a few per course), in a scratch table keyed by grade item:
-    its range, whether it is on a scale, and the unit it assesses. Course totals and category
-    totals are no unit's grade and are left out (a course total is the enrollment's)."""
+def _grade_items(conn: Connection, tenant_id: str, pairs: Table | None) -> Table:
+    """The gradebook's graded items (a few per course; with `pairs`, those of the reached pairs),
+    in a scratch table keyed by grade item: its range, whether it is on a scale, and the unit it
+    assesses. Course totals and category totals are no unit's grade and are left out (a course
+    total is the enrollment's)."""
     items = scratch_table(
         conn,
         "grade_items",
@@ -144,6 +145,8 @@ def _grade_items(conn: Connection, tenant_id: str) -> Table:
         r.deleted_at.is_(None),
         func.coalesce(json_text(p, "itemtype"), "mod").not_in(NOT_UNIT_ITEMS),
     )
+    if pairs is not None:
+        item_rows = item_rows.where(r.record_id.in_(select(cast(pairs.c.item_id, String)).distinct()))
     fill(conn, items, item_rows)
     return items
 
@@ -271,8 +274,8 @@ class Grades:
         zoho = ZOHO_GRADES.apply(scope)
         zoho_read = zoho.counts.read
         conn, tenant, keys = scope.conn, scope.tenant_id, scope.keys
-        items = _grade_items(conn, tenant)
         pairs = None if keys.all else _reached_pairs(conn, tenant, keys, scope.changed_since)
+        items = _grade_items(conn, tenant, pairs)
         rows = moodle_grade_rows(tenant, items, pairs, scope.mapping.btec.thresholds)
         written = upsert_select(conn, "grades", rows, now=scope.now)
         owned = [grades.c.tenant_id == tenant, grades.c.source == "moodle"]

@@ -22,8 +22,12 @@ def record_sync(
     conn.execute(stmt.on_conflict_do_update(index_elements=["tenant_id", "stream"], set_=values))
 
 
-def watermark(conn: Connection, tenant_id: str, stream: str) -> datetime | None:
-    """The instant up to which `stream` has applied raw changes; None before its first run."""
-    return conn.execute(
-        select(sync_state.c.watermark).where(sync_state.c.tenant_id == tenant_id, sync_state.c.stream == stream)
-    ).scalar()
+def watermark(conn: Connection, tenant_id: str, stream: str) -> tuple[datetime | None, datetime | None]:
+    """The instant up to which `stream` has applied raw changes, and when it last applied them
+    (both None before its first run). The first is on the raw layer's clock; the second on the
+    canonical rows' (their `updated_at`)."""
+    s = sync_state.c
+    row = conn.execute(
+        select(s.watermark, s.last_synced_at).where(s.tenant_id == tenant_id, s.stream == stream)
+    ).first()
+    return (row.watermark, row.last_synced_at) if row else (None, None)
