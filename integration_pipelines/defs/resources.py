@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -11,9 +10,8 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
-from integration_pipelines.lib.warehouse.engine import begin_write, refresh_statistics
+from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.lib.warehouse.sync_state import record_sync
-from integration_pipelines.lib.warehouse.upsert import rows_written
 from integration_pipelines.settings import get_settings
 
 
@@ -61,14 +59,9 @@ class WarehouseResource(ConfigurableResource):
     def backend(self) -> str:
         return self.engine.dialect.name
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self) -> AbstractContextManager[Connection]:
         """One transaction: a sync's writes land together or not at all."""
-        with begin_write(self.engine) as conn:
-            written = rows_written(conn)
-            written.clear()
-            yield conn
-        refresh_statistics(self.engine, written)
+        return begin_write(self.engine)
 
     def record_sync(self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None) -> None:
         """Note that `stream` synced now (and, for a canonical stream, how far it applied raw changes)."""

@@ -321,9 +321,8 @@ def test_a_sync_transaction_refreshes_statistics_only_of_tables_it_wrote_in_bulk
     from dagster import build_init_resource_context
 
     from integration_pipelines.defs.resources import WarehouseResource
-    from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS
+    from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS, rows_written
     from integration_pipelines.lib.warehouse.raw import raw_row
-    from integration_pipelines.lib.warehouse.upsert import rows_written
 
     resource = WarehouseResource(url=warehouse_url)
     resource.setup_for_execution(build_init_resource_context())

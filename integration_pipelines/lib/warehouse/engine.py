@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -53,15 +54,28 @@ def create_warehouse_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def begin_write(engine: Engine) -> AbstractContextManager[Connection]:
-    """A transaction that will write, committed when the block ends (rolled back on an error).
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write, committed when the block ends (rolled back on an error);
+    then the tables it wrote in bulk have their statistics refreshed (`refresh_statistics`).
 
     On SQLite it takes the write lock when it begins (`BEGIN IMMEDIATE`), waiting its turn behind
     another writer. A transaction that only took the lock at its first write would fail at once,
     busy timeout or not, whenever another writer committed after its first read: SQLite cannot
     let it write on top of data it read before that commit. Sync steps read, then write.
     """
-    return engine.execution_options(**{_WRITES: True}).begin()
+    with engine.execution_options(**{_WRITES: True}).begin() as conn:
+        counted = rows_written(conn)
+        counted.clear()
+        yield conn
+        written = dict(counted)
+    refresh_statistics(engine, written)
+
+
+def rows_written(conn: Connection) -> Counter[str]:
+    """Rows written per table in this connection's transaction (`begin_write` clears the count
+    when one begins): what says which tables' statistics are worth refreshing."""
+    return conn.info.setdefault("integration_pipelines.rows_written", Counter())
 
 
 def _configure_sqlite_connection(dbapi_connection, _record) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS
+from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS, rows_written
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
 from integration_pipelines.lib.warehouse.sql import row_fingerprint
 from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
@@ -109,12 +108,6 @@ class SyncCounts:
 
     def as_metadata(self) -> dict[str, int]:
         return {"rows_read": self.read, **self.written.as_metadata(), "deleted": self.deleted}
-
-
-def rows_written(conn: Connection) -> Counter[str]:
-    """Rows written per table on this connection since the count was last cleared (`clear()` it
-    when a transaction begins): what tells a sync which tables' statistics are worth refreshing."""
-    return conn.info.setdefault("integration_pipelines.rows_written", Counter())
 
 
 def upsert_rows(

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 from integration_pipelines.lib.canonical.apply import TableResult, apply_raw_keys, apply_table, canonical_tables
 from integration_pipelines.lib.mapping import FieldMapping, load_mapping
 from integration_pipelines.lib.warehouse import upsert_rows
+from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.lib.warehouse.raw import raw_row
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES
 from integration_pipelines.lib.warehouse.upsert import soft_delete_keys
@@ -75,7 +76,7 @@ class RawCollege:
 
     def land(self, source: str, entity: str, records: Iterable[tuple[str, dict]], at: datetime | None = None):
         rows = [raw_row(TENANT, source, entity, rid, payload, at or self.tick()) for rid, payload in records]
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             upsert_rows(conn, "raw_records", rows, now=self.tick())
         self.landed += [(source, entity, r["record_id"]) for r in rows]
 
@@ -94,7 +95,7 @@ class RawCollege:
         self.soft_delete("zoho", module, zid)
 
     def soft_delete(self, source: str, entity: str, record_id: str) -> None:
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             scope = {"tenant_id": TENANT, "source": source, "entity": entity}
             soft_delete_keys(conn, "raw_records", scope, [record_id], now=self.tick())
         self.landed.append((source, entity, record_id))
@@ -102,18 +103,18 @@ class RawCollege:
     def apply_all(self, *tables: str) -> dict[str, TableResult]:
         """Apply every raw record to `tables` (all, in order, by default): what full_sync does."""
         names = tables or tuple(canonical_tables())
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             return {t: apply_table(conn, t, TENANT, self.mapping, full=True, now=self.tick()) for t in names}
 
     def apply_changes(self, *tables: str) -> dict[str, TableResult]:
         """Apply what was landed since each table's watermark: what incremental_sync does."""
         names = tables or tuple(canonical_tables())
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             return {t: apply_table(conn, t, TENANT, self.mapping, full=False, now=self.tick()) for t in names}
 
     def apply_landed(self) -> dict[str, TableResult]:
         """Apply the keys landed since the last call to every table: what an event batch does."""
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             results = apply_raw_keys(conn, TENANT, self.mapping, self.landed, now=self.tick())
         self.landed = []
         return results
