@@ -39,7 +39,7 @@ from integration_pipelines.lib.warehouse.schema import students as students_tabl
 from integration_pipelines.settings import get_settings
 
 if TYPE_CHECKING:
-    from dagster import DagsterEvent, JobDefinition, LoggerDefinition
+    from dagster import DagsterEvent, DagsterInstance, ExecuteInProcessResult, JobDefinition, LoggerDefinition
 
     from integration_pipelines.sandbox import Sandbox, SandboxConfig
 
@@ -82,6 +82,7 @@ def run_demo(*, students: int, seed: int, out: TextIO | None = None) -> dict:
                 instance=instance,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}, PROGRESS_LOGGER: {}}},
             )
+            record_in_sync_history(instance, result)
         if not result.success:
             raise RuntimeError(f"full_sync failed (run {result.run_id}); see `make dev` for its logs")
         elapsed = time.monotonic() - started
@@ -338,6 +339,20 @@ def _progress_logger_def(progress: SyncProgress) -> LoggerDefinition:
 def with_progress_logger(job: JobDefinition, progress: SyncProgress) -> JobDefinition:
     """The job with a logger that hands each of the run's events to `progress`."""
     return job.with_logger_defs({**job.loggers, PROGRESS_LOGGER: _progress_logger_def(progress)})
+
+
+def record_in_sync_history(instance: DagsterInstance, result: ExecuteInProcessResult) -> None:
+    """Record the outcome of a sync run executed in this process in the warehouse's sync history,
+    as the run status sensors do for launched runs (no daemon need be running to see this one)."""
+    from integration_pipelines.defs.sync.sensors import record_run_outcome
+
+    settings = get_settings()
+    error = None if result.success else (result.get_run_failure_event().message or "the run failed")
+    engine = create_warehouse_engine(settings.warehouse_url)
+    try:
+        record_run_outcome(instance, result.run_id, engine, settings.tenant_id, error)
+    finally:
+        engine.dispose()
 
 
 # -- the students summary ------------------------------------------------------------------------

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TextIO
 
 from integration_pipelines.dagster_home import ensure_dagster_home
-from integration_pipelines.demo import PROGRESS_LOGGER, Console, SyncProgress, with_progress_logger
+from integration_pipelines.demo import (
+    PROGRESS_LOGGER,
+    Console,
+    SyncProgress,
+    record_in_sync_history,
+    with_progress_logger,
+)
 from integration_pipelines.settings import get_settings
 
 # Tags Dagster reads to run one job over a range of partitions in one run (a single-run backfill).
@@ -72,6 +78,7 @@ def run_job(job_name: str, *, partition_key: str | None = None, tags: dict | Non
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}, PROGRESS_LOGGER: {}}},
         )
+        record_in_sync_history(instance, result)
     elapsed = time.monotonic() - started
     state = "succeeded" if result.success else "FAILED"
     console.line(f"{job_name} {state} in {elapsed:.1f}s (run {result.run_id}; dbt's output: {log_path})")

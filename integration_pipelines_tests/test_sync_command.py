@@ -9,9 +9,13 @@ from datetime import date
 import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus
+from sqlalchemy import select
 
 from integration_pipelines.cli import main
+from integration_pipelines.lib.warehouse import create_warehouse_engine
+from integration_pipelines.lib.warehouse.schema import sync_runs
 from integration_pipelines.sandbox import SandboxConfig, run_sandbox
+from integration_pipelines.settings import get_settings
 from integration_pipelines.sync_runs import RANGE_END, RANGE_START, window_tags
 
 pytestmark = pytest.mark.slow
@@ -37,6 +41,16 @@ def runs(home) -> list:
         return list(reversed(instance.get_runs()))
 
 
+def sync_history(run_id: str) -> dict:
+    """The run's row in the warehouse's sync history, which `GET /v1/sync/history` serves."""
+    engine = create_warehouse_engine(get_settings().warehouse_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(sync_runs).where(sync_runs.c.run_id == run_id)).mappings().one())
+    finally:
+        engine.dispose()
+
+
 def test_sync_full_runs_on_the_configured_instance_with_a_line_per_step(shell):
     result = CliRunner().invoke(main, ["sync", "full"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -44,6 +58,10 @@ def test_sync_full_runs_on_the_configured_instance_with_a_line_per_step(shell):
     assert "raw_moodle_completions" in result.output or "moodle_snapshot" in result.output
     [run] = runs(shell["home"])
     assert (run.job_name, run.status) == ("full_sync", DagsterRunStatus.SUCCESS)
+    # No daemon runs here, so no run status sensor: the command records the outcome itself.
+    history = sync_history(run.run_id)
+    assert (history["kind"], history["status"], history["error"]) == ("full_sync", "success", None)
+    assert history["finished_at"] is not None and history["tables"]
 
 
 def test_sync_incremental_runs_a_range_of_windows_in_one_run(shell):
@@ -61,7 +79,10 @@ def test_a_failed_run_exits_non_zero_naming_the_missing_capability(shell, monkey
     result = CliRunner().invoke(main, ["sync", "full"], catch_exceptions=False)
     assert result.exit_code == 1
     assert "full_sync FAILED" in result.output and "moodle/course:view" in result.output
-    assert runs(shell["home"])[-1].status == DagsterRunStatus.FAILURE
+    run = runs(shell["home"])[-1]
+    assert run.status == DagsterRunStatus.FAILURE
+    history = sync_history(run.run_id)
+    assert history["status"] == "failure" and "moodle_snapshot" in history["error"]
 
 
 def test_window_options():

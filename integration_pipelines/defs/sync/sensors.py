@@ -34,11 +34,13 @@ from dagster import (
     run_status_sensor,
 )
 from dagster import DagsterRunStatus as RunStatus
+from sqlalchemy import Engine
 
 from integration_pipelines.defs.jobs import full_sync, incremental_sync
 from integration_pipelines.defs.partitions import change_windows
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.assets import ZOHO_ENTITIES, raw_zoho_key, zoho_changes_key
+from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.lib.warehouse.sync_runs import finish_run
 
 # Each change-window asset, and the snapshot asset whose read covers its changes.
@@ -133,22 +135,33 @@ def full_sync_covers_change_windows(context: RunStatusSensorContext) -> SensorRe
 # -- the sync history (issue 16) ------------------------------------------------------------------
 
 
-def _record_outcome(context: RunStatusSensorContext, warehouse: WarehouseResource, error: str | None) -> SkipReason:
-    run = context.dagster_run
-    record = context.instance.get_run_record_by_id(run.run_id)
-    started = record.start_time if record is not None and record.start_time else None
-    ended = record.end_time if record is not None and record.end_time else None
-    with warehouse.begin() as conn:
+def record_run_outcome(
+    instance: DagsterInstance, run_id: str, engine: Engine, tenant_id: str, error: str | None
+) -> None:
+    """Set a sync run's outcome in the warehouse's sync history (`sync_runs`), with its start and
+    end as Dagster recorded them. The sensors below do it for the runs the daemon sees finish; a
+    run executed in the launching process (`integration-pipelines sync`, `make demo`) does it
+    itself, since no daemon need be running then."""
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        raise ValueError(f"run {run_id} is not on this Dagster instance")
+    started, ended = record.start_time, record.end_time
+    with begin_write(engine) as conn:
         finish_run(
             conn,
-            warehouse.tenant,
-            run.run_id,
-            run.job_name,
+            tenant_id,
+            run_id,
+            record.dagster_run.job_name,
             started_at=datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC),
             succeeded=error is None,
             finished_at=datetime.fromtimestamp(ended, UTC) if ended else None,
             error=error,
         )
+
+
+def _record_outcome(context: RunStatusSensorContext, warehouse: WarehouseResource, error: str | None) -> SkipReason:
+    run = context.dagster_run
+    record_run_outcome(context.instance, run.run_id, warehouse.engine, warehouse.tenant, error)
     return SkipReason(f"recorded {run.job_name} run {run.run_id[:8]} in sync_runs")
 
 
