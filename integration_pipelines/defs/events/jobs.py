@@ -108,7 +108,8 @@ def marts_sources(manifest_path: str) -> frozenset[str]:
 
 @op(ins={"tables": In(list)}, tags={"kind": "dbt"})
 def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """Rebuild the dbt models downstream of the canonical tables the events wrote (none: nothing)."""
+    """Rebuild the dbt models downstream of the canonical tables the events wrote, and the staging
+    models they read (no such table written: nothing)."""
     project = get_dbt_project()
     read_by_marts = marts_sources(str(project.manifest_path))
     tables = [t for t in tables if t in read_by_marts]
@@ -119,7 +120,10 @@ def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCli
     target_path = invocation_target_path(project, context.op.name, context.run.run_id)
     parses = PartialParseCache(project, profile_env)
     parses.seed(target_path)
-    select = " ".join(f"source:canonical.{t}+" for t in tables)
+    # `@`: the models downstream of those tables, and every model they read (the staging tables
+    # over the raw layer): a mart is rebuilt only beside current staging tables, which may never
+    # have been built in a warehouse whose first events come before its first full build.
+    select = " ".join(f"@source:canonical.{t}" for t in tables)
     with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
         invocation = dbt.cli(
             ["build", "--select", select, "--exclude", "resource_type:source"],
