@@ -27,6 +27,7 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 from pydantic import Field
+from sqlalchemy import inspect
 
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.marts.assets import WarehouseDbtTranslator, _spawn_environment
@@ -106,6 +107,13 @@ def marts_sources(manifest_path: str) -> frozenset[str]:
     return frozenset(s["name"] for s in manifest.get("sources", {}).values() if s.get("source_name") == "canonical")
 
 
+@functools.cache
+def dbt_models(manifest_path: str) -> frozenset[str]:
+    """The tables the dbt project builds (its models)."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    return frozenset(n["name"] for n in manifest.get("nodes", {}).values() if n.get("resource_type") == "model")
+
+
 @op(ins={"tables": In(list)}, tags={"kind": "dbt"})
 def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Rebuild the dbt models downstream of the canonical tables the events wrote, and the staging
@@ -121,9 +129,14 @@ def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCli
     parses = PartialParseCache(project, profile_env)
     parses.seed(target_path)
     # `@`: the models downstream of those tables, and every model they read (the staging tables
-    # over the raw layer): a mart is rebuilt only beside current staging tables, which may never
-    # have been built in a warehouse whose first events come before its first full build.
-    select = " ".join(f"@source:canonical.{t}" for t in tables)
+    # over the raw layer), so that a mart is rebuilt beside current staging tables. A warehouse
+    # whose events come before its first full build (a table of the project missing) gets every
+    # model: the marts' tests read one another.
+    built = inspect(warehouse.engine)
+    if all(built.has_table(model) for model in dbt_models(str(project.manifest_path))):
+        select = " ".join(f"@source:canonical.{t}" for t in tables)
+    else:
+        select = "fqn:*"
     with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
         invocation = dbt.cli(
             ["build", "--select", select, "--exclude", "resource_type:source"],
