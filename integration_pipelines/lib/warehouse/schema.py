@@ -66,10 +66,11 @@ def is_moodle_enrolment(raw: FromClause = raw_records):
     return (raw.c.source == "moodle") & (raw.c.entity == "enrolments")
 
 
+# Without `source` among its columns: PostgreSQL drops the query's `source = 'moodle'`, which the
+# index's predicate implies, and could then seek no further than the tenant (migration 0009).
 Index(
     "ix_raw_records_moodle_user",
     raw_records.c.tenant_id,
-    raw_records.c.source,
     raw_records.c.entity,
     moodle_user_of(),
     sqlite_where=raw_records.c.source == "moodle",
