@@ -44,7 +44,11 @@ from sqlalchemy import (
 from integration_pipelines.lib.canonical.apply import Scope, TableResult
 from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys, moodle_pair_id
 from integration_pipelines.lib.canonical.scratch import drop_scratch, fill, scratch_table
-from integration_pipelines.lib.canonical.students import account_of_student, student_of_account
+from integration_pipelines.lib.canonical.students import (
+    account_of_student,
+    accounts_of_changed_students,
+    student_of_account,
+)
 from integration_pipelines.lib.canonical.zoho_tables import ZohoTable, student_key
 from integration_pipelines.lib.mapping import BTEC_GRADES, BtecThresholds, FieldMapping
 from integration_pipelines.lib.warehouse.schema import (
@@ -165,11 +169,6 @@ def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_sinc
         Column("user_id", BigInteger, primary_key=True),
     )
     p, r = raw_records.c.payload, raw_records.c
-    changed_users = select(students.c.moodle_user_id).where(
-        students.c.tenant_id == tenant_id,
-        students.c.updated_at >= changed_since,
-        students.c.moodle_user_id.is_not(None),
-    )
     pair = (cast(json_text(p, "itemid"), BigInteger), cast(json_text(p, "userid"), BigInteger))
     source, where = keys.raw(tenant_id, "moodle", "grades", live=False)
     reached = [select(*pair).select_from(source).where(*where)]
@@ -179,7 +178,7 @@ def _reached_pairs(conn: Connection, tenant_id: str, keys: RawKeys, changed_sinc
                 r.tenant_id == tenant_id,
                 r.source == "moodle",
                 r.entity == "grades",
-                moodle_user_of().in_(changed_users),
+                moodle_user_of().in_(accounts_of_changed_students(tenant_id, changed_since)),
             )
         )
     fill(conn, pairs, select(union(*reached).subquery()))

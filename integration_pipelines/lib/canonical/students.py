@@ -376,17 +376,23 @@ def student_of_account(tenant_id: str, user_id) -> ColumnElement:
     )
 
 
-def enrolments_of_changed_students(tenant_id: str, since: datetime) -> Select:
-    """(course, user) of every raw Moodle enrolment of an account whose student row was written at
-    or after `since`: what a table keyed by enrolment applies again when students change."""
-    changed_users = select(students.c.moodle_user_id).where(
+def accounts_of_changed_students(tenant_id: str, since: datetime) -> Select:
+    """The Moodle accounts of the students whose rows were written at or after `since`."""
+    return select(students.c.moodle_user_id).where(
         students.c.tenant_id == tenant_id,
         students.c.updated_at >= since,
         students.c.moodle_user_id.is_not(None),
     )
+
+
+def enrolments_of_changed_students(tenant_id: str, since: datetime) -> Select:
+    """(course, user) of every raw Moodle enrolment of an account whose student row was written at
+    or after `since`: what a table keyed by enrolment applies again when students change."""
     course_id = cast(json_text(raw_records.c.payload, "courseid"), BigInteger)
     return select(course_id, moodle_user_of()).where(
-        raw_records.c.tenant_id == tenant_id, is_moodle_enrolment(), moodle_user_of().in_(changed_users)
+        raw_records.c.tenant_id == tenant_id,
+        is_moodle_enrolment(),
+        moodle_user_of().in_(accounts_of_changed_students(tenant_id, since)),
     )
 
 
