@@ -101,17 +101,20 @@ def apply_event_batch(
 
 
 @functools.cache
+def _manifest(manifest_path: str) -> dict:
+    return json.loads(Path(manifest_path).read_text())
+
+
 def marts_sources(manifest_path: str) -> frozenset[str]:
     """The canonical tables the dbt project reads (its `canonical` sources)."""
-    manifest = json.loads(Path(manifest_path).read_text())
-    return frozenset(s["name"] for s in manifest.get("sources", {}).values() if s.get("source_name") == "canonical")
+    sources = _manifest(manifest_path).get("sources", {}).values()
+    return frozenset(s["name"] for s in sources if s.get("source_name") == "canonical")
 
 
-@functools.cache
 def dbt_models(manifest_path: str) -> frozenset[str]:
     """The tables the dbt project builds (its models)."""
-    manifest = json.loads(Path(manifest_path).read_text())
-    return frozenset(n["name"] for n in manifest.get("nodes", {}).values() if n.get("resource_type") == "model")
+    nodes = _manifest(manifest_path).get("nodes", {}).values()
+    return frozenset(n["name"] for n in nodes if n.get("resource_type") == "model")
 
 
 @op(ins={"tables": In(list)}, tags={"kind": "dbt"})
