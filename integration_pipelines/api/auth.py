@@ -40,14 +40,14 @@ def authenticated(
     return key
 
 
-def require_admin(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
+async def require_admin(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
     """An admin key of some tenant; 403 for a student key."""
     if key.scope != "admin":
         raise Problem(403, "Admin key required", "This route needs an admin key; a student key reads its own profile.")
     return key
 
 
-def require_reader(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
+async def require_reader(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
     """An admin key, or a student key (which may then read only its own student: `ensure_may_read`)."""
     return key
 
