@@ -4,11 +4,11 @@
 -- the last end date of the student's classes in it) and each unit registration (record_type
 -- 'registration', dated by the student's classes that teach the unit).
 with students as (
-    select tenant_id, student_key, program_zoho_id from {{ ref('stg_students') }}
+    select tenant_id, student_key, program_zoho_id from {{ claimed_rows(ref('stg_students')) }} s
 ),
 student_classes as (
     select e.tenant_id, e.student_key, c.program_zoho_id, c.moodle_course_id, c.start_date, c.end_date
-    from {{ source('canonical', 'enrollments') }} e
+    from {{ claimed_rows(source('canonical', 'enrollments')) }} e
     join {{ source('canonical', 'classes') }} c
         on c.tenant_id = e.tenant_id and c.class_key = e.class_key and c.deleted_at is null
     where e.deleted_at is null and e.student_key is not null
@@ -59,7 +59,7 @@ registrations as (
         r.status,
         d.start_date,
         d.end_date
-    from {{ source('canonical', 'registrations') }} r
+    from {{ claimed_rows(source('canonical', 'registrations')) }} r
     join students s on s.tenant_id = r.tenant_id and s.student_key = r.student_key
     left join {{ source('canonical', 'units') }} u
         on u.tenant_id = r.tenant_id and u.zoho_id = r.unit_zoho_id and u.deleted_at is null

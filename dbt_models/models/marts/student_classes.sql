@@ -18,7 +18,7 @@ select
     t.teacher_name,
     t.teacher_email,
     {{ build_time() }} as built_at
-from {{ source('canonical', 'enrollments') }} e
+from {{ claimed_rows(source('canonical', 'enrollments')) }} e
 join {{ ref('stg_students') }} s on s.tenant_id = e.tenant_id and s.student_key = e.student_key
 join {{ source('canonical', 'classes') }} c
     on c.tenant_id = e.tenant_id and c.class_key = e.class_key and c.deleted_at is null

@@ -20,7 +20,7 @@ with lines as (
         p.status,
         p.due_date,
         p.paid_on
-    from {{ source('canonical', 'payments') }} p
+    from {{ claimed_rows(source('canonical', 'payments')) }} p
     join {{ ref('stg_students') }} s on s.tenant_id = p.tenant_id and s.student_key = p.student_key
     where p.deleted_at is null
 )

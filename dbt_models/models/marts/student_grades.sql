@@ -23,7 +23,7 @@ with grades as (
         g.percentage,
         g.graded_at,
         cast(null as text) as feedback
-    from {{ source('canonical', 'grades') }} g
+    from {{ claimed_rows(source('canonical', 'grades')) }} g
     join {{ ref('stg_students') }} s on s.tenant_id = g.tenant_id and s.student_key = g.student_key
     left join {{ source('canonical', 'units') }} u
         on u.tenant_id = g.tenant_id and u.zoho_id = g.unit_zoho_id and u.deleted_at is null

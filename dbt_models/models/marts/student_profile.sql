@@ -39,4 +39,4 @@ select
     identity_match,
     updated_at,
     {{ build_time() }} as built_at
-from {{ ref('stg_students') }}
+from {{ claimed_rows(ref('stg_students')) }} s

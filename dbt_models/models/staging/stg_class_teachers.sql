@@ -1,3 +1,5 @@
+{{ config(post_hook=[create_lookup_index(this, ['tenant_id', 'moodle_course_id'])]) }}
+
 -- Who teaches each Moodle course: its live enrolments holding the (editing) teacher role.
 select
     e.tenant_id,

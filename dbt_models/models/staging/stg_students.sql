@@ -1,3 +1,5 @@
+{{ config(post_hook=[create_lookup_index(this, ['tenant_id', 'student_key'])]) }}
+
 -- Current (not soft-deleted) students of every tenant, with the Moodle username search matches on.
 select
     s.tenant_id,
@@ -20,7 +22,7 @@ select
     s.identity_match,
     s.source_modified_at,
     s.updated_at
-from {{ source('canonical', 'students') }} s
+from {{ claimed_rows(source('canonical', 'students')) }} s
 left join {{ source('raw', 'raw_moodle_users') }} u
     on u.tenant_id = s.tenant_id
     and u.source = 'moodle'

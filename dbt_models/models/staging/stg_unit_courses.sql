@@ -1,3 +1,5 @@
+{{ config(post_hook=[create_lookup_index(this, ['tenant_id', 'moodle_course_id'])]) }}
+
 -- Which Moodle course teaches which unit: an assignment's grade item carries the unit code as its
 -- idnumber (the mapping's `moodle.unit_link`).
 select distinct

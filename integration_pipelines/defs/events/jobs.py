@@ -2,9 +2,8 @@
 another attempt), `requeue_events` (dead events back in line) and `events_retention`.
 
 The logic is in `lib/events/`; these ops build it from the run's resources and report what it
-did. `process_events` ends by rebuilding the marts downstream of the canonical tables its
-events wrote (`dbt build --select source:canonical.<table>+`), so a change reaches the profile
-API without a sync.
+did. `process_events` ends by rebuilding the marts of the students its events changed (dbt's
+incremental models over the mart refresh queue), so a change reaches the profile API without a sync.
 """
 
 import functools
@@ -30,7 +29,12 @@ from pydantic import Field
 from sqlalchemy import inspect
 
 from integration_pipelines.defs.mapping import FIELD_MAPPING
-from integration_pipelines.defs.marts.assets import WarehouseDbtTranslator, _spawn_environment
+from integration_pipelines.defs.marts.assets import (
+    WarehouseDbtTranslator,
+    _spawn_environment,
+    claimed_refresh,
+    mapping_vars,
+)
 from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
 from integration_pipelines.defs.marts.project import PartialParseCache, get_dbt_project, invocation_target_path
 from integration_pipelines.defs.moodle.resources import MoodleResource
@@ -105,12 +109,6 @@ def _manifest(manifest_path: str) -> dict:
     return json.loads(Path(manifest_path).read_text())
 
 
-def marts_sources(manifest_path: str) -> frozenset[str]:
-    """The canonical tables the dbt project reads (its `canonical` sources)."""
-    sources = _manifest(manifest_path).get("sources", {}).values()
-    return frozenset(s["name"] for s in sources if s.get("source_name") == "canonical")
-
-
 def dbt_models(manifest_path: str) -> frozenset[str]:
     """The tables the dbt project builds (its models)."""
     nodes = _manifest(manifest_path).get("nodes", {}).values()
@@ -118,49 +116,51 @@ def dbt_models(manifest_path: str) -> frozenset[str]:
 
 
 @op(ins={"tables": In(list)}, tags={"kind": "dbt"})
-def refresh_touched_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """Rebuild the dbt models downstream of the canonical tables the events wrote, and the staging
-    models they read (no such table written: nothing)."""
+def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """Rebuild the marts of the students the events changed (the mart refresh queue's): dbt's
+    incremental models, which delete and insert those students' rows. A change that reaches every
+    student (a class, a unit, a programme), or a warehouse whose models were never all built, gets
+    a full build, as a sync's."""
     project = get_dbt_project()
-    read_by_marts = marts_sources(str(project.manifest_path))
-    tables = [t for t in tables if t in read_by_marts]
-    if not tables:
-        context.log.info("The events wrote no canonical table a mart reads: no mart to refresh.")
-        return
-    profile_env = dbt_environment(warehouse.resolved_url)
-    target_path = invocation_target_path(project, context.op.name, context.run.run_id)
-    parses = PartialParseCache(project, profile_env)
-    parses.seed(target_path)
-    # `@`: the models downstream of those tables, and every model they read (the staging tables
-    # over the raw layer), so that a mart is rebuilt beside current staging tables. A warehouse
-    # whose events come before its first full build (a table of the project missing) gets every
-    # model: the marts' tests read one another.
     built = inspect(warehouse.engine)
-    if all(built.has_table(model) for model in dbt_models(str(project.manifest_path))):
-        select = " ".join(f"@source:canonical.{t}" for t in tables)
-    else:
-        select = "fqn:*"
-    with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
-        invocation = dbt.cli(
-            ["build", "--select", select, "--exclude", "resource_type:source"],
-            manifest=project.manifest_path,
-            dagster_dbt_translator=WarehouseDbtTranslator(),
-            target_path=target_path,
-        )
-    invocation.wait()
-    parses.keep(target_path)
-    shutil.rmtree(target_path, ignore_errors=True)
-    context.log.info(f"Refreshed the models downstream of {', '.join(tables)}.")
+    complete = all(built.has_table(model) for model in dbt_models(str(project.manifest_path)))
+    with claimed_refresh(warehouse.engine, context.run.run_id) as claimed:
+        if complete and not claimed.everything and not claimed.students:
+            context.log.info("No student's marts are stale: nothing to rebuild.")
+            return
+        if complete and not claimed.everything:
+            # `run`, not `build`: the marts' tests read whole tables, and the syncs' builds run them.
+            args = ["run", "--select", "stg_students+", *mapping_vars()]
+        else:
+            args = ["build", "--full-refresh", *mapping_vars()]
+        profile_env = dbt_environment(warehouse.resolved_url)
+        target_path = invocation_target_path(project, context.op.name, context.run.run_id)
+        parses = PartialParseCache(project, profile_env)
+        parses.seed(target_path)
+        with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
+            invocation = dbt.cli(
+                args,
+                manifest=project.manifest_path,
+                dagster_dbt_translator=WarehouseDbtTranslator(),
+                target_path=target_path,
+            )
+        invocation.wait()
+        parses.keep(target_path)
+        shutil.rmtree(target_path, ignore_errors=True)
+    context.log.info(
+        f"Rebuilt the marts of {'every student' if args[0] == 'build' else f'{claimed.students} students'} "
+        f"(the events wrote {', '.join(tables) or 'nothing'})."
+    )
 
 
 @job(
     description="Apply webhook events: a batch of inbox files claimed by the events_inbox sensor (config "
     "`batch`), or the failed events due for another attempt (no batch); then rebuild the marts downstream "
-    "of the canonical tables they changed.",
+    "of the students they changed.",
     tags={"integration_pipelines/area": "events"},
 )
 def process_events():
-    refresh_touched_marts(apply_event_batch())
+    refresh_marts(apply_event_batch())
 
 
 class RequeueConfig(Config):

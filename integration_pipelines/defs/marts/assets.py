@@ -4,16 +4,19 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from sqlalchemy import Engine
 
 from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
 from integration_pipelines.defs.marts.project import PartialParseCache, get_dbt_project, invocation_target_path
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
+from integration_pipelines.lib.warehouse.engine import begin_write
+from integration_pipelines.lib.warehouse.mart_refresh import Claim, claim, release
 
 
 class WarehouseDbtTranslator(DagsterDbtTranslator):
@@ -53,6 +56,17 @@ def _spawn_environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextmanager
+def claimed_refresh(engine: Engine, claim_id: str) -> Iterator[Claim]:
+    """Claim the mart refresh queue for one build, and delete the claim when the build succeeded
+    (an exception leaves it for the next build to take over)."""
+    with begin_write(engine) as conn:
+        claimed = claim(conn, claim_id)
+    yield claimed
+    with begin_write(engine) as conn:
+        release(conn, claim_id)
+
+
 def mapping_vars() -> list[str]:
     """`--vars` with the mapping's BTEC points per credit, when they differ from the project's
     defaults (the packaged mapping's): passing vars that never change would cost a re-parse."""
@@ -71,14 +85,18 @@ def mapping_vars() -> list[str]:
     dagster_dbt_translator=WarehouseDbtTranslator(),
 )
 def dbt_marts(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """Staging views and the marts, built in the warehouse the syncs wrote."""
+    """The staging tables and the marts, built whole (and tested) from the warehouse the syncs
+    wrote. A whole build leaves no student stale: it empties the mart refresh queue up to its start."""
     profile_env = dbt_environment(warehouse.resolved_url)
     target_path = invocation_target_path(get_dbt_project(), context.op_execution_context.op.name, context.run.run_id)
     parses = PartialParseCache(get_dbt_project(), profile_env)
     parses.seed(target_path)
-    with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
-        invocation = dbt.cli(["build", *mapping_vars()], context=context, target_path=target_path)
-    yield from invocation.stream()
+    # A build of some of the models leaves the queue to a whole one: the others are still stale.
+    claiming = nullcontext() if context.is_subset else claimed_refresh(warehouse.engine, context.run.run_id)
+    with claiming:
+        with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
+            invocation = dbt.cli(["build", "--full-refresh", *mapping_vars()], context=context, target_path=target_path)
+        yield from invocation.stream()
     parses.keep(target_path)
     # Its events are in the run's log; a failed build keeps its directory (dbt.log, run_results.json).
     shutil.rmtree(target_path, ignore_errors=True)

@@ -5,7 +5,8 @@ A canonical step (one Dagster asset per table) calls `apply_table`: it finds the
 the table's inputs written since the table's watermark (every one, for `full_sync`), applies
 them, and moves the watermark. An event batch calls `apply_raw_keys` with the keys it landed,
 which every table applies in dependency order. Either way a table's SQL reads the raw records
-those keys name and touches the canonical rows they reach, no others.
+those keys name and touches the canonical rows they reach, no others, and the students whose
+marts that made stale are queued for the next mart build (lib/warehouse/mart_refresh.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Connection
 
 from integration_pipelines.lib.canonical.raw_keys import Entity, RawKeys
 from integration_pipelines.lib.mapping import FieldMapping
+from integration_pipelines.lib.warehouse.mart_refresh import queue_changed_students
 from integration_pipelines.lib.warehouse.sync_state import record_sync, watermark
 from integration_pipelines.lib.warehouse.upsert import SyncCounts
 
@@ -90,6 +92,7 @@ def apply_table(
     # raw layer's time, and every row the last run wrote was stamped after it.
     result = spec.apply(Scope(conn, tenant_id, mapping, keys, now, changed_since=last_applied))
     keys.drop(conn)
+    queue_changed_students(conn, tenant_id, table, now, full=full)
     record_sync(conn, tenant_id, stream_of(table), result.counts.read, now, watermark=keys.newest)
     return result
 
@@ -109,4 +112,6 @@ def apply_raw_keys(
     scope = Scope(conn, tenant_id, mapping, raw, now, changed_since=now)
     results = {name: table.apply(scope) for name, table in canonical_tables().items()}
     raw.drop(conn)
+    for name in results:
+        queue_changed_students(conn, tenant_id, name, now, full=False)
     return results

@@ -172,7 +172,7 @@ enrollments = canonical_table(
     Column("moodle_course_id", BigInteger),
     Column("status", String(16), info=mapped()),
     Column("enrolled_on", Date, info=mapped()),
-    indexes=(("student_key",), ("class_key",), ("moodle_course_id", "moodle_user_id")),
+    indexes=(("student_key",), ("class_key",), ("moodle_course_id", "moodle_user_id"), ("updated_at",)),
 )
 registrations = canonical_table(
     "registrations",
@@ -182,7 +182,7 @@ registrations = canonical_table(
     Column("student_zoho_id", ZOHO_ID, info=mapped(required=True)),
     Column("unit_zoho_id", ZOHO_ID, info=mapped(required=True)),
     Column("status", String(16), info=mapped()),
-    indexes=(("student_key",),),
+    indexes=(("student_key",), ("updated_at",)),
 )
 payments = canonical_table(
     "payments",
@@ -197,7 +197,7 @@ payments = canonical_table(
     Column("status", String(16), info=mapped()),
     Column("due_date", Date, info=mapped()),
     Column("paid_on", Date, info=mapped()),
-    indexes=(("student_key",),),
+    indexes=(("student_key",), ("updated_at",)),
 )
 grades = canonical_table(
     # `moodle:<assignment>:<user>` for a Moodle assignment grade, `zoho:<id>` for a BTEC grade recorded in Zoho.
@@ -219,7 +219,7 @@ grades = canonical_table(
     Column("btec_grade", String(16), info=mapped(required=True)),
     Column("btec_equivalent", String(16)),
     Column("graded_at", UTCDateTime(), info=mapped()),
-    indexes=(("student_key",), ("moodle_user_id",)),
+    indexes=(("student_key",), ("moodle_user_id",), ("updated_at",)),
 )
 
 # What identity matches on, kept by key from the raw layer and indexed, so that linking the
@@ -405,6 +405,21 @@ api_keys = Table(
     Column("label", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# The students whose marts are stale: each canonical application queues the students it changed
+# (`*`: every student, after a full one), in its own transaction, and a mart build claims the
+# queue, rebuilds those students' rows and deletes what it claimed (lib/warehouse/mart_refresh.py).
+mart_refresh_queue = Table(
+    "mart_refresh_queue",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("student_key", String(96), nullable=False),
+    Column("queued_at", UTCDateTime(), nullable=False),
+    # The build that claimed the row; null while it waits.
+    Column("claim", String(64), nullable=True),
+    Index("ix_mart_refresh_queue_claim", "claim", "tenant_id", "student_key"),
 )
 
 # One row per sync run (full_sync, incremental_sync): its outcome and, per table, the rows it

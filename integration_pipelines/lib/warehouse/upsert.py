@@ -50,9 +50,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Insert
 
 from integration_pipelines.lib.warehouse.engine import ANALYZE_MIN_ROWS, rows_written
+from integration_pipelines.lib.warehouse.mart_refresh import NAMING_THEIR_STUDENT
 from integration_pipelines.lib.warehouse.schema import KEYED_TABLES, KeyedTable
+from integration_pipelines.lib.warehouse.schema import mart_refresh_queue as queue
 from integration_pipelines.lib.warehouse.sql import row_fingerprint
 from integration_pipelines.lib.warehouse.types import UTCDateTime, sqlite_timestamp_text
 
@@ -274,6 +277,7 @@ class _TableWriter:
             .limit(1)
             .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
         )
+        self._queue_former_students = _former_students(spec, stage)
         names = ", ".join(f'"{c}"' for c in self.columns)
         keys = ", ".join(f'"{c}"' for c in key)
         # The stage's key is unique (a batch holds a key once; a canonical SELECT makes each once),
@@ -361,6 +365,8 @@ class _TableWriter:
         stamp = self._stamp(now)
         positions = self._merge_positions
         params = {"now": stamp} if positions is None else [stamp for _ in positions]
+        if self._queue_former_students is not None:
+            conn.execute(self._queue_former_students, {"now": now})
         if self._count_new is None:
             cursor.execute(self._merge, params)
             written, inserted = cursor.fetchone()
@@ -373,6 +379,22 @@ class _TableWriter:
             snapshot.saw_staged(cursor, self.stage.name)
         rows_written(conn)[self.spec.table.name] += written
         return UpsertCounts(inserted=inserted, updated=written - inserted, unchanged=staged - written)
+
+
+def _former_students(spec: KeyedTable, stage: Table) -> Insert | None:
+    """For a table whose rows name their student: queue the mart refresh of the student a staged
+    row is about to leave (a payment moved to another student, say). The students the merge
+    writes are queued by the application that called it; the ones rows leave, only here."""
+    table = spec.table
+    if table.name not in NAMING_THEIR_STUDENT or "student_key" in spec.key_columns:
+        return None
+    current, staged = table.c.student_key, stage.c.student_key
+    leaving = (
+        select(table.c.tenant_id, current, bindparam("now", type_=queue.c.queued_at.type))
+        .join_from(stage, table, and_(*(table.c[c] == stage.c[c] for c in spec.key_columns)))
+        .where(current.is_not(None), or_(staged.is_(None), staged != current))
+    )
+    return insert(queue).from_select(["tenant_id", "student_key", "queued_at"], leaving)
 
 
 @dataclass
