@@ -11,11 +11,24 @@ DEFAULT_DAGSTER_YAML = """\
 # For PostgreSQL, replace this file with the repository's dagster.postgres.yaml.
 telemetry:
   enabled: false
-# The embedded warehouse is SQLite, which has one writer: runs take turns rather than wait on
-# each other's write locks (dbt gives up on a locked database after a few seconds).
+# The embedded warehouse is SQLite, which has one writer: a writer waits for the lock (dbt too),
+# so runs at once take turns at each transaction. One run per area at a time (one sync, one event
+# batch, one write-back), and two in all: an event batch commits while a sync runs rather than
+# waiting for all of it; two syncs never run at once.
 concurrency:
   runs:
-    max_concurrent_runs: 1
+    max_concurrent_runs: 2
+    tag_concurrency_limits:
+      - key: integration_pipelines/area
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+# A queued run starts within a second (Dagster's default looks every 5 s): events' latency.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 # A run killed without a trace (kill -9, a lost machine) is failed at its dagster/max_runtime, so
 # that its work is requested again (process_events batches are, by the events_inbox sensor).
 run_monitoring:

@@ -51,3 +51,18 @@
 {# An incremental build changed a few students' rows: the statistics still hold, and ANALYZE samples the table. #}
 {% macro default__analyze_for_planner(relation) -%} {% if not is_incremental() %}analyze {{ relation }}{% endif %} {%- endmacro %}
 {% macro sqlite__analyze_for_planner(relation) -%} {%- endmacro %}
+
+{#
+  SQLite has one writer. A model waits for another writer's transaction (a sync's step beside an
+  event batch's refresh) as long as the warehouse's own writers wait (SQLITE_BUSY_TIMEOUT_MS in
+  lib/warehouse/engine.py, passed by lib/warehouse/dbt_env.py), where dbt-sqlite's connection
+  gives up after 5 s.
+  PostgreSQL writers wait for each other's row locks already.
+#}
+{% macro wait_for_other_writers() -%}
+  {{ return(adapter.dispatch('wait_for_other_writers', 'integration_pipelines')()) }}
+{%- endmacro %}
+{% macro default__wait_for_other_writers() -%} {%- endmacro %}
+{% macro sqlite__wait_for_other_writers() -%}
+  pragma busy_timeout = {{ env_var('INTEGRATION_SQLITE_BUSY_TIMEOUT_MS', '5000') | int }}
+{%- endmacro %}

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from importlib.metadata import version
 
 import pytest
@@ -24,7 +27,9 @@ from integration_pipelines.defs.marts.project import (
     get_dbt_project,
 )
 from integration_pipelines.defs.resources import WarehouseResource
+from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
+from integration_pipelines.lib.warehouse.engine import ensure_schema
 
 REPARSE = "Unable to do partial parsing"
 
@@ -98,6 +103,56 @@ def test_a_second_build_reuses_the_first_ones_parse(warehouse, warehouse_url, ca
         assert not {p for p in set(target.glob("dbt_marts-*")) - before if (p / "run_results.json").exists()}
     finally:
         cache.path.unlink(missing_ok=True)
+
+
+def _dbt_children() -> list[int]:
+    """This process's children running dbt (through the launcher)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError):
+            continue
+        if ppid == os.getpid() and LAUNCHER_MODULE.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds dbt's process in /proc")
+def test_dbt_waits_for_another_sqlite_writer_instead_of_failing(tmp_path):
+    """A sync's step holds SQLite's write lock while an event batch's marts build: dbt waits for it,
+    as the warehouse's own writers do (dbt-sqlite's connection alone gives up after 5 s)."""
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = create_warehouse_engine(url)
+    ensure_schema(engine)
+    engine.dispose()
+    held = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        deadline = time.monotonic() + 120
+        while not _dbt_children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        writer = sqlite3.connect(tmp_path / "warehouse.db", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        held.set()
+        # Longer than dbt takes to start and than its driver's own 5 s wait.
+        time.sleep(12)
+        writer.execute("COMMIT")
+        writer.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        result = materialize(
+            [dbt_marts], resources={"dbt": dbt_cli_resource(), "warehouse": WarehouseResource(url=url)}
+        )
+    finally:
+        holder.join()
+    assert held.is_set()
+    assert result.success
 
 
 # A process that adopts orphans (PR_SET_CHILD_SUBREAPER), starts a "run" that builds the marts,

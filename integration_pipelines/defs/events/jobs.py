@@ -155,8 +155,8 @@ def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource
 
 @job(
     description="Apply webhook events: a batch of inbox files claimed by the events_inbox sensor (config "
-    "`batch`), or the failed events due for another attempt (no batch); then rebuild the marts downstream "
-    "of the students they changed.",
+    "`batch`), or the failed events due for another attempt (no batch); then rebuild the marts of the "
+    "students they changed.",
     tags={"integration_pipelines/area": "events"},
 )
 def process_events():
@@ -196,7 +196,10 @@ def _instant(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-@job(description="Requeue dead events (by ids or filters); the events_retry schedule applies them.")
+@job(
+    description="Requeue dead events (by ids or filters); the events_retry schedule applies them.",
+    tags={"integration_pipelines/area": "events"},
+)
 def requeue_events():
     requeue_dead_events()
 
@@ -214,6 +217,9 @@ def remove_expired_events(context: OpExecutionContext, config: RetentionConfig, 
     context.add_output_metadata(removed)
 
 
-@job(description="Remove processed and ignored events older than the retention (log rows, archived files).")
+@job(
+    description="Remove processed and ignored events older than the retention (log rows, archived files).",
+    tags={"integration_pipelines/area": "events"},
+)
 def events_retention():
     remove_expired_events()

@@ -18,6 +18,7 @@ grade_writeback = define_asset_job(
     selection=[zoho_grade_writeback],
     description="Write Moodle's BTEC grades back to Zoho: new and changed grades, and those a previous "
     "run could not deliver.",
+    tags={"integration_pipelines/area": "outbound"},
 )
 
 
@@ -50,6 +51,9 @@ def resolve_grade_conflicts_op(
     yield Output(None, metadata=metadata)
 
 
-@job(description="Resolve grades the write-back reported as conflicts: keep Zoho's value, or force Moodle's.")
+@job(
+    description="Resolve grades the write-back reported as conflicts: keep Zoho's value, or force Moodle's.",
+    tags={"integration_pipelines/area": "outbound"},
+)
 def resolve_grade_conflicts():
     resolve_grade_conflicts_op()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from integration_pipelines.lib.warehouse.engine import SQLITE_BUSY_TIMEOUT_MS
+
 
 def dbt_environment(warehouse_url: str) -> dict[str, str]:
     url = make_url(warehouse_url)
@@ -27,6 +29,7 @@ def dbt_environment(warehouse_url: str) -> dict[str, str]:
             "INTEGRATION_DBT_TARGET": "sqlite",
             "INTEGRATION_SQLITE_PATH": str(path),
             "INTEGRATION_SQLITE_DIR": str(path.parent),
+            "INTEGRATION_SQLITE_BUSY_TIMEOUT_MS": str(SQLITE_BUSY_TIMEOUT_MS),
         }
     elif backend == "postgresql":
         env |= {
