@@ -10,7 +10,7 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Connection, Engine
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine, ensure_schema
-from integration_pipelines.lib.warehouse.engine import begin_write
+from integration_pipelines.lib.warehouse.engine import begin_write, write_in_steps
 from integration_pipelines.lib.warehouse.sync_state import record_sync
 from integration_pipelines.settings import get_settings
 
@@ -62,6 +62,10 @@ class WarehouseResource(ConfigurableResource):
     def begin(self) -> AbstractContextManager[Connection]:
         """One transaction: a sync's writes land together or not at all."""
         return begin_write(self.engine)
+
+    def write_in_steps(self) -> AbstractContextManager[Connection]:
+        """A long landing's connection, committed batch by batch (`lib.warehouse.engine.write_in_steps`)."""
+        return write_in_steps(self.engine)
 
     def record_sync(self, conn: Connection, stream: str, rows_read: int, *, watermark: datetime | None = None) -> None:
         """Note that `stream` synced now (and, for a canonical stream, how far it applied raw changes)."""

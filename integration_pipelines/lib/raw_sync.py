@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from integration_pipelines.lib.source_reads import ModuleRead
+from integration_pipelines.lib.warehouse.engine import commit_step
 from integration_pipelines.lib.warehouse.raw import deleted_entity_name, raw_row
 from integration_pipelines.lib.warehouse.upsert import (
     BATCH_SIZE,
@@ -68,6 +69,8 @@ class RawLander:
                 self._conn, "raw_records", buffer, snapshot=self._snapshots.get(entity)
             )
             buffer.clear()
+            # Landing a snapshot as it is read: another writer may take its turn before the next batch.
+            commit_step(self._conn)
 
     def finish(self) -> dict[str, SyncCounts]:
         """Write what is buffered, apply snapshot deletes, and return the counts per entity."""

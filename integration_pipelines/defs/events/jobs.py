@@ -8,8 +8,6 @@ incremental models over the mart refresh queue), so a change reaches the profile
 
 import functools
 import json
-import os
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,13 +28,12 @@ from sqlalchemy import inspect
 
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.marts.assets import (
+    DbtStepInvocation,
     WarehouseDbtTranslator,
-    _spawn_environment,
     claimed_refresh,
     mapping_vars,
 )
-from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
-from integration_pipelines.defs.marts.project import PartialParseCache, get_dbt_project, invocation_target_path
+from integration_pipelines.defs.marts.project import get_dbt_project
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.defs.zoho.resources import ZohoResource
@@ -44,7 +41,6 @@ from integration_pipelines.lib.events import log
 from integration_pipelines.lib.events.inbox import EventsInbox
 from integration_pipelines.lib.events.process import BatchResult, EventProcessor, RetryPolicy
 from integration_pipelines.lib.events.retention import remove_expired
-from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
 from integration_pipelines.lib.warehouse.engine import begin_write
 from integration_pipelines.settings import get_settings
 
@@ -121,9 +117,8 @@ def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource
     incremental models, which delete and insert those students' rows. A change that reaches every
     student (a class, a unit, a programme), or a warehouse whose models were never all built, gets
     a full build, as a sync's."""
-    project = get_dbt_project()
     built = inspect(warehouse.engine)
-    complete = all(built.has_table(model) for model in dbt_models(str(project.manifest_path)))
+    complete = all(built.has_table(model) for model in dbt_models(str(get_dbt_project().manifest_path)))
     with claimed_refresh(warehouse.engine, context.run.run_id) as claimed:
         if complete and not claimed.everything and not claimed.students:
             context.log.info("No student's marts are stale: nothing to rebuild.")
@@ -133,20 +128,11 @@ def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource
             args = ["run", "--select", "stg_students+", *mapping_vars()]
         else:
             args = ["build", "--full-refresh", *mapping_vars()]
-        profile_env = dbt_environment(warehouse.resolved_url)
-        target_path = invocation_target_path(project, context.op.name, context.run.run_id)
-        parses = PartialParseCache(project, profile_env)
-        parses.seed(target_path)
-        with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
-            invocation = dbt.cli(
-                args,
-                manifest=project.manifest_path,
-                dagster_dbt_translator=WarehouseDbtTranslator(),
-                target_path=target_path,
-            )
-        invocation.wait()
-        parses.keep(target_path)
-        shutil.rmtree(target_path, ignore_errors=True)
+        step = DbtStepInvocation(warehouse, context.op.name, context.run.run_id)
+        step.start(
+            dbt, args, manifest=get_dbt_project().manifest_path, dagster_dbt_translator=WarehouseDbtTranslator()
+        ).wait()
+        step.succeeded()
     context.log.info(
         f"Rebuilt the marts of {'every student' if args[0] == 'build' else f'{claimed.students} students'} "
         f"(the events wrote {', '.join(tables) or 'nothing'})."

@@ -8,7 +8,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from sqlalchemy import Engine
 
 from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
@@ -79,6 +79,27 @@ def mapping_vars() -> list[str]:
     return ["--vars", json.dumps({"btec_points_per_credit": points.model_dump()})]
 
 
+class DbtStepInvocation:
+    """A step's dbt invocation: a target directory of its own, seeded with the kept partial parse
+    (so dbt does not parse the project again), dbt started with the profile's environment for that
+    moment only, and once dbt succeeded the parse kept and the directory removed (a failed build
+    keeps its dbt.log and run_results.json; its events are in the run's log)."""
+
+    def __init__(self, warehouse: WarehouseResource, op_name: str, run_id: str):
+        self._profile_env = dbt_environment(warehouse.resolved_url)
+        self.target_path = invocation_target_path(get_dbt_project(), op_name, run_id)
+        self._parses = PartialParseCache(get_dbt_project(), self._profile_env)
+        self._parses.seed(self.target_path)
+
+    def start(self, dbt: DbtCliResource, args: list[str], **kwargs: Any) -> DbtCliInvocation:
+        with _spawn_environment({**self._profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
+            return dbt.cli(args, target_path=self.target_path, **kwargs)
+
+    def succeeded(self) -> None:
+        self._parses.keep(self.target_path)
+        shutil.rmtree(self.target_path, ignore_errors=True)
+
+
 @dbt_assets(
     manifest=get_dbt_project().manifest_path,
     project=get_dbt_project(),
@@ -87,16 +108,9 @@ def mapping_vars() -> list[str]:
 def dbt_marts(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """The staging tables and the marts, built whole (and tested) from the warehouse the syncs
     wrote. A whole build leaves no student stale: it empties the mart refresh queue up to its start."""
-    profile_env = dbt_environment(warehouse.resolved_url)
-    target_path = invocation_target_path(get_dbt_project(), context.op_execution_context.op.name, context.run.run_id)
-    parses = PartialParseCache(get_dbt_project(), profile_env)
-    parses.seed(target_path)
+    step = DbtStepInvocation(warehouse, context.op_execution_context.op.name, context.run.run_id)
     # A build of some of the models leaves the queue to a whole one: the others are still stale.
     claiming = nullcontext() if context.is_subset else claimed_refresh(warehouse.engine, context.run.run_id)
     with claiming:
-        with _spawn_environment({**profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
-            invocation = dbt.cli(["build", "--full-refresh", *mapping_vars()], context=context, target_path=target_path)
-        yield from invocation.stream()
-    parses.keep(target_path)
-    # Its events are in the run's log; a failed build keeps its directory (dbt.log, run_results.json).
-    shutil.rmtree(target_path, ignore_errors=True)
+        yield from step.start(dbt, ["build", "--full-refresh", *mapping_vars()], context=context).stream()
+    step.succeeded()

@@ -113,7 +113,8 @@ def moodle_snapshot(context: AssetExecutionContext, moodle: MoodleResource, ware
                 },
             )
         context.log.info(diagnosis.report())
-    with warehouse.begin() as conn:
+    # Committed batch by batch as the crawl lands it: an event batch need not wait for the whole crawl.
+    with warehouse.write_in_steps() as conn:
         known_completed, known_open = known_completions(conn, warehouse.tenant)
         reader = RecordsWithResult(
             read_moodle_snapshot(

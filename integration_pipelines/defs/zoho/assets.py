@@ -127,7 +127,8 @@ def _land_modules(
     if read_by is not None:
         reader = _noting_read_by(reader, entity_of, read_by)
     landed = []
-    with warehouse.begin() as conn:
+    # Committed batch by batch as the modules land: an event batch need not wait for the whole read.
+    with warehouse.write_in_steps() as conn:
         for module, counts, requests in land_modules(
             conn, warehouse.tenant, "zoho", entity_of, reader, snapshot=snapshot
         ):

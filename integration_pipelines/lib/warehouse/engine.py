@@ -28,6 +28,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30 * 60 * 1000
 
 # Execution option marking a transaction that will write (see `begin_write`).
 _WRITES = "integration_pipelines_writes"
+_STEPPED = "integration_pipelines.write_in_steps"
 
 
 def normalise_url(url: str) -> str:
@@ -70,6 +71,33 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
         yield conn
         written = dict(counted)
     refresh_statistics(engine, written)
+
+
+@contextmanager
+def write_in_steps(engine: Engine) -> Iterator[Connection]:
+    """A connection for a long write that lands as it reads (a source snapshot): each
+    `commit_step` ends a transaction and the next statement begins another, so that other writers
+    (an event batch beside a sync) take their turn between steps instead of waiting for the whole
+    read; the last step is committed when the block ends (rolled back on an error). Then, as for
+    `begin_write`, the tables written in bulk have their statistics refreshed."""
+    with engine.execution_options(**{_WRITES: True}).connect() as conn:
+        conn.info[_STEPPED] = True
+        counted = rows_written(conn)
+        counted.clear()
+        try:
+            yield conn
+            conn.commit()
+        finally:
+            del conn.info[_STEPPED]
+        written = dict(counted)
+    refresh_statistics(engine, written)
+
+
+def commit_step(conn: Connection) -> None:
+    """End a step of a `write_in_steps` connection; on any other connection, nothing (its
+    transaction ends where it began)."""
+    if conn.info.get(_STEPPED):
+        conn.commit()
 
 
 def rows_written(conn: Connection) -> Counter[str]:
