@@ -25,7 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import ROOT, SANDBOX_CREDENTIALS, record, sandbox_process
+from common import ROOT, pipeline_environment, record, sandbox_process
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
@@ -81,16 +81,7 @@ def change_payments(engine, count: int, offset: int) -> None:
 def measure(url: str, directory: Path, sandbox: str, changed: list[int]) -> dict:
     from dagster import DagsterInstance
 
-    os.environ.update(
-        {
-            **SANDBOX_CREDENTIALS,
-            "MOODLE_URL": sandbox,
-            "ZOHO_API_DOMAIN": sandbox,
-            "ZOHO_ACCOUNTS_URL": sandbox,
-            "WAREHOUSE_URL": url,
-            "INTEGRATION_DATA_DIR": str(directory),
-        }
-    )
+    os.environ.update(pipeline_environment(sandbox, url, directory))
     from integration_pipelines.defs.marts.assets import dbt_marts
 
     figures: dict = {}

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import BIN, ROOT, SANDBOX_CREDENTIALS, free_port, record, sandbox_process
+from common import BIN, ROOT, free_port, pipeline_environment, record, sandbox_process
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -54,16 +54,7 @@ def load_average() -> str:
 def full_sync(url: str, sandbox: str, directory: Path) -> float:
     from dagster import DagsterInstance
 
-    os.environ.update(
-        {
-            **SANDBOX_CREDENTIALS,
-            "MOODLE_URL": sandbox,
-            "ZOHO_API_DOMAIN": sandbox,
-            "ZOHO_ACCOUNTS_URL": sandbox,
-            "WAREHOUSE_URL": url,
-            "INTEGRATION_DATA_DIR": str(directory),
-        }
-    )
+    os.environ.update(pipeline_environment(sandbox, url, directory))
     from integration_pipelines.definitions import defs
 
     started = time.perf_counter()

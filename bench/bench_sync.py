@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from common import BIN, ROOT, SANDBOX_CREDENTIALS, record, sandbox_process
+from common import BIN, ROOT, pipeline_environment, record, sandbox_process
 
 from integration_pipelines.dagster_home import ensure_dagster_home
 
@@ -238,12 +238,7 @@ def measure(size: int, backends: list[str], pg_admin: str, delay: float = 0.0) -
                 else:
                     url = f"sqlite:///{directory}/warehouse.db"
                 env = {
-                    **SANDBOX_CREDENTIALS,
-                    "MOODLE_URL": base,
-                    "ZOHO_API_DOMAIN": base,
-                    "ZOHO_ACCOUNTS_URL": base,
-                    "WAREHOUSE_URL": url,
-                    "INTEGRATION_DATA_DIR": directory,
+                    **pipeline_environment(base, url, directory),
                     "DAGSTER_HOME": directory,
                 }
                 try:

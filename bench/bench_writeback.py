@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import ROOT, SANDBOX_CREDENTIALS, record, sandbox_process
+from common import ROOT, SANDBOX_CREDENTIALS, pipeline_environment, record, sandbox_process
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(ROOT))
@@ -36,16 +36,7 @@ def credits_remaining(base: str) -> int:
 
 
 def measure(base: str, url: str, data_dir: str) -> dict:
-    os.environ.update(
-        {
-            **SANDBOX_CREDENTIALS,
-            "MOODLE_URL": base,
-            "ZOHO_API_DOMAIN": base,
-            "ZOHO_ACCOUNTS_URL": base,
-            "WAREHOUSE_URL": url,
-            "INTEGRATION_DATA_DIR": data_dir,
-        }
-    )
+    os.environ.update(pipeline_environment(base, url, data_dir))
     from dagster import DagsterInstance
 
     from integration_pipelines.definitions import defs

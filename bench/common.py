@@ -30,6 +30,18 @@ SANDBOX_CREDENTIALS = {
 }
 
 
+def pipeline_environment(sandbox: str, warehouse_url: str, data_dir: str | Path) -> dict[str, str]:
+    """What points the pipeline's settings at a sandbox (its URL) and a warehouse."""
+    return {
+        **SANDBOX_CREDENTIALS,
+        "MOODLE_URL": sandbox,
+        "ZOHO_API_DOMAIN": sandbox,
+        "ZOHO_ACCOUNTS_URL": sandbox,
+        "WAREHOUSE_URL": warehouse_url,
+        "INTEGRATION_DATA_DIR": str(data_dir),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
