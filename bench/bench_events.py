@@ -198,6 +198,7 @@ def latency(samples: int, students: int, full_sync_students: int, work: Path) ->
             sandbox.config.webhook_token = secret
             sandbox.config.tenant_id = "default"
             time.sleep(15)  # the daemon loads the code location and starts the sensor
+            os.environ["DAGSTER_HOME"] = str(home)
             figures = measure_latency(sandbox, base, api_key, samples, work / "latency" / "events")
             lines.append(row("idle", figures))
             breakdown = run_breakdown(home)
@@ -284,7 +285,7 @@ def measure_latency(
             sandbox.mutate(advance_seconds=60, zoho_new_students=1)
             (user,) = set(sandbox.college.users) - before
             sandbox.app.events.wait_delivered(30)
-            deadline = time.time() + 120
+            deadline = time.time() + 600
             while time.time() < deadline:
                 status = http.get("/v1/students/profile", params={"moodle_user_id": user}).status_code
                 if status == 200:
@@ -295,14 +296,33 @@ def measure_latency(
                     raise RuntimeError(f"the profile API answered {status}")
                 time.sleep(0.1)
             else:
-                raise RuntimeError(f"user {user} was not in the profile API after 120 s")
+                raise RuntimeError(f"user {user} was not in the profile API after 600 s{run_problems()}")
             seen = time.time()
             dropped = drop_time(events_root, user)
             waits.append(seen - dropped)
             print(f"user {user}: {seen - dropped:.2f} s", flush=True)
+            if seen - dropped > 60:
+                print(f"(a long wait; the instance's runs{run_problems()})", flush=True)
     if unavailable:
         print(f"{unavailable} probes answered 503 (the marts being rebuilt)", flush=True)
     return waits
+
+
+def run_problems() -> str:
+    """What the instance's runs were doing (for the error of a probe that timed out)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        lines = []
+        for record in instance.get_run_records(limit=8):
+            run = record.dagster_run
+            failures = [
+                e.message
+                for e in instance.all_logs(run.run_id)
+                if e.is_dagster_event and e.dagster_event_type and "FAILURE" in e.dagster_event_type.value
+            ]
+            lines.append(f"{run.job_name} {run.status.value} {failures[:2]}")
+    return ":\n" + "\n".join(lines)
 
 
 def drop_time(events_root: Path, user: int) -> float:

@@ -1,12 +1,14 @@
 """Which students' marts are stale, so that a mart build after a few changes rebuilds a few students.
 
-Every canonical application queues, in its own transaction, the students whose rows it wrote
-(found by the `updated_at` it stamped). A change to a table whose rows reach students only
-through others (a class, a unit, a programme), and any whole-table application, queues every
-student (`*`). A mart build claims what is queued, rebuilds the claimed students' rows (dbt
-incremental models reading the claim: `dbt_models/macros/mart_refresh.sql`), or every row when
-`*` is among them, and deletes its claim once the build succeeded. What is queued while a build
-runs waits for the next one; a build that failed leaves its claim, and the next build takes it over.
+Every canonical application by key (an event batch's, an incremental sync's) queues, in its own
+transaction, the students whose rows it wrote (found by the `updated_at` it stamped). A change to
+a table whose rows reach students only through others (a class, a unit, a programme) queues every
+student (`*`). A whole-table application queues nobody: it is a sync's, which builds every mart.
+
+A mart build claims what is queued, rebuilds the claimed students' rows (dbt incremental models
+reading the claim: `dbt_models/macros/mart_refresh.sql`), or every row when `*` is among them,
+and deletes its claim once the build succeeded. What is queued while a build runs waits for the
+next one; a build that failed leaves its claim, and the next build takes it over.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ SHARED = (programs.name, units.name, classes.name)
 
 def queue_changed_students(conn: Connection, tenant_id: str, table_name: str, now: datetime, *, full: bool) -> None:
     """Queue the students whose marts the application of `table_name` at `now` made stale."""
-    if table_name not in NAMING_THEIR_STUDENT and table_name not in SHARED:
-        return  # no mart reads it
+    if full or (table_name not in NAMING_THEIR_STUDENT and table_name not in SHARED):
+        # A whole-table application is a sync's, whose marts step then builds every mart: queueing
+        # everyone would have an event batch during the sync rebuild them all beside it.
+        return
     table = metadata.tables[table_name]
     written = (table.c.tenant_id == tenant_id, table.c.updated_at >= now)
-    if full or table_name in SHARED:
-        if full or conn.execute(select(exists().where(*written))).scalar():
+    if table_name in SHARED:
+        if conn.execute(select(exists().where(*written))).scalar():
             queue_every_student(conn, tenant_id, now)
         return
     changed = (
