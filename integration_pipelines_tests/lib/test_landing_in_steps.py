@@ -69,3 +69,36 @@ def test_a_failed_step_keeps_the_batches_before_it_and_never_deletes(tmp_path):
         ).scalar_one()
     assert live == 10 + BATCH_SIZE  # the first run's ten, none deleted; the failed run's first batch
     engine.dispose()
+
+
+def test_a_record_another_writer_lands_during_a_snapshot_is_not_deleted_for_its_absence(tmp_path):
+    """An event batch lands a new user while a sync's crawl runs (the crawl read the users before
+    the user existed): the snapshot's end must not take the user for deleted at the source."""
+    engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    ensure_schema(engine)
+
+    def crawl():
+        for user in range(1, BATCH_SIZE + 2):
+            if user == BATCH_SIZE + 1:  # a batch is committed: the event batch takes its turn
+                with begin_write(engine) as other:
+                    land_one_user_as_an_event_does(other)
+            yield "users", user, {"id": user}, MODIFIED
+
+    with write_in_steps(engine) as conn:
+        counts = land_moodle_snapshot(conn, "default", crawl())
+    assert counts["users"].deleted == 0
+    with engine.connect() as conn:
+        event_user = conn.execute(
+            select(raw_records.c.deleted_at).where(raw_records.c.record_id == "999999")
+        ).scalar_one()
+    assert event_user is None
+    engine.dispose()
+
+
+def land_one_user_as_an_event_does(conn) -> None:
+    """What an event batch lands: one user, by key (no snapshot)."""
+    from integration_pipelines.lib.raw_sync import RawLander
+
+    lander = RawLander(conn, "default", "moodle", ("users",), snapshot=False)
+    lander.land("users", 999999, {"id": 999999}, MODIFIED)
+    lander.finish()

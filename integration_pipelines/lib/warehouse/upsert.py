@@ -503,6 +503,9 @@ class Snapshot:
         if len(free) != 1:
             raise ValueError(f"{table_name}: a snapshot scope must fix all key columns but one, not {free}")
         self._conn, self._table, self._scope = conn, spec.table, dict(scope)
+        # What another writer lands while the read runs (an event batch beside a sync) is newer
+        # than the read, which cannot have seen it: never deleted for its absence.
+        self._started = datetime.now(UTC)
         self._key: Column = spec.table.c[free[0]]
         self._postgres = conn.dialect.name == "postgresql"
         # On PostgreSQL the table has no key, so copying keys in costs no index upkeep; a
@@ -543,9 +546,8 @@ class Snapshot:
         # and otherwise rescans it for every row (minutes for a snapshot of a few hundred thousand
         # keys). NOT EXISTS plans as an anti-join on both backends.
         seen = select(self._seen.c.k).where(self._seen.c.k == self._key).exists()
-        stmt = (
-            update(table).where(*in_scope, table.c.deleted_at.is_(None), ~seen).values(deleted_at=now, updated_at=now)
-        )
+        unseen = (table.c.deleted_at.is_(None), table.c.updated_at < self._started, ~seen)
+        stmt = update(table).where(*in_scope, *unseen).values(deleted_at=now, updated_at=now)
         deleted = self._conn.execute(stmt).rowcount
         rows_written(self._conn)[table.name] += deleted
         self._seen.drop(self._conn)
