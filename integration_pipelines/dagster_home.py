@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The run tag the instance limits to one run per value (`tag_concurrency_limits` below): every job
+# names its area with `area_tag`.
+AREA_TAG = "integration_pipelines/area"
+
+
+def area_tag(area: str) -> dict[str, str]:
+    """A job's tags naming its area (sync, events, outbound): one run per area at a time."""
+    return {AREA_TAG: area}
+
+
 # The embedded default. Storage is left to Dagster's default (SQLite files under DAGSTER_HOME);
 # see dagster.postgres.yaml at the repository root for the PostgreSQL instance.
 DEFAULT_DAGSTER_YAML = """\

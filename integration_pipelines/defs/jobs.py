@@ -2,6 +2,7 @@
 
 from dagster import AssetsDefinition, AssetSelection, define_asset_job
 
+from integration_pipelines.dagster_home import area_tag
 from integration_pipelines.defs.canonical.assets import CANONICAL_ASSETS
 from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
 from integration_pipelines.defs.zoho.assets import zoho_changes, zoho_snapshot
@@ -10,9 +11,6 @@ SNAPSHOTS = AssetSelection.assets(moodle_snapshot, zoho_snapshot)
 CHANGE_WINDOWS = AssetSelection.assets(moodle_grade_changes, zoho_changes)
 # Writing to Zoho is not part of a sync: the write-back follows the grades on its own (issue 18).
 OUTBOUND = AssetSelection.groups("outbound")
-# The instance runs one run per area at a time (dagster_home.py): one sync, beside which an event
-# batch may run.
-SYNC_AREA = {"integration_pipelines/area": "sync"}
 
 
 def _op_name(asset: object) -> str:
@@ -28,7 +26,7 @@ full_sync = define_asset_job(
     "full_sync",
     selection=AssetSelection.all() - CHANGE_WINDOWS - OUTBOUND,
     config=_FULL_CONFIG,
-    tags=SYNC_AREA,
+    tags=area_tag("sync"),
     description="Nightly reconciliation: snapshot both sources, apply every raw record to the canonical "
     "tables, rebuild the marts. The only path that sees records deleted without a trace.",
 )
@@ -36,7 +34,7 @@ full_sync = define_asset_job(
 incremental_sync = define_asset_job(
     "incremental_sync",
     selection=AssetSelection.all() - SNAPSHOTS - OUTBOUND,
-    tags=SYNC_AREA,
+    tags=area_tag("sync"),
     # Partitioned by the change windows: Dagster takes the partitioning from the selected assets.
     description="What changed in a window: Zoho records by modification time, Moodle assignment grades by "
     "`since`; then the canonical tables apply just those changes, and the marts rebuild.",

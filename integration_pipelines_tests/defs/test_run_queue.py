@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dagster import DagsterInstance
 
+from integration_pipelines.dagster_home import AREA_TAG as AREA
 from integration_pipelines.dagster_home import ensure_dagster_home
-
-AREA = "integration_pipelines/area"
 
 
 def test_one_run_per_area_and_an_event_batch_beside_a_sync(tmp_path, monkeypatch):

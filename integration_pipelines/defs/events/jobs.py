@@ -26,6 +26,7 @@ from dagster_dbt import DbtCliResource
 from pydantic import Field
 from sqlalchemy import inspect
 
+from integration_pipelines.dagster_home import area_tag
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.marts.assets import (
     DbtStepInvocation,
@@ -143,7 +144,7 @@ def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource
     description="Apply webhook events: a batch of inbox files claimed by the events_inbox sensor (config "
     "`batch`), or the failed events due for another attempt (no batch); then rebuild the marts of the "
     "students they changed.",
-    tags={"integration_pipelines/area": "events"},
+    tags=area_tag("events"),
 )
 def process_events():
     refresh_marts(apply_event_batch())
@@ -184,7 +185,7 @@ def _instant(text: str | None) -> datetime | None:
 
 @job(
     description="Requeue dead events (by ids or filters); the events_retry schedule applies them.",
-    tags={"integration_pipelines/area": "events"},
+    tags=area_tag("events"),
 )
 def requeue_events():
     requeue_dead_events()
@@ -205,7 +206,7 @@ def remove_expired_events(context: OpExecutionContext, config: RetentionConfig, 
 
 @job(
     description="Remove processed and ignored events older than the retention (log rows, archived files).",
-    tags={"integration_pipelines/area": "events"},
+    tags=area_tag("events"),
 )
 def events_retention():
     remove_expired_events()

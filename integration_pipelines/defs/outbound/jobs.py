@@ -6,6 +6,7 @@ from typing import Literal
 from dagster import Config, OpExecutionContext, Output, define_asset_job, job, op
 from pydantic import Field
 
+from integration_pipelines.dagster_home import area_tag
 from integration_pipelines.defs.mapping import FIELD_MAPPING
 from integration_pipelines.defs.outbound.assets import zoho_grade_writeback
 from integration_pipelines.defs.resources import WarehouseResource
@@ -18,7 +19,7 @@ grade_writeback = define_asset_job(
     selection=[zoho_grade_writeback],
     description="Write Moodle's BTEC grades back to Zoho: new and changed grades, and those a previous "
     "run could not deliver.",
-    tags={"integration_pipelines/area": "outbound"},
+    tags=area_tag("outbound"),
 )
 
 
@@ -53,7 +54,7 @@ def resolve_grade_conflicts_op(
 
 @job(
     description="Resolve grades the write-back reported as conflicts: keep Zoho's value, or force Moodle's.",
-    tags={"integration_pipelines/area": "outbound"},
+    tags=area_tag("outbound"),
 )
 def resolve_grade_conflicts():
     resolve_grade_conflicts_op()
