@@ -193,3 +193,39 @@ def test_a_payment_moved_to_another_student_leaves_the_first_ones_finance(synced
             .all()
         )
     assert owner == [taker]
+
+
+def test_a_failed_refresh_names_the_model_and_leaves_its_students_for_the_next_one(synced):
+    """dbt runs inside the step's process: its failure fails the step with the model's name, and
+    the claimed students stay queued until a later refresh succeeds."""
+    from integration_pipelines.definitions import defs
+
+    pipeline, engine = synced
+    student_key, zoho_id = change_one_payment(engine)
+    with begin_write(engine) as conn:
+        conn.execute(text("ALTER TABLE payments RENAME TO payments_elsewhere"))
+    try:
+        failed = defs.resolve_job_def("process_events").execute_in_process(
+            instance=pipeline.instance, raise_on_error=False
+        )
+    finally:
+        with begin_write(engine) as conn:
+            conn.execute(text("ALTER TABLE payments_elsewhere RENAME TO payments"))
+    assert not failed.success
+    (failure,) = [event for event in failed.all_events if event.is_step_failure]
+    assert failure.step_key == "refresh_marts"
+    assert "student_finance" in str(failure.step_failure_data.error)
+    with engine.connect() as conn:
+        assert conn.execute(select(mart_refresh_queue.c.student_key, mart_refresh_queue.c.claim)).all() == [
+            (student_key, failed.run_id)
+        ]
+
+    run_process_events(pipeline)
+
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(mart_refresh_queue)).scalar_one() == 0
+        amount = conn.execute(
+            text("SELECT amount_cents FROM student_finance WHERE zoho_id = :id"), {"id": zoho_id}
+        ).scalar_one()
+        stored = conn.execute(select(payments.c.amount).where(payments.c.zoho_id == zoho_id)).scalar_one()
+    assert amount == round(float(stored) * 100)

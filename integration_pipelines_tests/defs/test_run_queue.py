@@ -25,3 +25,14 @@ def test_one_run_per_area_and_an_event_batch_beside_a_sync(tmp_path, monkeypatch
     assert None not in areas.values(), f"jobs without an area: {[n for n, a in areas.items() if a is None]}"
     assert areas["full_sync"] == areas["incremental_sync"] == "sync"
     assert areas["process_events"] == "events"
+
+
+def test_event_jobs_run_their_steps_in_the_runs_own_process_on_every_backend():
+    """A step process of its own (PostgreSQL's executor) would import the code location again."""
+    from dagster import in_process_executor
+
+    from integration_pipelines.definitions import defs
+
+    events = [job for job in defs.resolve_all_job_defs() if job.tags.get(AREA) == "events"]
+    assert {job.name for job in events} >= {"process_events", "requeue_events", "events_retention"}
+    assert all(job.executor_def is in_process_executor for job in events)
