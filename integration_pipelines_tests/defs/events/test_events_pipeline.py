@@ -158,3 +158,17 @@ def test_the_same_file_dropped_again_by_hand_gets_a_run_of_its_own(pipeline):
         )
     engine.dispose()
     assert statuses == ["processed"]  # once, though its file came twice
+
+
+def test_the_sensor_is_due_on_every_loop_of_the_daemon():
+    """The daemon evaluates sensors every MIN_INTERVAL_LOOP_TIME seconds and skips one whose last
+    tick started less than its minimum interval ago. A tick's start is stamped a moment after its
+    loop's, so a minimum equal to the loop's period is found short on the next loop: the sensor
+    would tick on every other loop (every 10 s instead of 5)."""
+    from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME
+
+    from integration_pipelines.defs.events.sensors import SENSOR_INTERVAL_SECONDS, events_inbox_sensor
+
+    assert SENSOR_INTERVAL_SECONDS == MIN_INTERVAL_LOOP_TIME
+    loop_later = MIN_INTERVAL_LOOP_TIME - 0.01  # the next loop, as the last tick's stamp sees it
+    assert events_inbox_sensor.minimum_interval_seconds <= loop_later
