@@ -11,6 +11,7 @@ from integration_pipelines.defs.zoho.resources import ZohoResource
 from integration_pipelines.lib.raw_sync import land_modules
 from integration_pipelines.lib.source_reads import ModuleRead, ZohoModule, read_zoho_modules
 from integration_pipelines.lib.warehouse.upsert import SyncCounts
+from integration_pipelines.lib.zoho.references import land_missing_references
 
 ZOHO_ENTITIES = tuple(FIELD_MAPPING.zoho.entities)
 
@@ -50,12 +51,13 @@ def zoho_snapshot(context: AssetExecutionContext, zoho: ZohoResource, warehouse:
     """
     entities = _selected(context, raw_zoho_key)
     read_by: dict[str, str] = {}
-    for entity, counts, requests in _land_modules(zoho, warehouse, entities, snapshot=True, read_by=read_by):
+    for entity, counts, requests, fetched in _land_modules(zoho, warehouse, entities, snapshot=True, read_by=read_by):
         yield MaterializeResult(
             asset_key=raw_zoho_key(entity),
             metadata={
                 **counts.as_metadata(),
                 "requests": requests,
+                "fetched_by_id": fetched,
                 "mode": "snapshot",
                 "read_by": read_by.get(entity, "pages"),
             },
@@ -83,12 +85,13 @@ def zoho_changes(context: AssetExecutionContext, zoho: ZohoResource, warehouse: 
     If-Modified-Since and sorted by modification time, so a run costs in proportion to the changes."""
     window = context.partition_time_window
     entities = _selected(context, zoho_changes_key)
-    for entity, counts, requests in _land_modules(zoho, warehouse, entities, window=window):
+    for entity, counts, requests, fetched in _land_modules(zoho, warehouse, entities, window=window):
         yield MaterializeResult(
             asset_key=zoho_changes_key(entity),
             metadata={
                 **counts.as_metadata(),
                 "requests": requests,
+                "fetched_by_id": fetched,
                 "window_start": window.start.isoformat(),
                 "window_end": window.end.isoformat(),
             },
@@ -103,11 +106,13 @@ def _land_modules(
     snapshot: bool = False,
     window=None,
     read_by: dict[str, str] | None = None,
-) -> Iterator[tuple[str, SyncCounts, int]]:
+) -> Iterator[tuple[str, SyncCounts, int, int]]:
     """Read each entity's module (all its records for a snapshot, else those modified in the
     window) and its deleted list, modules side by side (`read_zoho_modules`), and land them in
     one transaction; once it commits, yield what each module landed and the requests reading it
-    cost (its field check, pages, deleted list, and any token refresh it waited for), once each.
+    cost (its field check, pages, deleted list, and any token refresh it waited for), once each,
+    and how many of its records were then fetched by id because landed records named them
+    (`land_missing_references`).
     The edition lookup that sets the concurrency is one request per run, in no module's figure.
     A snapshot reads a module over `ZohoResource.bulk_read_threshold` records by Bulk Read; how
     each entity's module was read (`"bulk"` or `"pages"`) goes into `read_by`.
@@ -134,8 +139,12 @@ def _land_modules(
         ):
             if snapshot:
                 warehouse.record_sync(conn, f"zoho.{module}", counts.read)
-            landed.append((entity_of[module], counts, requests))
-    yield from landed
+            landed.append((module, counts, requests))
+        # What changed while the modules were read: records pointing at ones created after their
+        # module's read had passed.
+        fetched = land_missing_references(conn, warehouse.tenant, FIELD_MAPPING, zoho.client_factory())
+    for module, counts, requests in landed:
+        yield entity_of[module], counts, requests, fetched.get(module, 0)
 
 
 def _noting_read_by(reader, entity_of: dict[str, str], read_by: dict[str, str]):
