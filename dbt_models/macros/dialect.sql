@@ -66,3 +66,17 @@
 {% macro sqlite__wait_for_other_writers() -%}
   pragma busy_timeout = {{ env_var('INTEGRATION_SQLITE_BUSY_TIMEOUT_MS', '5000') | int }}
 {%- endmacro %}
+{#
+  Then the model's transaction takes the write lock before anything else (a write that changes
+  nothing takes it, waiting as long as the busy timeout allows). dbt begins with a read (`drop
+  table if exists` of a backup that is not there), and a transaction that has read cannot start
+  writing once another writer has committed since: SQLite answers "database is locked" at once,
+  without waiting. A sync's full build failed so beside event batches.
+#}
+{% macro write_first() -%}
+  {{ return(adapter.dispatch('write_first', 'integration_pipelines')()) }}
+{%- endmacro %}
+{% macro default__write_first() -%} {%- endmacro %}
+{% macro sqlite__write_first() -%}
+  update mart_refresh_queue set claim = claim where 0 = 1
+{%- endmacro %}

@@ -155,6 +155,40 @@ def test_dbt_waits_for_another_sqlite_writer_instead_of_failing(tmp_path):
     assert result.success
 
 
+def test_dbt_builds_while_other_writers_commit_between_its_statements(tmp_path):
+    """Event batches commit while a sync's build runs. A model's transaction that had read before
+    another writer committed could not start writing: SQLite answered "database is locked" at once,
+    without waiting. Each model now takes the write lock first, and waits its turn."""
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = create_warehouse_engine(url)
+    ensure_schema(engine)
+    engine.dispose()
+    resources = {"dbt": dbt_cli_resource(), "warehouse": WarehouseResource(url=url)}
+    # A first build makes the models; a rebuild swaps each (reading the schema before it writes).
+    assert materialize([dbt_marts], resources=resources).success
+    building, commits = threading.Event(), [0]
+
+    def commit_every_moment() -> None:
+        noise = sqlite3.connect(tmp_path / "warehouse.db", isolation_level=None, timeout=60)
+        noise.execute("CREATE TABLE writer_noise (n INTEGER)")
+        while building.is_set():
+            noise.execute("INSERT INTO writer_noise VALUES (1)")  # a transaction of its own
+            commits[0] += 1
+            time.sleep(0.001)
+        noise.close()
+
+    building.set()
+    writer = threading.Thread(target=commit_every_moment)
+    writer.start()
+    try:
+        result = materialize([dbt_marts], resources=resources)
+    finally:
+        building.clear()
+        writer.join()
+    assert commits[0] > 100
+    assert result.success
+
+
 # A process that adopts orphans (PR_SET_CHILD_SUBREAPER), starts a "run" that builds the marts,
 # SIGKILLs the run as soon as dbt has started, then waits (bounded) for dbt and reports how it ended.
 REAPER = textwrap.dedent(
