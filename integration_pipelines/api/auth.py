@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from integration_pipelines.api.problems import Problem
+from integration_pipelines.api.threads import run_read
 from integration_pipelines.api.warehouse import read_connection
 from integration_pipelines.lib.warehouse.api_keys import ApiKey, resolve_key
 
@@ -25,7 +26,7 @@ _bearer = HTTPBearer(
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="integration_pipelines"'}
 
 
-def authenticated(
+async def authenticated(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> ApiKey:
     """The live key the request carries; 401 without one, or with an unknown or revoked one."""
@@ -33,11 +34,15 @@ def authenticated(
         raise Problem(
             401, "Authentication required", "Send an API key: Authorization: Bearer <key>.", headers=_CHALLENGE
         )
-    with read_connection(request) as conn:
-        key = resolve_key(conn, credentials.credentials)
+    key = await run_read(request, _resolve, request, credentials.credentials)
     if key is None:
         raise Problem(401, "Invalid API key", "The API key is unknown or revoked.", headers=_CHALLENGE)
     return key
+
+
+def _resolve(request: Request, presented: str) -> ApiKey | None:
+    with read_connection(request) as conn:
+        return resolve_key(conn, presented)
 
 
 async def require_admin(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:

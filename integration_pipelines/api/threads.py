@@ -9,6 +9,12 @@ on PostgreSQL 219/s on one thread, 263 on two, 191 on eight. So a process reads 
 SQLite and two on PostgreSQL (`API_THREADS` to change it), and more processes
 (`integration-pipelines api serve --workers N`) use more cores.
 
+With one read thread (SQLite's), the hottest reads (the key's check, a profile) run on the event
+loop itself (`run_read`): they take turns either way, and the hop to the thread and back cost more
+than the read: 13-35% more profiles per second (docs/benchmarks.md, "Profile API: reads on the
+event loop"). On PostgreSQL's two threads the loop served more too, with twice the p99, so there
+reads stay on the threads, which overlap their round trips.
+
 Work that waits on something other than the warehouse (a connection test against Moodle or Zoho,
 a sync launched on Dagster, a webhook event's fsync) runs on a limiter of its own, so it never
 holds up reads, and reads never hold it up.
@@ -33,6 +39,15 @@ def configure_threads(app: FastAPI, read_threads: int) -> None:
     threads, and waits on anything else on threads of their own."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = read_threads
     app.state.waiting_threads = CapacityLimiter(WAITING_THREADS)
+    app.state.reads_on_the_loop = read_threads == 1
+
+
+async def run_read(request: Request, function: Callable[..., _T], *args: object) -> _T:
+    """Run `function(*args)`, a warehouse read: on the event loop with one read thread, else on
+    the read threads (see the module's docstring)."""
+    if request.app.state.reads_on_the_loop:
+        return function(*args)
+    return await anyio.to_thread.run_sync(function, *args)
 
 
 async def run_waiting(request: Request, function: Callable[..., _T], *args: object) -> _T:
