@@ -41,9 +41,10 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
 
 @contextmanager
-def _spawn_environment(extra: Mapping[str, str]) -> Iterator[None]:
-    """dbt reads its profile from its environment, which dagster-dbt copies from this process's
-    when it starts dbt: set the variables for that moment only, then put the environment back."""
+def _dbt_environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """dbt reads its profile from its environment: this process's, when dbt runs inside it, or a
+    copy dagster-dbt takes when it starts dbt. Set the variables for that moment only, then put the
+    environment back."""
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)
     try:
@@ -96,7 +97,7 @@ class DbtStepInvocation:
         self._parses.seed(self.target_path)
 
     def start(self, dbt: DbtCliResource, args: list[str], **kwargs: Any) -> DbtCliInvocation:
-        with _spawn_environment({**self._profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
+        with _dbt_environment({**self._profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
             return dbt.cli(args, target_path=self.target_path, **kwargs)
 
     def run_in_process(self, dbt: DbtCliResource, args: list[str]) -> list[str]:
@@ -111,7 +112,7 @@ class DbtStepInvocation:
             paths += ["--profiles-dir", dbt.profiles_dir]
         if dbt.target:
             paths += ["--target", dbt.target]
-        with _spawn_environment(self._profile_env):
+        with _dbt_environment(self._profile_env):
             # dbt's own log goes to the invocation's directory, kept when dbt fails.
             outcome = dbtRunner().invoke([*args, *paths, "--log-path", str(self.target_path), "--quiet"])
         nodes = [

@@ -512,10 +512,7 @@ class ZohoClient:
         if not fields:
             raise ValueError("Zoho requires at least one field")
         per_page = max(1, min(int(per_page), MAX_PER_PAGE))
-        core = list(dict.fromkeys(["id", sort_by] if sort_by and sort_by != "id" else ["id"]))
-        rest = [f for f in dict.fromkeys(fields) if f not in core]
-        room = MAX_FIELDS_PER_CALL - len(core)
-        batches = [core + rest[i : i + room] for i in range(0, len(rest), room)] or [core]
+        batches = field_batches(["id", sort_by] if sort_by else ["id"], fields)
         v = self.api_version
         path = f"/crm/{v}/{module}"
         endpoint = f"GET /crm/{v}/{module}"
@@ -587,10 +584,7 @@ class ZohoClient:
         """The records of `module` with these ids (``GET /crm/v8/{module}?ids=``, up to 100 ids a
         request, more than 50 fields in batches merged by id), as the pages would give them. An id
         Zoho does not have (deleted meanwhile) is left out."""
-        core = ["id", "Modified_Time"]
-        rest = [f for f in dict.fromkeys(fields) if f not in core]
-        room = MAX_FIELDS_PER_CALL - len(core)
-        batches = [core + rest[i : i + room] for i in range(0, len(rest), room)] or [core]
+        batches = field_batches(["id", "Modified_Time"], fields)
         for start in range(0, len(ids), MAX_IDS_PER_CALL):
             chunk = list(ids[start : start + MAX_IDS_PER_CALL])
             merged: dict[str, dict[str, Any]] = {}
@@ -761,6 +755,15 @@ class ZohoClient:
         return bulk.bulk_read(
             self, module, fields, criteria=criteria, poll_interval=poll_interval, timeout=timeout, backoff=backoff
         )
+
+
+def field_batches(core: list[str], fields: Sequence[str]) -> list[list[str]]:
+    """`fields` asked in batches of at most MAX_FIELDS_PER_CALL, each with the `core` fields (the
+    id, and the field sorted by) that let the batches' records be merged."""
+    core = list(dict.fromkeys(core))
+    rest = [f for f in dict.fromkeys(fields) if f not in core]
+    room = MAX_FIELDS_PER_CALL - len(core)
+    return [core + rest[i : i + room] for i in range(0, len(rest), room)] or [core]
 
 
 def _keep_id_exact(record: Any, module: str, page: int, index: int) -> None:
