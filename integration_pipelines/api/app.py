@@ -16,6 +16,9 @@ from integration_pipelines.api.threads import configure_threads
 from integration_pipelines.lib.warehouse import create_warehouse_engine
 from integration_pipelines.settings import Settings, get_settings
 
+# Connections beyond the reads' pool, opened when needed: writes and health checks.
+OTHER_CONNECTIONS = 4
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for one warehouse. The engine opens lazily and closes with the app."""
@@ -26,8 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_threads(app, settings.api_read_threads)
         # One pooled connection per read thread: a smaller pool would open and close a connection
         # per request under load (on PostgreSQL a login), which costs more than a profile read.
+        # The reads hold those (`request_connection`); a write or a health check beside them (an
+        # event's retry, which holds its key's read connection too) opens one of the overflow.
         app.state.engine = create_warehouse_engine(
-            settings.warehouse_url, pool_size=settings.api_read_threads, max_overflow=0
+            settings.warehouse_url, pool_size=settings.api_read_threads, max_overflow=OTHER_CONNECTIONS
         )
         try:
             yield

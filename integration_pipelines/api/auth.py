@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from integration_pipelines.api.problems import Problem
 from integration_pipelines.api.threads import run_read
-from integration_pipelines.api.warehouse import read_connection
+from integration_pipelines.api.warehouse import Warehouse
 from integration_pipelines.lib.warehouse.api_keys import ApiKey, resolve_key
 
 _bearer = HTTPBearer(
@@ -26,23 +26,23 @@ _bearer = HTTPBearer(
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="integration_pipelines"'}
 
 
-async def authenticated(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> ApiKey:
-    """The live key the request carries; 401 without one, or with an unknown or revoked one."""
+async def presented_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The key the request carries; 401 without one (before the warehouse is asked anything)."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Problem(
             401, "Authentication required", "Send an API key: Authorization: Bearer <key>.", headers=_CHALLENGE
         )
-    key = await run_read(request, _resolve, request, credentials.credentials)
+    return credentials.credentials
+
+
+async def authenticated(request: Request, presented: Annotated[str, Depends(presented_key)], conn: Warehouse) -> ApiKey:
+    """The live key the request carries; 401 with an unknown or revoked one."""
+    key = await run_read(request, resolve_key, conn, presented)
     if key is None:
         raise Problem(401, "Invalid API key", "The API key is unknown or revoked.", headers=_CHALLENGE)
     return key
-
-
-def _resolve(request: Request, presented: str) -> ApiKey | None:
-    with read_connection(request) as conn:
-        return resolve_key(conn, presented)
 
 
 async def require_admin(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:

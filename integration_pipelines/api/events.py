@@ -33,7 +33,7 @@ from integration_pipelines.api.auth import Admin
 from integration_pipelines.api.problems import Problem, problem_responses
 from integration_pipelines.api.profile import MAX_BIGINT, NO_NUL
 from integration_pipelines.api.threads import run_waiting
-from integration_pipelines.api.warehouse import read_connection, warehouse_errors
+from integration_pipelines.api.warehouse import Warehouse, warehouse_errors
 from integration_pipelines.lib.events import log
 from integration_pipelines.lib.events.inbox import EventsInbox
 from integration_pipelines.lib.events.models import (
@@ -301,8 +301,8 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/v1/events", summary="The events log, newest first", responses=LIST_RESPONSES)
     def list_events(
-        request: Request,
         key: Admin,
+        conn: Warehouse,
         type: Annotated[
             str | None, Query(max_length=100, pattern=NO_NUL, description="Event type, e.g. user_graded.")
         ] = None,
@@ -329,8 +329,7 @@ def build_router(settings: Settings) -> APIRouter:
             until=_instant("until", until),
             after=_decode_cursor(cursor) if cursor else None,
         )
-        with read_connection(request) as conn:
-            found = log.page(conn, where, limit, with_payload=payload and format == "json")
+        found = log.page(conn, where, limit, with_payload=payload and format == "json")
         next_cursor = _encode_cursor(found[-1]) if len(found) == limit else None
         if format == "csv":
             out = io.StringIO()

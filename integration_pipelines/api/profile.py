@@ -20,7 +20,7 @@ from integration_pipelines.api import models as m
 from integration_pipelines.api.auth import Reader, ensure_may_read
 from integration_pipelines.api.problems import Problem, problem_responses
 from integration_pipelines.api.threads import run_read
-from integration_pipelines.api.warehouse import read_connection
+from integration_pipelines.api.warehouse import Warehouse
 from integration_pipelines.lib.warehouse.api_keys import ApiKey
 
 router = APIRouter(tags=["students"])
@@ -85,6 +85,7 @@ _GRADES = text(
 async def student_profile(
     request: Request,
     key: Reader,
+    conn: Warehouse,
     moodle_user_id: Annotated[
         int | None, Query(ge=1, le=MAX_BIGINT, description="The student's Moodle user id.")
     ] = None,
@@ -117,22 +118,21 @@ async def student_profile(
             parameter=named,
         )
     ((name, value),) = given.items()
-    profile = await run_read(request, _find_and_read, request, key, name, value)
+    profile = await run_read(request, _find_and_read, conn, key, name, value, request.app.state.settings.moodle_url)
     # The models validated the values as they were built: serialise once, without FastAPI
     # validating the whole answer a second time (a third of a read's CPU).
     return Response(profile.model_dump_json(by_alias=True), media_type="application/json")
 
 
-def _find_and_read(request: Request, key: ApiKey, name: str, value: str | int) -> m.ProfileResponse:
-    column, normalise = _LOOKUP_COLUMN[name]
-    with read_connection(request) as conn:
-        rows = conn.execute(_FIND[name], {"tenant": key.tenant_id, "value": normalise(value)}).mappings().all()
-        if not rows:
-            raise Problem(404, "Student not found", f"No student with {name} {value}.", parameter=name)
-        if len(rows) > 1:
-            raise Problem(409, "Ambiguous identifier", f"{name} {value} names more than one student.", parameter=name)
-        ensure_may_read(key, rows[0]["student_key"])
-        return read_profile(conn, key.tenant_id, rows[0], moodle_url=request.app.state.settings.moodle_url)
+def _find_and_read(conn: Connection, key: ApiKey, name: str, value: str | int, moodle_url: str) -> m.ProfileResponse:
+    _, normalise = _LOOKUP_COLUMN[name]
+    rows = conn.execute(_FIND[name], {"tenant": key.tenant_id, "value": normalise(value)}).mappings().all()
+    if not rows:
+        raise Problem(404, "Student not found", f"No student with {name} {value}.", parameter=name)
+    if len(rows) > 1:
+        raise Problem(409, "Ambiguous identifier", f"{name} {value} names more than one student.", parameter=name)
+    ensure_may_read(key, rows[0]["student_key"])
+    return read_profile(conn, key.tenant_id, rows[0], moodle_url=moodle_url)
 
 
 def read_profile(

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from integration_pipelines.api.auth import Reader, ensure_may_read
 from integration_pipelines.api.problems import Problem, problem_responses
 from integration_pipelines.api.profile import _date
-from integration_pipelines.api.warehouse import read_connection
+from integration_pipelines.api.warehouse import Warehouse
 from integration_pipelines.lib.receipts import ReceiptFacts, render_receipt
 
 router = APIRouter(tags=["students"])
@@ -45,6 +45,7 @@ _PAYMENT = text(
 def payment_receipt(
     request: Request,
     key: Reader,
+    conn: Warehouse,
     student_key: Annotated[
         str, Path(max_length=96, pattern=r"^(zoho|moodle):[0-9]{1,19}$", description="`student_key` of the profile.")
     ],
@@ -52,12 +53,11 @@ def payment_receipt(
 ) -> Response:
     """A one-page PDF naming the student, the amount and currency, and the date paid."""
     ensure_may_read(key, student_key)
-    with read_connection(request) as conn:
-        row = (
-            conn.execute(_PAYMENT, {"tenant": key.tenant_id, "student": student_key, "payment": payment_id})
-            .mappings()
-            .first()
-        )
+    row = (
+        conn.execute(_PAYMENT, {"tenant": key.tenant_id, "student": student_key, "payment": payment_id})
+        .mappings()
+        .first()
+    )
     if row is None:
         raise Problem(
             404, "Payment not found", f"Student {student_key} has no payment {payment_id}.", parameter="payment_id"

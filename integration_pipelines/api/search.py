@@ -13,14 +13,14 @@ import binascii
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy import text
 
 from integration_pipelines.api import models as m
 from integration_pipelines.api.auth import Admin
 from integration_pipelines.api.problems import Problem, problem_responses
 from integration_pipelines.api.profile import NO_NUL
-from integration_pipelines.api.warehouse import read_connection
+from integration_pipelines.api.warehouse import Warehouse
 
 router = APIRouter(tags=["students"])
 
@@ -59,8 +59,8 @@ def _statement(dialect: str, with_cursor: bool) -> str:
     responses=problem_responses(401, 403, 422, 503),
 )
 def search_students(
-    request: Request,
     key: Admin,
+    conn: Warehouse,
     q: Annotated[
         str,
         Query(
@@ -83,9 +83,8 @@ def search_students(
         params[f"hi_{i}"] = normalise(term) + _TOP
     if cursor is not None:
         params["after_name"], params["after_key"] = _decode(cursor)
-    with read_connection(request) as conn:
-        statement = text(_statement(conn.dialect.name, cursor is not None))
-        rows = conn.execute(statement, params).mappings().all()
+    statement = text(_statement(conn.dialect.name, cursor is not None))
+    rows = conn.execute(statement, params).mappings().all()
     items = [m.SearchHit(**{k: v for k, v in row.items() if k != "name_key"}) for row in rows[:limit]]
     more = len(rows) > limit
     last = rows[limit - 1] if more else None

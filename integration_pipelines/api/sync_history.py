@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy import bindparam, select, tuple_
 
 from integration_pipelines.api import models as m
 from integration_pipelines.api.auth import Admin
 from integration_pipelines.api.problems import Problem, problem_responses
 from integration_pipelines.api.profile import utc
-from integration_pipelines.api.warehouse import read_connection
+from integration_pipelines.api.warehouse import Warehouse
 from integration_pipelines.lib.warehouse.schema import sync_runs
 from integration_pipelines.lib.warehouse.types import UTCDateTime
 
@@ -27,8 +27,8 @@ router = APIRouter(tags=["sync"])
     responses=problem_responses(401, 403, 422, 503),
 )
 def sync_history(
-    request: Request,
     key: Admin,
+    conn: Warehouse,
     kind: Annotated[
         Literal["full_sync", "incremental_sync"] | None, Query(description="Only runs of this job.")
     ] = None,
@@ -60,8 +60,7 @@ def sync_history(
             < tuple_(bindparam("after_started", after, type_=UTCDateTime()), bindparam("after_run", run_id))
         )
     query = query.order_by(r.started_at.desc(), r.run_id.desc()).limit(limit + 1)
-    with read_connection(request) as conn:
-        rows = conn.execute(query).mappings().all()
+    rows = conn.execute(query).mappings().all()
     items = [
         m.SyncRun(
             run_id=row["run_id"],

@@ -22,6 +22,7 @@ holds up reads, and reads never hold it up.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -38,6 +39,13 @@ def configure_threads(app: FastAPI, read_threads: int) -> None:
     """At the app's start: this process's warehouse reads (its sync routes) run on `read_threads`
     threads, and waits on anything else on threads of their own."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = read_threads
+    # A request holds its warehouse connection from its key's check to its route's end
+    # (`api/warehouse.py: request_connection`), and the pool has one per read thread. So as many
+    # requests as there are read threads hold one at a time and the others wait here, on the event
+    # loop: waiting on a read thread for a connection would hold the thread that a request holding
+    # one needs to finish its reads. (asyncio's semaphore: anyio's yields to the loop even when a
+    # slot is free, which costs every request a turn of the loop.)
+    app.state.connection_slots = asyncio.Semaphore(read_threads)
     app.state.waiting_threads = CapacityLimiter(WAITING_THREADS)
     app.state.reads_on_the_loop = read_threads == 1
 
@@ -51,5 +59,9 @@ async def run_read(request: Request, function: Callable[..., _T], *args: object)
 
 
 async def run_waiting(request: Request, function: Callable[..., _T], *args: object) -> _T:
-    """Run `function(*args)`, which waits on another service or the disk, off the read threads."""
+    """Run `function(*args)`, which waits on another service or the disk, off the read threads.
+    The request gives back its warehouse connection first: it holds none while it waits."""
+    release_warehouse = getattr(request.state, "release_warehouse", None)
+    if release_warehouse is not None:
+        await release_warehouse()
     return await anyio.to_thread.run_sync(function, *args, limiter=request.app.state.waiting_threads)

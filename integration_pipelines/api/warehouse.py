@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from integration_pipelines.api.problems import Problem
+from integration_pipelines.api.threads import run_read
 
 NOT_READY = "The warehouse is unreachable or its marts are not built yet: check GET /v1/health, run full_sync."
 
@@ -38,12 +41,50 @@ def warehouse_errors() -> Iterator[None]:
         raise _not_ready() from exc
 
 
-@contextmanager
-def read_connection(request: Request) -> Iterator[Connection]:
-    """A connection to the warehouse for one request's reads; 503 when it cannot answer them."""
-    engine: Engine = request.app.state.engine
+class _HeldConnection:
+    """A request's connection and its slot (`threads.configure_threads`), given back once."""
+
+    def __init__(self, request: Request):
+        self._request = request
+        self._conn: Connection | None = None
+        self._slots: asyncio.Semaphore = request.app.state.connection_slots
+
+    async def take(self) -> Connection:
+        await self._slots.acquire()
+        try:
+            conn = await run_read(self._request, self._request.app.state.engine.connect)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._conn = conn
+        return conn
+
+    async def give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await run_read(self._request, conn.close)
+            finally:
+                self._slots.release()
+
+
+async def request_connection(request: Request) -> AsyncIterator[Connection]:
+    """The request's connection to the warehouse; 503 when it cannot answer the request's reads.
+
+    FastAPI gives every dependant of one request the same value, so the key's check and the route's
+    reads share one connection: one pool checkout and one reset per request (not one per read),
+    and one snapshot of the warehouse for all of a request's reads. It is taken and given back
+    where the reads run (`run_read`): when the route returns, before the answer is sent, or before
+    the route waits on another service (`run_waiting`)."""
+    if not database_exists(request.app.state.engine):
+        raise _not_ready()
+    held = _HeldConnection(request)
+    request.state.release_warehouse = held.give_back
     with warehouse_errors():
-        if not database_exists(engine):
-            raise _not_ready()
-        with engine.connect() as conn:
-            yield conn
+        try:
+            yield await held.take()
+        finally:
+            await held.give_back()
+
+
+Warehouse = Annotated[Connection, Depends(request_connection, scope="function")]

@@ -3,17 +3,22 @@ receipts, sync history, errors and the served OpenAPI schema."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import re
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from integration_pipelines.api import create_app
 from integration_pipelines.cli import main
 from integration_pipelines.lib.canonical.apply import canonical_tables
+from integration_pipelines.lib.serving import serve_in_thread
 from integration_pipelines.lib.warehouse.schema import api_keys
+from integration_pipelines.settings import Settings
 
 PROFILE = "/v1/students/profile"
 
@@ -91,6 +96,42 @@ def test_keys_are_stored_only_as_hashes(synced):
     stored = " ".join(str(v) for row in rows for v in row.values())
     assert plain not in stored and secret not in stored
     assert all(re.fullmatch(r"[0-9a-f]{64}", row["key_hash"]) for row in rows)
+
+
+# -- connections ---------------------------------------------------------------------------------
+
+
+def test_a_profile_read_checks_its_key_and_reads_on_one_connection(synced):
+    checkouts = []
+    engine = synced.client.app.state.engine
+    listener = lambda *_: checkouts.append(1)  # noqa: E731
+    event.listen(engine, "checkout", listener)
+    try:
+        student = _linked_students(synced)[0]
+        assert synced.get(PROFILE, synced.admin_key, zoho_id=student["zoho_id"]).status_code == 200
+        assert synced.get("/v1/students/search", synced.admin_key, q="a").status_code == 200
+    finally:
+        event.remove(engine, "checkout", listener)
+    assert len(checkouts) == 2  # one a request: the key's check and the route's reads share it
+
+
+def test_fifty_concurrent_profile_reads_all_answer(synced, tmp_path):
+    """Fifty requests at once hold the pool's few connections in turn: none waits for a connection
+    on a read thread that a request holding one needs (on PostgreSQL's two threads, that deadlocked)."""
+    settings = Settings(WAREHOUSE_URL=synced.warehouse_url, INTEGRATION_DATA_DIR=str(tmp_path))
+    students = _linked_students(synced, 10)
+    headers = {"Authorization": f"Bearer {synced.admin_key}"}
+    with (
+        serve_in_thread(create_app(settings), name="concurrent-api") as url,
+        httpx.Client(base_url=url, headers=headers, timeout=30, limits=httpx.Limits(max_connections=50)) as http_client,
+    ):
+
+        def read(i: int) -> int:
+            return http_client.get(PROFILE, params={"zoho_id": students[i % len(students)]["zoho_id"]}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+            answers = list(pool.map(read, range(200)))
+    assert answers == [200] * 200
 
 
 # -- lookups and errors --------------------------------------------------------------------------

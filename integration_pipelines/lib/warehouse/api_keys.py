@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from integration_pipelines.lib.warehouse.schema import api_keys, students
 
@@ -131,7 +131,7 @@ def resolve_key(conn: Connection, presented: str) -> ApiKey | None:
     key_id = _key_id_of(presented)
     if key_id is None:
         return None
-    row = conn.execute(select(*_PUBLIC_COLUMNS, api_keys.c.key_hash).where(api_keys.c.key_id == key_id)).first()
+    row = conn.execute(_KEY_BY_ID, {"key_id": key_id}).first()
     if row is None or not hmac.compare_digest(row.key_hash, _hash(presented)) or row.revoked_at is not None:
         return None
     values = row._asdict()
@@ -148,3 +148,5 @@ _PUBLIC_COLUMNS = (
     api_keys.c.created_at,
     api_keys.c.revoked_at,
 )
+# Every API request checks its key: the statement is built once, not per request.
+_KEY_BY_ID = select(*_PUBLIC_COLUMNS, api_keys.c.key_hash).where(api_keys.c.key_id == bindparam("key_id"))
