@@ -22,12 +22,11 @@ holds up reads, and reads never hold it up.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
 import anyio.to_thread
-from anyio import CapacityLimiter
+from anyio import CapacityLimiter, Semaphore
 from fastapi import FastAPI, Request
 
 WAITING_THREADS = 16
@@ -43,9 +42,9 @@ def configure_threads(app: FastAPI, read_threads: int) -> None:
     # (`api/warehouse.py: request_connection`), and the pool has one per read thread. So as many
     # requests as there are read threads hold one at a time and the others wait here, on the event
     # loop: waiting on a read thread for a connection would hold the thread that a request holding
-    # one needs to finish its reads. (asyncio's semaphore: anyio's yields to the loop even when a
-    # slot is free, which costs every request a turn of the loop.)
-    app.state.connection_slots = asyncio.Semaphore(read_threads)
+    # one needs to finish its reads. (`fast_acquire`: a free slot is taken without a turn of the
+    # loop, which would cost every request one.)
+    app.state.connection_slots = Semaphore(read_threads, fast_acquire=True)
     app.state.waiting_threads = CapacityLimiter(WAITING_THREADS)
     app.state.reads_on_the_loop = read_threads == 1
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+from anyio import Semaphore
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -47,7 +47,7 @@ class _HeldConnection:
     def __init__(self, request: Request):
         self._request = request
         self._conn: Connection | None = None
-        self._slots: asyncio.Semaphore = request.app.state.connection_slots
+        self._slots: Semaphore = request.app.state.connection_slots
 
     async def take(self) -> Connection:
         await self._slots.acquire()
