@@ -246,20 +246,15 @@ def _per_user_completions(
     """The completions of each user's courses, in user order: `user_completions` (one
     `core_enrol_get_users_courses` each) kept `window` users ahead, and for each course the
     user completed since the last snapshot, one `status_completions` task, its records in
-    their place."""
-    uids = iter(user_ids)
-    ahead: deque[Future[list[MoodleCompletion]]] = deque()
-    out: deque[list[MoodleCompletion] | Future[list[MoodleCompletion]]] = deque()
-    while True:
-        while len(ahead) < window and (uid := next(uids, None)) is not None:
-            ahead.append(pool.submit(user_completions, uid))
-        if out:
-            item = out.popleft()
-            yield from item if isinstance(item, list) else item.result()
-            continue
-        if not ahead:
-            return
-        for completion in sorted(ahead.popleft().result(), key=lambda c: c.course_id):
+    their place.
+
+    A user's status tasks are queued as soon as its courses have answered, not when the consumer
+    reaches the user: queued only then, they were the only requests left in flight while the
+    consumer waited for them (2 of 8 on average, measured with a fake site that answers slowly)."""
+
+    def records_of(courses: list[MoodleCompletion]) -> list[list[MoodleCompletion] | Future[list[MoodleCompletion]]]:
+        records: list[list[MoodleCompletion] | Future[list[MoodleCompletion]]] = []
+        for completion in sorted(courses, key=lambda c: c.course_id):
             pair = (completion.course_id, completion.user_id)
             data = completion.data
             if pair in by_enrolment or not data.get("enablecompletion"):
@@ -269,9 +264,33 @@ def _per_user_completions(
             if not data.get("completionusertracked"):
                 continue  # not in the course's completion report (a teacher, say)
             if not completion.completed:
-                out.append([completion])
+                records.append([completion])
             elif pair not in known_completed:
-                out.append(pool.submit(status_completions, completion.course_id, [completion.user_id]))
+                records.append(pool.submit(status_completions, completion.course_id, [completion.user_id]))
+        return records
+
+    uids = iter(user_ids)
+    # Per user, in order: its courses' task, then (once answered) its records and status tasks.
+    ahead: deque[_UserCompletions] = deque()
+    while True:
+        while len(ahead) < window and (uid := next(uids, None)) is not None:
+            ahead.append(_UserCompletions(pool.submit(user_completions, uid)))
+        if not ahead:
+            return
+        for user in ahead:
+            if user.records is None and user.courses.done():
+                user.records = records_of(user.courses.result())
+        user = ahead.popleft()
+        for item in user.records if user.records is not None else records_of(user.courses.result()):
+            yield from item if isinstance(item, list) else item.result()
+
+
+@dataclass
+class _UserCompletions:
+    """One user's place in `_per_user_completions`: its courses' task, then its records."""
+
+    courses: Future[list[MoodleCompletion]]
+    records: list[list[MoodleCompletion] | Future[list[MoodleCompletion]]] | None = None
 
 
 def _refuse_hidden_completion(completion: MoodleCompletion) -> None:
