@@ -106,7 +106,9 @@ def crawl_snapshot(
     completion status. The pool's queue is kept ahead of the consumer by up to
     ``2 × concurrency`` courses (then users), so ``concurrency`` requests stay in flight from
     the first course to the last user's completions, not only while courses are read. The
-    crawl waits on the site's answers and on its consumer at the same time.
+    crawl waits on the site's answers and on its consumer at the same time. (Except a course's
+    suspended enrolments' completion statuses: one task asks them one after another, stopping at
+    a course without completion criteria, and the courses that follow wait for it.)
 
     **Order.** Records arrive in the same order whatever the concurrency: per course, the
     course, its enrolments, its grades, then the user batches its enrolments filled, then its
