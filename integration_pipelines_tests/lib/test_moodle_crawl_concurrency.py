@@ -92,6 +92,24 @@ def test_the_completion_phase_keeps_most_of_concurrency_in_flight() -> None:
     assert records == list(sequential.crawl_snapshot(**crawl))
 
 
+def test_a_courses_suspended_enrolments_are_asked_their_completion_side_by_side() -> None:
+    # Moodle lists a user's active enrolments only, so each suspended one is asked its completion
+    # status. One task asked a course's one after another: a median of 1 request in flight at
+    # each one's start. Now the first answer (does the course track completion?) is followed by
+    # the others side by side.
+    fake = FakeSite(n_courses=6, n_users=200, per_course=60)
+    site = InFlight(fake)
+    client, _ = make_client(site)
+    others_known = {(c["id"], u) for c in fake.courses for u in fake.enrol[c["id"]]} - fake.suspended
+    crawl = {"grades": False, "enrolment_status": True, "completions": "per_user", "known_completed": others_known}
+    records = list(client.crawl_snapshot(**crawl, concurrency=8))
+    statuses = site.in_flight_at_start["core_completion_get_course_completion_status"]
+    assert len(statuses) == len(fake.suspended)  # the suspended enrolments' only
+    assert statistics.median(statuses) >= 4
+    sequential, _ = make_client(FakeSite(n_courses=6, n_users=200, per_course=60))
+    assert records == list(sequential.crawl_snapshot(**crawl))
+
+
 def test_a_crawl_stopped_early_cancels_what_it_queued() -> None:
     site = InFlight(FakeSite(n_courses=40, n_users=400, per_course=50), delay=0.005)
     client, _ = make_client(site)

@@ -106,9 +106,7 @@ def crawl_snapshot(
     completion status. The pool's queue is kept ahead of the consumer by up to
     ``2 × concurrency`` courses (then users), so ``concurrency`` requests stay in flight from
     the first course to the last user's completions, not only while courses are read. The
-    crawl waits on the site's answers and on its consumer at the same time. (Except a course's
-    suspended enrolments' completion statuses: one task asks them one after another, stopping at
-    a course without completion criteria, and the courses that follow wait for it.)
+    crawl waits on the site's answers and on its consumer at the same time.
 
     **Order.** Records arrive in the same order whatever the concurrency: per course, the
     course, its enrolments, its grades, then the user batches its enrolments filled, then its
@@ -175,13 +173,22 @@ def crawl_snapshot(
 
         courses = iter(client.iter_courses(ids=course_ids))
         reading: deque[tuple[MoodleCourse, Future[_CourseRead]]] = deque()
-        after: deque[Future[list]] = deque()  # what follows the current course's records, in order
+        # What follows the current course's records, in order.
+        after: deque[Future[list] | _SuspendedCompletions] = deque()
         try:
             while True:
                 while len(reading) < window and (course := next(courses, None)) is not None:
                     reading.append((course, pool.submit(read_course, course)))
                 if after:
-                    yield from after.popleft().result()
+                    item = after.popleft()
+                    if isinstance(item, _SuspendedCompletions):
+                        answered = item.first.result()
+                        if answered and item.rest:
+                            rest = [pool.submit(suspended_completions, item.course_id, [uid]) for uid in item.rest]
+                            after.extendleft(reversed(rest))
+                        yield from answered
+                    else:
+                        yield from item.result()
                     continue
                 if not reading:
                     break
@@ -219,7 +226,10 @@ def crawl_snapshot(
                         elif pair not in known_completed:
                             open_users.add(e.user_id)
                     if one_by_one:
-                        after.append(pool.submit(suspended_completions, course.id, one_by_one))
+                        # The first answer says whether the course tracks completion at all (if
+                        # not, nobody else is asked); the others are then asked side by side.
+                        first = pool.submit(suspended_completions, course.id, one_by_one[:1])
+                        after.append(_SuspendedCompletions(course.id, first, one_by_one[1:]))
             if users and pending:
                 yield from users_batch(pending)
             if completions == "per_user":
@@ -318,6 +328,15 @@ def _refuse_hidden_completion(completion: MoodleCompletion) -> None:
 # (report/completion:view): an error, never skipped.
 COURSE_WITHOUT_COMPLETION = frozenset({"nocriteriaset", "completionnotenabled"})
 NOT_ENROLLED = frozenset({"usernotenroled", "notenroled"})
+
+
+@dataclass(frozen=True, slots=True)
+class _SuspendedCompletions:
+    """A course's suspended enrolments' completion statuses: the first one's task, and the others."""
+
+    course_id: int
+    first: Future[list[MoodleCompletion]]
+    rest: list[int]
 
 
 @dataclass(frozen=True, slots=True)
