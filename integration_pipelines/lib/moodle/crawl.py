@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -102,7 +103,8 @@ def crawl_snapshot(
     **Concurrency.** Every request is a task on one pool of ``concurrency`` threads, whatever
     its phase: each course's enrolment pages, then its suspended enrolments and its grade
     report side by side, each batch of users as soon as it fills, each course's suspended
-    enrolments' completion statuses, each user's courses and each newly completed enrolment's
+    enrolments' completion statuses as soon as its suspended set is known (not when the
+    consumer reaches the course), each user's courses and each newly completed enrolment's
     completion status. The pool's queue is kept ahead of the consumer by up to
     ``2 × concurrency`` courses (then users), so ``concurrency`` requests stay in flight from
     the first course to the last user's completions, not only while courses are read. The
@@ -136,20 +138,22 @@ def crawl_snapshot(
             enrolments = list(client.iter_enrolled_users(course.id))
             suspended = grade_report = None
             if enrolments and enrolment_status:
-                suspended = pool.submit(
-                    lambda: {e.user_id for e in client.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
-                )
+                suspended = pool.submit(read_suspended, course, enrolments)
             if enrolments and grades:
                 grade_report = pool.submit(lambda: list(client.iter_course_grades(course.id)))
             return _CourseRead(course, enrolments, suspended, grade_report)
 
-        def finish_course(read: _CourseRead) -> tuple[list[MoodleEnrolment], list[MoodleGrade]] | None:
-            """The course's enrolments (their suspension set) and grades; None when the course
-            vanished during the crawl and is skipped."""
+        def finish_course(
+            read: _CourseRead,
+        ) -> tuple[list[MoodleEnrolment], list[MoodleGrade], _SuspendedCompletions | None] | None:
+            """The course's enrolments (their suspension set), grades and suspended enrolments'
+            completion statuses (asked); None when the course vanished during the crawl and is
+            skipped."""
             try:
                 enrolments = read.enrolments
+                asked = None
                 if read.suspended is not None:
-                    gone = read.suspended.result()
+                    gone, asked = read.suspended.result()
                     enrolments = [replace(e, suspended=e.user_id in gone) for e in enrolments]
                 course_grades = read.grade_report.result() if read.grade_report is not None else []
             except MoodleNotFound as exc:
@@ -157,7 +161,7 @@ def crawl_snapshot(
                     raise
                 logger.warning("Moodle course %s vanished during the crawl: %s", read.course.id, exc)
                 return None
-            return enrolments, course_grades
+            return enrolments, course_grades, asked
 
         def users_batch(ids: list[int]) -> list[MoodleUser]:
             return list(client._users_batch(ids))
@@ -167,6 +171,23 @@ def crawl_snapshot(
 
         def suspended_completions(course_id: int, user_ids: list[int]) -> list[MoodleCompletion]:
             return list(_course_status_completions(client, course_id, user_ids, unanswered=True))
+
+        def read_suspended(
+            course: MoodleCourse, enrolments: list[MoodleEnrolment]
+        ) -> tuple[set[int], _SuspendedCompletions | None]:
+            """A course's suspended enrolments, and the completion statuses of those whose
+            completion has not landed yet, asked at once (in a course tracking completion)."""
+            gone = {e.user_id for e in client.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
+            if completions != "per_user" or not course.data.get("enablecompletion", 1):
+                return gone, None
+            ask = [
+                e.user_id
+                for e in enrolments
+                if e.user_id in gone
+                and (course.id, e.user_id) not in known_completed
+                and (course.id, e.user_id) not in known_open
+            ]
+            return gone, _SuspendedCompletions(pool, suspended_completions, course.id, ask) if ask else None
 
         def user_completions(uid: int) -> list[MoodleCompletion]:
             return list(client.iter_user_completions(uid, crawled_courses))
@@ -182,10 +203,8 @@ def crawl_snapshot(
                 if after:
                     item = after.popleft()
                     if isinstance(item, _SuspendedCompletions):
-                        answered = item.first.result()
-                        if answered and item.rest:
-                            rest = [pool.submit(suspended_completions, item.course_id, [uid]) for uid in item.rest]
-                            after.extendleft(reversed(rest))
+                        answered, rest = item.answers()
+                        after.extendleft(reversed(rest))
                         yield from answered
                     else:
                         yield from item.result()
@@ -205,7 +224,7 @@ def crawl_snapshot(
                 if finished is None:
                     continue
                 crawled_courses.add(course.id)
-                enrolments, course_grades = finished
+                enrolments, course_grades, suspended_asked = finished
                 for enrolment in enrolments:
                     yield enrolment
                     if users and enrolment.user_id not in seen_users:
@@ -216,20 +235,14 @@ def crawl_snapshot(
                             pending = []
                 yield from course_grades
                 if completions == "per_user" and course.data.get("enablecompletion", 1):
-                    one_by_one = []
                     for e in enrolments:
                         pair = (course.id, e.user_id)
                         if e.suspended:
-                            by_enrolment.add(pair)
-                            if pair not in known_completed and pair not in known_open:
-                                one_by_one.append(e.user_id)
+                            by_enrolment.add(pair)  # asked one by one (`read_suspended`)
                         elif pair not in known_completed:
                             open_users.add(e.user_id)
-                    if one_by_one:
-                        # The first answer says whether the course tracks completion at all (if
-                        # not, nobody else is asked); the others are then asked side by side.
-                        first = pool.submit(suspended_completions, course.id, one_by_one[:1])
-                        after.append(_SuspendedCompletions(course.id, first, one_by_one[1:]))
+                if suspended_asked is not None:
+                    after.append(suspended_asked)
             if users and pending:
                 yield from users_batch(pending)
             if completions == "per_user":
@@ -330,20 +343,47 @@ COURSE_WITHOUT_COMPLETION = frozenset({"nocriteriaset", "completionnotenabled"})
 NOT_ENROLLED = frozenset({"usernotenroled", "notenroled"})
 
 
-@dataclass(frozen=True, slots=True)
 class _SuspendedCompletions:
-    """A course's suspended enrolments' completion statuses: the first one's task, and the others."""
+    """A course's suspended enrolments' completion statuses, asked as soon as the course's
+    suspended enrolments are known, not when the crawl's consumer reaches the course: asked only
+    then, they were nearly all that was in flight while the consumer waited for them. The first
+    is asked alone, since its answer says whether the course tracks completion at all (if not,
+    nobody else is asked); the others side by side once it has answered."""
 
-    course_id: int
-    first: Future[list[MoodleCompletion]]
-    rest: list[int]
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        ask: Callable[[int, list[int]], list[MoodleCompletion]],
+        course_id: int,
+        user_ids: list[int],
+    ) -> None:
+        self._pool, self._ask, self._course_id, self._others = pool, ask, course_id, user_ids[1:]
+        self._rest: list[Future[list[MoodleCompletion]]] = []
+        self._rest_queued = threading.Event()
+        self.first = pool.submit(ask, course_id, user_ids[:1])
+        self.first.add_done_callback(self._ask_the_others)
+
+    def _ask_the_others(self, first: Future[list[MoodleCompletion]]) -> None:
+        try:
+            if self._others and not first.cancelled() and first.exception() is None and first.result():
+                self._rest = [self._pool.submit(self._ask, self._course_id, [uid]) for uid in self._others]
+        except RuntimeError:
+            pass  # the crawl was closed, and its pool takes no more tasks
+        finally:
+            self._rest_queued.set()
+
+    def answers(self) -> tuple[list[MoodleCompletion], list[Future[list[MoodleCompletion]]]]:
+        """The first one's records, and the others' tasks (none if the course tracks no completion)."""
+        answered = self.first.result()
+        self._rest_queued.wait()
+        return answered, self._rest
 
 
 @dataclass(frozen=True, slots=True)
 class _CourseRead:
     course: MoodleCourse
     enrolments: list[MoodleEnrolment]
-    suspended: Future[set[int]] | None
+    suspended: Future[tuple[set[int], _SuspendedCompletions | None]] | None
     grade_report: Future[list[MoodleGrade]] | None
 
 
