@@ -18,7 +18,6 @@ from integration_pipelines.defs.events.sensors import events_inbox_sensor
 from integration_pipelines.defs.freshness import automation_sensor, sync_freshness_policy, with_freshness
 from integration_pipelines.defs.jobs import full_sync, incremental_sync
 from integration_pipelines.defs.marts.assets import dbt_marts
-from integration_pipelines.defs.marts.project import dbt_cli_resource
 from integration_pipelines.defs.moodle.assets import moodle_grade_changes, moodle_snapshot
 from integration_pipelines.defs.moodle.resources import MoodleResource
 from integration_pipelines.defs.outbound.assets import OUTBOUND_ASSETS
@@ -109,6 +108,5 @@ defs = Definitions(
             client_secret=EnvVar("ZOHO_CLIENT_SECRET"),
             refresh_token=EnvVar("ZOHO_REFRESH_TOKEN"),
         ),
-        "dbt": dbt_cli_resource(),
     },
 )

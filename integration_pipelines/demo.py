@@ -21,7 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping
-from contextlib import ExitStack, redirect_stdout
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -70,14 +70,12 @@ def run_demo(*, students: int, seed: int, out: TextIO | None = None) -> dict:
         from integration_pipelines.definitions import defs
 
         job = defs.resolve_job_def("full_sync")
-        log_path = settings.data_dir / "demo-full_sync.log"
         progress = SyncProgress(console, total_steps=len(job.graph.nodes))
-        console.line(f"Running full_sync ({progress.total_steps} steps; dbt's output goes to {log_path})")
+        console.line(f"Running full_sync ({progress.total_steps} steps)")
         started = time.monotonic()
         # The console logger shows warnings only; the progress logger turns the run's events into
-        # the lines above. dagster-dbt echoes dbt's own output to stdout: that goes to the log file,
-        # while the console keeps the real stdout it was given.
-        with DagsterInstance.get() as instance, open(log_path, "w") as log, redirect_stdout(log):
+        # the lines above.
+        with DagsterInstance.get() as instance:
             result = with_progress_logger(job, progress).execute_in_process(
                 instance=instance,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}, PROGRESS_LOGGER: {}}},

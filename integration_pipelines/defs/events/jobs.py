@@ -23,7 +23,6 @@ from dagster import (
     job,
     op,
 )
-from dagster_dbt import DbtCliResource
 from pydantic import Field
 from sqlalchemy import inspect
 
@@ -118,7 +117,7 @@ def dbt_models(manifest_path: str) -> frozenset[str]:
 
 
 @op(ins={"tables": In(list)}, tags={"kind": "dbt"})
-def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource, warehouse: WarehouseResource):
+def refresh_marts(context: OpExecutionContext, tables: list, warehouse: WarehouseResource):
     """Rebuild the marts of the students the events changed (the mart refresh queue's): dbt's
     incremental models, which delete and insert those students' rows. A change that reaches every
     student (a class, a unit, a programme), or a warehouse whose models were never all built, gets
@@ -134,10 +133,10 @@ def refresh_marts(context: OpExecutionContext, tables: list, dbt: DbtCliResource
             args = ["run", "--select", "stg_students+", *mapping_vars()]
         else:
             args = ["build", "--full-refresh", *mapping_vars()]
-        step = DbtStepInvocation(warehouse, context.op.name, context.run.run_id)
-        for node in step.run_in_process(dbt, args):
+        outcome = DbtStepInvocation(warehouse, context.op.name, context.run.run_id).run(args)
+        for node in outcome.node_lines():
             context.log.info(node)
-        step.succeeded()
+        outcome.raise_on_failure()
     context.log.info(
         f"Rebuilt the marts of {'every student' if args[0] == 'build' else f'{claimed.students} students'} "
         f"(the events wrote {', '.join(tables) or 'nothing'})."

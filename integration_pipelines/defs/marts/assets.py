@@ -1,18 +1,24 @@
 """The dbt marts the profile API serves, built from the canonical tables."""
 
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition
-from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from sqlalchemy import Engine
 
-from integration_pipelines.defs.marts.launcher import PARENT_PID_VARIABLE
-from integration_pipelines.defs.marts.project import PartialParseCache, get_dbt_project, invocation_target_path
+from integration_pipelines.defs.marts.project import (
+    DbtOutcome,
+    PartialParseCache,
+    get_dbt_project,
+    invocation_target_path,
+    run_dbt,
+)
 from integration_pipelines.defs.resources import WarehouseResource
 from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
 from integration_pipelines.lib.warehouse.engine import begin_write
@@ -41,23 +47,6 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
 
 
 @contextmanager
-def _dbt_environment(extra: Mapping[str, str]) -> Iterator[None]:
-    """dbt reads its profile from its environment: this process's, when dbt runs inside it, or a
-    copy dagster-dbt takes when it starts dbt. Set the variables for that moment only, then put the
-    environment back."""
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextmanager
 def claimed_refresh(engine: Engine, claim_id: str) -> Iterator[Claim]:
     """Claim the mart refresh queue for one build, and delete the claim when the build succeeded
     (an exception leaves it for the next build to take over)."""
@@ -80,15 +69,11 @@ def mapping_vars() -> list[str]:
     return ["--vars", json.dumps({"btec_points_per_credit": points.model_dump()})]
 
 
-class DbtInProcessError(RuntimeError):
-    """dbt, run inside the step's process, failed: its message names the failed nodes."""
-
-
 class DbtStepInvocation:
-    """A step's dbt invocation: a target directory of its own, seeded with the kept partial parse
-    (so dbt does not parse the project again), dbt started with the profile's environment for that
-    moment only, and once dbt succeeded the parse kept and the directory removed (a failed build
-    keeps its dbt.log and run_results.json; its events are in the run's log)."""
+    """A step's dbt invocation, inside the step's process: a target directory of its own, seeded
+    with the kept partial parse (so dbt does not parse the project again), and once dbt succeeded
+    the parse kept and the directory removed (a failed build keeps its dbt.log and
+    run_results.json)."""
 
     def __init__(self, warehouse: WarehouseResource, op_name: str, run_id: str):
         self._profile_env = dbt_environment(warehouse.resolved_url)
@@ -96,37 +81,12 @@ class DbtStepInvocation:
         self._parses = PartialParseCache(get_dbt_project(), self._profile_env)
         self._parses.seed(self.target_path)
 
-    def start(self, dbt: DbtCliResource, args: list[str], **kwargs: Any) -> DbtCliInvocation:
-        with _dbt_environment({**self._profile_env, PARENT_PID_VARIABLE: str(os.getpid())}):
-            return dbt.cli(args, target_path=self.target_path, **kwargs)
-
-    def run_in_process(self, dbt: DbtCliResource, args: list[str]) -> list[str]:
-        """Run dbt inside this process (dbt's `dbtRunner`), for a small build on the events' path:
-        the run's process has already imported dbt with the code location, and a process of dbt's
-        own would import it again (about 2 s, most of an incremental refresh). Raises when dbt fails;
-        returns one line per node (name, status, seconds) for the run's log."""
-        from dbt.cli.main import dbtRunner
-
-        paths = ["--project-dir", dbt.project_dir, "--target-path", str(self.target_path)]
-        if dbt.profiles_dir:
-            paths += ["--profiles-dir", dbt.profiles_dir]
-        if dbt.target:
-            paths += ["--target", dbt.target]
-        with _dbt_environment(self._profile_env):
-            # dbt's own log goes to the invocation's directory, kept when dbt fails.
-            outcome = dbtRunner().invoke([*args, *paths, "--log-path", str(self.target_path), "--quiet"])
-        nodes = [
-            f"{r.node.name}: {r.status} in {r.execution_time:.2f} s" + (f" ({r.message})" if r.message else "")
-            for r in getattr(outcome.result, "results", None) or []
-        ]
-        if not outcome.success:
-            failed = "; ".join(n for n in nodes if ": success" not in n) or str(outcome.exception)
-            raise DbtInProcessError(f"dbt {args[0]} failed (its log: {self.target_path / 'dbt.log'}): {failed}")
-        return nodes
-
-    def succeeded(self) -> None:
-        self._parses.keep(self.target_path)
-        shutil.rmtree(self.target_path, ignore_errors=True)
+    def run(self, args: list[str]) -> DbtOutcome:
+        outcome = run_dbt(get_dbt_project(), args, self.target_path, self._profile_env)
+        if outcome.error is None:
+            self._parses.keep(self.target_path)
+            shutil.rmtree(self.target_path, ignore_errors=True)
+        return outcome
 
 
 @dbt_assets(
@@ -134,12 +94,33 @@ class DbtStepInvocation:
     project=get_dbt_project(),
     dagster_dbt_translator=WarehouseDbtTranslator(),
 )
-def dbt_marts(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def dbt_marts(context: AssetExecutionContext, warehouse: WarehouseResource):
     """The staging tables and the marts, built whole (and tested) from the warehouse the syncs
     wrote. A whole build leaves no student stale: it empties the mart refresh queue up to its start."""
+    # The nodes this step was asked for (all, unless a subset was selected) and how their results
+    # become Dagster events: dagster-dbt's own, as its `DbtCliResource.cli` computes them.
+    selected = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=WarehouseDbtTranslator()
+    )
+    args = ["build", "--full-refresh", *mapping_vars(), *selected.selection_args]
+    if selected.indirect_selection:
+        args += ["--indirect-selection", selected.indirect_selection]
     step = DbtStepInvocation(warehouse, context.op_execution_context.op.name, context.run.run_id)
     # A build of some of the models leaves the queue to a whole one: the others are still stale.
     claiming = nullcontext() if context.is_subset else claimed_refresh(warehouse.engine, context.run.run_id)
     with claiming:
-        yield from step.start(dbt, ["build", "--full-refresh", *mapping_vars()], context=context).stream()
-    step.succeeded()
+        outcome = step.run(args)
+        if outcome.reparsed:
+            context.log.warning("dbt could not reuse its last parse of the project, and parsed it whole.")
+        for node in outcome.node_lines():
+            context.log.info(node)
+        # What dbt built before it failed, if it did, is materialized all the same.
+        for result in outcome.results:
+            yield from DbtCoreCliEventMessage(raw_event=result, event_history_metadata={}).to_default_asset_events(
+                manifest=selected.manifest,
+                dagster_dbt_translator=selected.dagster_dbt_translator,
+                context=context,
+                target_path=step.target_path,
+                project=selected.dbt_project,
+            )
+        outcome.raise_on_failure()

@@ -1,17 +1,18 @@
-"""The dbt project (`dbt_models/`), how dbt is started, and what lets dbt skip re-parsing it.
+"""The dbt project (`dbt_models/`), how dbt runs, and what lets dbt skip re-parsing it.
 
-Where a `dbt build` under dagster-dbt spent its time, at 5,000 students on SQLite (8.4-9.0 s in all,
-0.4 s of it dbt's four nodes): `dbt --version`, which dagster-dbt runs once per resource to learn
-the engine (2.5 s: it asks PyPI for the latest release); a dbt adapter set up inside the step, for
-row counts and column metadata this project never fetches (about 1 s); a full parse of the project in
-every build (2 s), because dbt could not reuse its previous parse: each invocation writes into a
-fresh target directory, seeded with the parse made when the code location loaded, whose profile
-(the default SQLite path, read before the run's warehouse was known) differs from the run's, so dbt
-said "Unable to do partial parsing because profile has changed". The rest is dbt's own start
-(about 2 s of imports) and the build.
+dbt runs inside the step's process (dbt's `dbtRunner`), never in a process of its own. The run's
+process has already imported dbt with the code location (`@dbt_assets` reads the manifest), and
+a process of dbt's own imported it again and held a second copy: about 2 s and 100 MB per build
+(docs/benchmarks.md, "dbt inside the step's process"). And a run killed without a trace
+(SIGKILL, the OOM killer) takes its dbt with it: no build goes on writing marts for a run that
+no longer exists, and its open transaction is never committed.
 
-So: the resource states the engine version instead of asking (`ProjectDbtCliResource`), sets up no
-adapter, and each build starts from the last parse made with the same profile (`PartialParseCache`).
+dbt could not reuse its previous parse of the project: each invocation writes into a fresh target
+directory, seeded with the parse made when the code location loaded, whose profile (the default
+SQLite path, read before the run's warehouse was known) differed from the run's, so dbt said
+"Unable to do partial parsing because profile has changed" and parsed the project whole (2 s at
+5,000 students). So each build starts from the last parse made with the same profile
+(`PartialParseCache`).
 """
 
 from __future__ import annotations
@@ -21,30 +22,25 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
-from importlib.metadata import version as installed_version
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 from filelock import FileLock
-from packaging.version import Version
 
-from integration_pipelines.defs.marts.launcher import MODULE as LAUNCHER_MODULE
 from integration_pipelines.lib.warehouse.dbt_env import dbt_environment
 from integration_pipelines.settings import get_settings
 
-if TYPE_CHECKING:
-    from dbt.adapters.base.impl import BaseAdapter
-
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_models"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
-# dbt runs on this interpreter, through the launcher: no PATH lookup, and it dies with its parent.
-DBT_COMMAND: tuple[str, ...] = (sys.executable, "-m", LAUNCHER_MODULE)
+# dbt's structured events that report a node's result: what dagster-dbt turns into Dagster events.
+RESULT_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"})
+FAILED = frozenset({"error", "fail", "runtime error"})
 
 
 @functools.cache
@@ -92,19 +88,81 @@ def parse_project(project: DbtProject, profile_env: Mapping[str, str]) -> None:
     target = project.project_dir / project.target_path
     cache = PartialParseCache(project, profile_env)
     cache.seed(target)
-    subprocess.run(
-        [*DBT_COMMAND, "parse", "--quiet"],
-        cwd=project.project_dir,
-        env={
-            **os.environ,
-            **profile_env,
-            "DBT_PROFILES_DIR": str(project.profiles_dir),
-            "DBT_TARGET_PATH": str(target),
-            "DBT_LOG_PATH": str(target),
-        },
-        check=True,
-    )
+    run_dbt(project, ["parse"], target, profile_env).raise_on_failure()
     cache.keep(target)
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    """What one dbt invocation did: its nodes' results (dbt's structured events, as
+    `--log-format json` writes them), whether it had to parse the project whole, and why it
+    failed (None when it succeeded)."""
+
+    results: list[dict[str, Any]]
+    reparsed: bool
+    error: str | None
+
+    def node_lines(self) -> list[str]:
+        """One line per node, for a run's log: its name, status and seconds."""
+        return [_node_line(result) for result in self.results]
+
+    def raise_on_failure(self) -> None:
+        if self.error is not None:
+            raise DbtError(self.error)
+
+
+class DbtError(RuntimeError):
+    """dbt failed: the message names the failed nodes, or dbt's own error, and its log."""
+
+
+def run_dbt(project: DbtProject, args: Sequence[str], target_path: Path, profile_env: Mapping[str, str]) -> DbtOutcome:
+    """Run dbt inside this process: `args` (a dbt command and its flags) on the project, writing
+    its artifacts and its log into `target_path`, with the warehouse's profile environment set
+    for that moment only. dbt's events are collected as they fire, not printed."""
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.base_types import EventMsg
+    from dbt_common.events.functions import msg_to_dict
+
+    results: list[dict[str, Any]] = []
+    reparsed: list[bool] = []
+
+    def collect(event: EventMsg) -> None:
+        name = event.info.name
+        if name in RESULT_EVENTS:
+            results.append(msg_to_dict(event))
+        elif name == "UnableToPartialParse":
+            reparsed.append(True)
+
+    paths = ["--project-dir", str(project.project_dir), "--profiles-dir", str(project.profiles_dir)]
+    paths += ["--target-path", str(target_path), "--log-path", str(target_path)]
+    with _environment(profile_env):
+        outcome = dbtRunner(callbacks=[collect]).invoke([*args, *paths, "--quiet"])
+    error = None
+    if not outcome.success:
+        failed = "; ".join(_node_line(r) for r in results if r["data"].get("status") in FAILED)
+        error = f"dbt {args[0]} failed (its log: {target_path / 'dbt.log'}): {failed or outcome.exception}"
+    return DbtOutcome(results, bool(reparsed), error)
+
+
+def _node_line(result: dict[str, Any]) -> str:
+    data = result["data"]
+    return f"{data['node_info']['node_name']}: {data.get('status')} in {float(data.get('execution_time') or 0):.2f} s"
+
+
+@contextmanager
+def _environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """dbt reads its profile from this process's environment: set the variables for one
+    invocation, then put the environment back."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def invocation_target_path(project: DbtProject, step_name: str, run_id: str) -> Path:
@@ -146,37 +204,3 @@ class PartialParseCache:
             with open(source, "rb") as parsed:
                 shutil.copyfileobj(parsed, tmp)
         os.replace(tmp.name, self.path)
-
-
-class ProjectDbtCliResource(DbtCliResource):
-    """dagster-dbt's dbt CLI resource, without two costs this project does not need.
-
-    - The dbt engine is the dbt-core installed beside this interpreter (`DBT_COMMAND` runs it), so
-      its version is read from the package metadata instead of running `dbt --version`.
-    - No dbt adapter is set up inside the step: dagster-dbt uses it only to fetch row counts and
-      column metadata (`fetch_row_counts`, `fetch_column_metadata`), which the marts do not call;
-      dbt itself connects in its own process. dagster-dbt's invocation accepts no adapter.
-
-    Both override private members of dagster-dbt (pinned in pyproject.toml); a test checks that they
-    still exist, so an upgrade that renames them fails there rather than silently costing seconds.
-    """
-
-    @functools.cached_property
-    def _cli_version(self) -> Version:
-        return Version(installed_version("dbt-core"))
-
-    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter | None:  # pyright: ignore[reportIncompatibleMethodOverride]
-        return None
-
-
-def dbt_cli_resource(**overrides: Any) -> ProjectDbtCliResource:
-    """The `dbt` resource of the code location: dbt started through the launcher, on this project."""
-    project = get_dbt_project()
-    executable, *flags = DBT_COMMAND
-    return ProjectDbtCliResource(
-        project_dir=str(project.project_dir),
-        profiles_dir=str(project.profiles_dir),
-        dbt_executable=executable,
-        global_config_flags=list(flags),
-        **overrides,
-    )
