@@ -3,12 +3,16 @@ SQLite's other writers."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
+import pytest
 from dagster import DagsterInstance, materialize
 
 from integration_pipelines.defs.marts.assets import dbt_marts
@@ -184,3 +188,62 @@ def test_dbt_builds_while_other_writers_commit_between_its_statements(tmp_path):
         writer.join()
     assert commits[0] > 100
     assert result.success
+
+
+RUN = textwrap.dedent(
+    """
+    from dagster import materialize
+    from integration_pipelines.defs.marts.assets import dbt_marts
+    from integration_pipelines.defs.resources import WarehouseResource
+
+    materialize([dbt_marts], resources={{"warehouse": WarehouseResource(url={url!r})}})
+    """
+)
+
+
+def _session_members(session: int) -> list[int]:
+    """The processes of a session (a run started in a session of its own, and all it started)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the run's processes in /proc")
+def test_nothing_of_a_run_killed_during_its_dbt_build_is_left(tmp_path):
+    # dbt's own process carried on writing marts after its run was killed with SIGKILL, until it was
+    # told to die with it. Inside the run's process, it dies with it.
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    target = get_dbt_project().project_dir / get_dbt_project().target_path
+    before = set(target.glob("dbt_marts-*"))
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUN.format(url=url)],
+        start_new_session=True,
+        env={**os.environ, "INTEGRATION_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _dbt_started(before) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert run.poll() is None, "the run ended before dbt started"
+        assert _session_members(run.pid), "the run's session is found"
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+        left = _session_members(run.pid)
+        for _ in range(500):  # the kernel reaps what a killed process leaves in its own time
+            if not left:
+                break
+            time.sleep(0.01)
+            left = _session_members(run.pid)
+        assert left == [], f"processes of the killed run are left: {left}"
+    finally:
+        if run.poll() is None:
+            run.kill()

@@ -134,7 +134,7 @@ def refresh_marts(context: OpExecutionContext, tables: list, warehouse: Warehous
         else:
             args = ["build", "--full-refresh", *mapping_vars()]
         outcome = DbtStepInvocation(warehouse, context.op.name, context.run.run_id).run(args)
-        for node in outcome.node_lines():
+        for node in outcome.nodes:
             context.log.info(node)
         outcome.raise_on_failure()
     context.log.info(

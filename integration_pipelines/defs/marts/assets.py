@@ -112,7 +112,7 @@ def dbt_marts(context: AssetExecutionContext, warehouse: WarehouseResource):
         outcome = step.run(args)
         if outcome.reparsed:
             context.log.warning("dbt could not reuse its last parse of the project, and parsed it whole.")
-        for node in outcome.node_lines():
+        for node in outcome.nodes:
             context.log.info(node)
         # What dbt built before it failed, if it did, is materialized all the same.
         for result in outcome.results:

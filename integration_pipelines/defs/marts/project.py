@@ -95,17 +95,15 @@ def parse_project(project: DbtProject, profile_env: Mapping[str, str]) -> None:
 
 @dataclass(frozen=True)
 class DbtOutcome:
-    """What one dbt invocation did: its nodes' results (dbt's structured events, as
-    `--log-format json` writes them), whether it had to parse the project whole, and why it
-    failed (None when it succeeded)."""
+    """What one dbt invocation did: its nodes' result events (dbt's structured events, as
+    `--log-format json` writes them, which dagster-dbt turns into Dagster events), a line per
+    node for a run's log (name, status, seconds, and dbt's message: a failed model's error),
+    whether dbt had to parse the project whole, and why it failed (None when it succeeded)."""
 
     results: list[dict[str, Any]]
+    nodes: list[str]
     reparsed: bool
     error: str | None
-
-    def node_lines(self) -> list[str]:
-        """One line per node, for a run's log: its name, status and seconds."""
-        return [_node_line(result) for result in self.results]
 
     def raise_on_failure(self) -> None:
         if self.error is not None:
@@ -138,16 +136,15 @@ def run_dbt(project: DbtProject, args: Sequence[str], target_path: Path, profile
     paths += ["--target-path", str(target_path), "--log-path", str(target_path)]
     with _environment(profile_env):
         outcome = dbtRunner(callbacks=[collect]).invoke([*args, *paths, "--quiet"])
+    ran = getattr(outcome.result, "results", None) or []
+    nodes = [
+        f"{r.node.name}: {r.status} in {r.execution_time:.2f} s" + (f" ({r.message})" if r.message else "") for r in ran
+    ]
     error = None
     if not outcome.success:
-        failed = "; ".join(_node_line(r) for r in results if r["data"].get("status") in FAILED)
+        failed = "; ".join(line for line, r in zip(nodes, ran, strict=True) if str(r.status) in FAILED)
         error = f"dbt {args[0]} failed (its log: {target_path / 'dbt.log'}): {failed or outcome.exception}"
-    return DbtOutcome(results, bool(reparsed), error)
-
-
-def _node_line(result: dict[str, Any]) -> str:
-    data = result["data"]
-    return f"{data['node_info']['node_name']}: {data.get('status')} in {float(data.get('execution_time') or 0):.2f} s"
+    return DbtOutcome(results, nodes, bool(reparsed), error)
 
 
 @contextmanager
