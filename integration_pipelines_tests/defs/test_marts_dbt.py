@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, materialize
@@ -92,16 +93,21 @@ def _build_warnings(warehouse_url: str) -> list[str]:
         return [e.user_message for e in instance.all_logs(result.run_id) if e.level >= 30]
 
 
+def _build_directories() -> set[Path]:
+    """The target directories of dbt_marts builds: each makes its own just before dbt starts, and
+    removes it once dbt succeeded."""
+    return set((get_dbt_project().project_dir / get_dbt_project().target_path).glob("dbt_marts-*"))
+
+
 def test_a_second_build_reuses_the_first_ones_parse(warehouse, warehouse_url):
     cache = PartialParseCache(get_dbt_project(), dbt_environment(warehouse_url))
-    target = get_dbt_project().project_dir / get_dbt_project().target_path
-    before = set(target.glob("dbt_marts-*"))
+    before = _build_directories()
     try:
         _build_warnings(warehouse_url)
         assert cache.path.exists()
         assert not [w for w in _build_warnings(warehouse_url) if REPARSED in w]
         # Successful builds leave no directory of their own behind (other tests' builds may).
-        assert not {p for p in set(target.glob("dbt_marts-*")) - before if (p / "run_results.json").exists()}
+        assert not {p for p in _build_directories() - before if (p / "run_results.json").exists()}
     finally:
         cache.path.unlink(missing_ok=True)
 
@@ -117,12 +123,6 @@ def test_a_build_with_another_profiles_parse_says_it_parsed_the_project_whole(wa
         cache.path.unlink(missing_ok=True)
 
 
-def _dbt_started(before: set) -> bool:
-    """A dbt_marts build has made its target directory (just before dbt starts)."""
-    target = get_dbt_project().project_dir / get_dbt_project().target_path
-    return bool(set(target.glob("dbt_marts-*")) - before)
-
-
 def test_dbt_waits_for_another_sqlite_writer_instead_of_failing(tmp_path):
     """A sync's step holds SQLite's write lock while an event batch's marts build: dbt waits for it,
     as the warehouse's own writers do (dbt-sqlite's connection alone gives up after 5 s)."""
@@ -131,12 +131,11 @@ def test_dbt_waits_for_another_sqlite_writer_instead_of_failing(tmp_path):
     ensure_schema(engine)
     engine.dispose()
     held = threading.Event()
-    target = get_dbt_project().project_dir / get_dbt_project().target_path
-    before = set(target.glob("dbt_marts-*"))
+    before = _build_directories()
 
     def hold_the_write_lock() -> None:
         deadline = time.monotonic() + 120
-        while not _dbt_started(before) and time.monotonic() < deadline:
+        while not _build_directories() - before and time.monotonic() < deadline:
             time.sleep(0.01)
         writer = sqlite3.connect(tmp_path / "warehouse.db", isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")
@@ -220,8 +219,7 @@ def test_nothing_of_a_run_killed_during_its_dbt_build_is_left(tmp_path):
     # dbt's own process carried on writing marts after its run was killed with SIGKILL, until it was
     # told to die with it. Inside the run's process, it dies with it.
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    target = get_dbt_project().project_dir / get_dbt_project().target_path
-    before = set(target.glob("dbt_marts-*"))
+    before = _build_directories()
     run = subprocess.Popen(
         [sys.executable, "-c", RUN.format(url=url)],
         start_new_session=True,
@@ -231,7 +229,7 @@ def test_nothing_of_a_run_killed_during_its_dbt_build_is_left(tmp_path):
     )
     try:
         deadline = time.monotonic() + 120
-        while not _dbt_started(before) and run.poll() is None and time.monotonic() < deadline:
+        while not _build_directories() - before and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert run.poll() is None, "the run ended before dbt started"
         assert _session_members(run.pid), "the run's session is found"

@@ -92,22 +92,29 @@ def test_the_completion_phase_keeps_most_of_concurrency_in_flight() -> None:
     assert records == list(sequential.crawl_snapshot(**crawl))
 
 
+def _crawl_asking_only_suspended(site_size: dict[str, int], **crawl: object) -> tuple[FakeSite, InFlight]:
+    """A crawl at 8 in flight that knows every open enrolment's completion, so that only the
+    suspended enrolments are asked their completion status; its records equal a sequential crawl's."""
+    fake = FakeSite(**site_size)
+    site = InFlight(fake)
+    client, _ = make_client(site)
+    others_known = {(c["id"], u) for c in fake.courses for u in fake.enrol[c["id"]]} - fake.suspended
+    crawl = {**crawl, "enrolment_status": True, "completions": "per_user", "known_completed": others_known}
+    records = list(client.crawl_snapshot(**crawl, concurrency=8))
+    sequential, _ = make_client(FakeSite(**site_size))
+    assert records == list(sequential.crawl_snapshot(**crawl))
+    return fake, site
+
+
 def test_a_courses_suspended_enrolments_are_asked_their_completion_side_by_side() -> None:
     # Moodle lists a user's active enrolments only, so each suspended one is asked its completion
     # status. One task asked a course's one after another: a median of 1 request in flight at
     # each one's start. Now the first answer (does the course track completion?) is followed by
     # the others side by side.
-    fake = FakeSite(n_courses=6, n_users=200, per_course=60)
-    site = InFlight(fake)
-    client, _ = make_client(site)
-    others_known = {(c["id"], u) for c in fake.courses for u in fake.enrol[c["id"]]} - fake.suspended
-    crawl = {"grades": False, "enrolment_status": True, "completions": "per_user", "known_completed": others_known}
-    records = list(client.crawl_snapshot(**crawl, concurrency=8))
+    fake, site = _crawl_asking_only_suspended({"n_courses": 6, "n_users": 200, "per_course": 60}, grades=False)
     statuses = site.in_flight_at_start["core_completion_get_course_completion_status"]
     assert len(statuses) == len(fake.suspended)  # the suspended enrolments' only
     assert statistics.median(statuses) >= 4
-    sequential, _ = make_client(FakeSite(n_courses=6, n_users=200, per_course=60))
-    assert records == list(sequential.crawl_snapshot(**crawl))
 
 
 def test_suspended_enrolments_are_asked_as_soon_as_their_course_is_read() -> None:
@@ -115,16 +122,9 @@ def test_suspended_enrolments_are_asked_as_soon_as_their_course_is_read() -> Non
     # when the crawl's consumer reached the course, and were then nearly all that was in flight (a
     # median of 4 of 8 at each one's start; against the sandbox with answers held 0.25 s, 3-4 in
     # flight for the whole course phase). Asked as soon as the course's suspended set is known: 8.
-    fake = FakeSite(n_courses=30, n_users=300, per_course=40)
-    site = InFlight(fake)
-    client, _ = make_client(site)
-    others_known = {(c["id"], u) for c in fake.courses for u in fake.enrol[c["id"]]} - fake.suspended
-    crawl = {"enrolment_status": True, "completions": "per_user", "known_completed": others_known}
-    records = list(client.crawl_snapshot(**crawl, concurrency=8))
+    _, site = _crawl_asking_only_suspended({"n_courses": 30, "n_users": 300, "per_course": 40})
     assert site.most == 8
     assert statistics.median(site.in_flight_at_start["core_completion_get_course_completion_status"]) >= 7
-    sequential, _ = make_client(FakeSite(n_courses=30, n_users=300, per_course=40))
-    assert records == list(sequential.crawl_snapshot(**crawl))
 
 
 def test_a_crawl_stopped_early_cancels_what_it_queued() -> None:
