@@ -295,11 +295,11 @@ def measure(size: int, backends: list[str], pg_admin: str, delay: float = 0.0) -
                             f"= {full['seconds'] / bound:.2f}× the source-bound limit ({bound:.0f} s) | |"
                         )
                     # On SQLite dbt runs one node at a time, so the step's time beyond its nodes' is its
-                    # overhead; PostgreSQL's profile runs 4 threads, whose nodes overlap.
+                    # overhead; PostgreSQL's profile runs several threads, whose nodes overlap.
                     beyond = (
                         f"{steps['dbt_marts'] - steps['dbt_nodes']:.1f} s of it beyond its dbt nodes' summed times"
                         if backend == "sqlite"
-                        else "its dbt nodes on 4 threads"
+                        else "its dbt nodes on several threads"
                     )
                     lines += [
                         f"| {size:,} | {backend}: fixed cost outside the steps (process start, code load, teardown) | "

@@ -133,10 +133,7 @@ def refresh_marts(context: OpExecutionContext, tables: list, warehouse: Warehous
             args = ["run", "--select", "stg_students+", *mapping_vars()]
         else:
             args = ["build", "--full-refresh", *mapping_vars()]
-        outcome = DbtStepInvocation(warehouse, context.op.name, context.run.run_id).run(args)
-        for node in outcome.nodes:
-            context.log.info(node)
-        outcome.raise_on_failure()
+        DbtStepInvocation(warehouse, context.op.name, context.run.run_id).run(args, context.log).raise_on_failure()
     context.log.info(
         f"Rebuilt the marts of {'every student' if args[0] == 'build' else f'{claimed.students} students'} "
         f"(the events wrote {', '.join(tables) or 'nothing'})."

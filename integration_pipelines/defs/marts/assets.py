@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AutomationCondition
+from dagster import AssetExecutionContext, AssetKey, AutomationCondition, DagsterLogManager
 from dagster_dbt import DagsterDbtTranslator, dbt_assets
 from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
@@ -81,8 +81,14 @@ class DbtStepInvocation:
         self._parses = PartialParseCache(get_dbt_project(), self._profile_env)
         self._parses.seed(self.target_path)
 
-    def run(self, args: list[str]) -> DbtOutcome:
+    def run(self, args: list[str], log: DagsterLogManager) -> DbtOutcome:
+        """Run dbt, and write to the step's log a line per node, and a warning when dbt could not
+        reuse its last parse."""
         outcome = run_dbt(get_dbt_project(), args, self.target_path, self._profile_env)
+        if outcome.reparsed:
+            log.warning("dbt could not reuse its last parse of the project, and parsed it whole.")
+        for node in outcome.nodes:
+            log.info(node)
         if outcome.error is None:
             self._parses.keep(self.target_path)
             shutil.rmtree(self.target_path, ignore_errors=True)
@@ -109,11 +115,7 @@ def dbt_marts(context: AssetExecutionContext, warehouse: WarehouseResource):
     # A build of some of the models leaves the queue to a whole one: the others are still stale.
     claiming = nullcontext() if context.is_subset else claimed_refresh(warehouse.engine, context.run.run_id)
     with claiming:
-        outcome = step.run(args)
-        if outcome.reparsed:
-            context.log.warning("dbt could not reuse its last parse of the project, and parsed it whole.")
-        for node in outcome.nodes:
-            context.log.info(node)
+        outcome = step.run(args, context.log)
         # What dbt built before it failed, if it did, is materialized all the same.
         for result in outcome.results:
             yield from DbtCoreCliEventMessage(raw_event=result, event_history_metadata={}).to_default_asset_events(

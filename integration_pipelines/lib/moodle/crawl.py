@@ -172,13 +172,17 @@ def crawl_snapshot(
         def suspended_completions(course_id: int, user_ids: list[int]) -> list[MoodleCompletion]:
             return list(_course_status_completions(client, course_id, user_ids, unanswered=True))
 
+        def tracks_completions(course: MoodleCourse) -> bool:
+            """Whether this crawl reads the course's completions (a course says if it tracks them)."""
+            return completions == "per_user" and bool(course.data.get("enablecompletion", 1))
+
         def read_suspended(
             course: MoodleCourse, enrolments: list[MoodleEnrolment]
         ) -> tuple[set[int], _SuspendedCompletions | None]:
             """A course's suspended enrolments, and the completion statuses of those whose
             completion has not landed yet, asked at once (in a course tracking completion)."""
             gone = {e.user_id for e in client.iter_enrolled_users(course.id, options={"onlysuspended": 1})}
-            if completions != "per_user" or not course.data.get("enablecompletion", 1):
+            if not tracks_completions(course):
                 return gone, None
             ask = [
                 e.user_id
@@ -234,7 +238,7 @@ def crawl_snapshot(
                             after.append(pool.submit(users_batch, pending))
                             pending = []
                 yield from course_grades
-                if completions == "per_user" and course.data.get("enablecompletion", 1):
+                if tracks_completions(course):
                     for e in enrolments:
                         pair = (course.id, e.user_id)
                         if e.suspended:
