@@ -6,7 +6,6 @@ mart by `(tenant_id, student_key)`. Every statement names the key's tenant.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, column, text
 
 from integration_pipelines.api import models as m
 from integration_pipelines.api.auth import Reader, ensure_may_read
@@ -30,6 +29,16 @@ MAX_BIGINT = 2**63 - 1
 NO_NUL = r"^[^\x00]+$"
 LOOKUPS = ("moodle_user_id", "zoho_id", "student_number", "email")
 
+
+def _mart_read(columns: str, mart: str, condition: str, then: str) -> TextClause:
+    """A read of `columns` from one mart. Naming the columns lets SQLAlchemy keep the result's
+    description with the statement's compiled form, instead of building it again from the driver's
+    cursor on every read (a third of a profile's reads' time)."""
+    names = [name.strip() for name in columns.split(",")]
+    sql = f"SELECT {columns} FROM {mart} WHERE tenant_id = :tenant AND {condition} {then}"
+    return text(sql).columns(*(column(name) for name in names))
+
+
 PROFILE_COLUMNS = (
     "student_key, moodle_user_id, zoho_id, student_number, first_name, last_name, full_name, email, "
     "photo_url, phone, date_of_birth, address, city, country, status, identity_match, updated_at"
@@ -43,30 +52,36 @@ _LOOKUP_COLUMN = {
     "email": ("email", lambda v: v.strip().lower()),
 }
 _FIND = {
-    name: text(f"SELECT {PROFILE_COLUMNS} FROM student_profile WHERE tenant_id = :tenant AND {column} = :value LIMIT 2")
-    for name, (column, _) in _LOOKUP_COLUMN.items()
+    name: _mart_read(PROFILE_COLUMNS, "student_profile", f"{column_name} = :value", "LIMIT 2")
+    for name, (column_name, _) in _LOOKUP_COLUMN.items()
 }
-_FIND_BY_KEY = text(f"SELECT {PROFILE_COLUMNS} FROM student_profile WHERE tenant_id = :tenant AND student_key = :key")
-_ACADEMICS = text(
-    "SELECT record_type, zoho_id, unit_zoho_id, code, name, level, credits, status, start_date, end_date "
-    "FROM student_academics WHERE tenant_id = :tenant AND student_key = :key ORDER BY record_type, code, zoho_id"
+_ACADEMICS = _mart_read(
+    "record_type, zoho_id, unit_zoho_id, code, name, level, credits, status, start_date, end_date",
+    "student_academics",
+    "student_key = :key",
+    "ORDER BY record_type, code, zoho_id",
 )
-_FINANCE = text(
-    "SELECT payment_key, zoho_id, kind, amount_cents, currency, method, status, due_date, paid_on, "
-    "total_fees_cents, paid_cents, outstanding_cents, last_payment_on, last_payment_cents "
-    "FROM student_finance WHERE tenant_id = :tenant AND student_key = :key ORDER BY due_date, payment_key"
+_FINANCE = _mart_read(
+    "payment_key, zoho_id, kind, amount_cents, currency, method, status, due_date, paid_on, "
+    "total_fees_cents, paid_cents, outstanding_cents, last_payment_on, last_payment_cents",
+    "student_finance",
+    "student_key = :key",
+    "ORDER BY due_date, payment_key",
 )
-_CLASSES = text(
-    "SELECT class_key, zoho_id, name, program_zoho_id, moodle_course_id, start_date, end_date, enrollment_status, "
-    "teacher_moodle_user_id, teacher_name, teacher_email "
-    "FROM student_classes WHERE tenant_id = :tenant AND student_key = :key "
-    "ORDER BY start_date, class_key, teacher_name"
+_CLASSES = _mart_read(
+    "class_key, zoho_id, name, program_zoho_id, moodle_course_id, start_date, end_date, enrollment_status, "
+    "teacher_moodle_user_id, teacher_name, teacher_email",
+    "student_classes",
+    "student_key = :key",
+    "ORDER BY start_date, class_key, teacher_name",
 )
-_GRADES = text(
-    "SELECT grade_key, source, unit_zoho_id, unit_code, unit_name, credits, btec_grade, percentage, graded_at, "
+_GRADES = _mart_read(
+    "grade_key, source, unit_zoho_id, unit_code, unit_name, credits, btec_grade, percentage, graded_at, "
     "feedback, distinction_count, merit_count, pass_count, refer_count, graded_units, graded_credits, "
-    "average_points_per_credit "
-    "FROM student_grades WHERE tenant_id = :tenant AND student_key = :key ORDER BY graded_at DESC, grade_key"
+    "average_points_per_credit",
+    "student_grades",
+    "student_key = :key",
+    "ORDER BY graded_at DESC, grade_key",
 )
 
 
@@ -138,161 +153,194 @@ def _find_and_read(conn: Connection, key: ApiKey, name: str, value: str | int, m
 def read_profile(
     conn: Connection, tenant_id: str, student: Any, *, moodle_url: str, today: date | None = None
 ) -> m.ProfileResponse:
-    """The profile of one student (its `student_profile` row given), from the other four marts."""
-    params = {"tenant": tenant_id, "key": student["student_key"]}
+    """The profile of one student (its `student_profile` row given), from the other four marts.
+
+    The answer is gathered as plain values and validated once, as a whole: one pass of pydantic's
+    validator over the nested answer, not one per programme, payment, class and grade."""
+    student_key = student["student_key"]
+    params = {"tenant": tenant_id, "key": student_key}
     today = today or datetime.now(UTC).date()
     programs, registrations = [], []
-    for row in conn.execute(_ACADEMICS, params).mappings():
-        if row["record_type"] == "program":
+    for record_type, zoho_id, unit_zoho_id, code, name, level, credits, status, start, end in conn.execute(
+        _ACADEMICS, params
+    ):
+        if record_type == "program":
             programs.append(
-                m.Program(
-                    zoho_id=row["zoho_id"],
-                    code=row["code"],
-                    name=row["name"],
-                    level=row["level"],
-                    credits=row["credits"],
-                    expected_completion_date=row["end_date"],
-                )
+                {
+                    "zoho_id": zoho_id,
+                    "code": code,
+                    "name": name,
+                    "level": level,
+                    "credits": credits,
+                    "expected_completion_date": end,
+                }
             )
         else:
             registrations.append(
-                m.Registration(
-                    zoho_id=row["zoho_id"],
-                    unit_zoho_id=row["unit_zoho_id"],
-                    unit_code=row["code"],
-                    unit_name=row["name"],
-                    credits=row["credits"],
-                    status=row["status"],
-                    start_date=row["start_date"],
-                    end_date=row["end_date"],
-                )
+                {
+                    "zoho_id": zoho_id,
+                    "unit_zoho_id": unit_zoho_id,
+                    "unit_code": code,
+                    "unit_name": name,
+                    "credits": credits,
+                    "status": status,
+                    "start_date": start,
+                    "end_date": end,
+                }
             )
     payments, summaries = [], {}
-    for row in conn.execute(_FINANCE, params).mappings():
-        currency = row["currency"]
-        paid = row["status"] == "paid" and row["zoho_id"] is not None
+    for (
+        payment_key,
+        zoho_id,
+        kind,
+        amount_cents,
+        currency,
+        method,
+        status,
+        due_date,
+        paid_on,
+        total_fees_cents,
+        paid_cents,
+        outstanding_cents,
+        last_payment_on,
+        last_payment_cents,
+    ) in conn.execute(_FINANCE, params):
+        paid = status == "paid" and zoho_id is not None
         payments.append(
-            m.Payment(
-                payment_key=row["payment_key"],
-                zoho_id=row["zoho_id"],
-                kind=row["kind"],
-                amount=_money(row["amount_cents"], currency),
-                method=row["method"],
-                status=row["status"],
-                due_date=row["due_date"],
-                paid_on=row["paid_on"],
-                receipt_url=receipt_path(student["student_key"], row["zoho_id"]) if paid else None,
-            )
+            {
+                "payment_key": payment_key,
+                "zoho_id": zoho_id,
+                "kind": kind,
+                "amount": _money(amount_cents, currency),
+                "method": method,
+                "status": status,
+                "due_date": due_date,
+                "paid_on": paid_on,
+                "receipt_url": receipt_path(student_key, zoho_id) if paid else None,
+            }
         )
-        summaries.setdefault(
-            currency,
-            m.FinanceSummary(
-                currency=currency,
-                total_fees=_money(row["total_fees_cents"], currency),
-                paid=_money(row["paid_cents"], currency),
-                outstanding=_money(row["outstanding_cents"], currency),
-                last_payment_on=row["last_payment_on"],
-                last_payment=None if row["last_payment_cents"] is None else _money(row["last_payment_cents"], currency),
-            ),
-        )
+        if currency not in summaries:
+            summaries[currency] = {
+                "currency": currency,
+                "total_fees": _money(total_fees_cents, currency),
+                "paid": _money(paid_cents, currency),
+                "outstanding": _money(outstanding_cents, currency),
+                "last_payment_on": last_payment_on,
+                "last_payment": None if last_payment_cents is None else _money(last_payment_cents, currency),
+            }
     classes: dict[str, dict] = {}
-    teachers: dict[str, list[m.ClassTeacher]] = defaultdict(list)
-    for row in conn.execute(_CLASSES, params).mappings():
-        key = row["class_key"]
-        if key not in classes:
-            end = _date(row["end_date"])
-            classes[key] = {
-                "class_key": key,
-                "zoho_id": row["zoho_id"],
-                "name": row["name"],
-                "program_zoho_id": row["program_zoho_id"],
-                "moodle_course_id": row["moodle_course_id"],
+    for (
+        class_key,
+        zoho_id,
+        name,
+        program_zoho_id,
+        moodle_course_id,
+        start_date,
+        end_date,
+        enrollment_status,
+        teacher_moodle_user_id,
+        teacher_name,
+        teacher_email,
+    ) in conn.execute(_CLASSES, params):
+        taught = classes.get(class_key)
+        if taught is None:
+            end = _date(end_date)
+            taught = classes[class_key] = {
+                "class_key": class_key,
+                "zoho_id": zoho_id,
+                "name": name,
+                "program_zoho_id": program_zoho_id,
+                "moodle_course_id": moodle_course_id,
                 "moodle_course_url": (
-                    f"{moodle_url.rstrip('/')}/course/view.php?id={row['moodle_course_id']}"
-                    if row["moodle_course_id"] is not None
+                    f"{moodle_url.rstrip('/')}/course/view.php?id={moodle_course_id}"
+                    if moodle_course_id is not None
                     else None
                 ),
-                "start_date": row["start_date"],
+                "start_date": start_date,
                 "end_date": end,
                 "status": "completed" if end is not None and end < today else "active",
-                "enrollment_status": row["enrollment_status"],
+                "enrollment_status": enrollment_status,
+                "teachers": [],
             }
-        if row["teacher_moodle_user_id"] is not None:
-            teachers[key].append(
-                m.ClassTeacher(
-                    moodle_user_id=row["teacher_moodle_user_id"],
-                    full_name=row["teacher_name"] or "",
-                    email=row["teacher_email"],
-                )
+        if teacher_moodle_user_id is not None:
+            taught["teachers"].append(
+                {"moodle_user_id": teacher_moodle_user_id, "full_name": teacher_name or "", "email": teacher_email}
             )
     grades, summary = [], None
-    for row in conn.execute(_GRADES, params).mappings():
+    for (
+        grade_key,
+        source,
+        unit_zoho_id,
+        unit_code,
+        unit_name,
+        credits,
+        btec_grade,
+        percentage,
+        graded_at,
+        feedback,
+        *counts,
+        average,
+    ) in conn.execute(_GRADES, params):
         grades.append(
-            m.Grade(
-                grade_key=row["grade_key"],
-                source=row["source"],
-                unit_zoho_id=row["unit_zoho_id"],
-                unit_code=row["unit_code"],
-                unit_name=row["unit_name"],
-                credits=row["credits"],
-                btec_grade=row["btec_grade"],
-                percentage=row["percentage"],
-                graded_at=utc(row["graded_at"]),
-                feedback=row["feedback"],
-            )
+            {
+                "grade_key": grade_key,
+                "source": source,
+                "unit_zoho_id": unit_zoho_id,
+                "unit_code": unit_code,
+                "unit_name": unit_name,
+                "credits": credits,
+                "btec_grade": btec_grade,
+                "percentage": percentage,
+                "graded_at": utc(graded_at),
+                "feedback": feedback,
+            }
         )
         if summary is None:
-            average = row["average_points_per_credit"]
-            summary = grade_summary(
-                distinction=row["distinction_count"] or 0,
-                merit=row["merit_count"] or 0,
-                passes=row["pass_count"] or 0,
-                refer=row["refer_count"] or 0,
-                graded_units=row["graded_units"] or 0,
-                credits=row["graded_credits"] or 0,
-                average=None if average is None else round(float(average), 4),
-            )
-    return m.ProfileResponse(
-        student=student_model(student),
-        programs=programs,
-        registrations=registrations,
-        payments=payments,
-        finance_summary=list(summaries.values()),
-        classes=[m.StudentClass(**c, teachers=teachers[k]) for k, c in classes.items()],
-        grades=grades,
-        grade_summary=summary or grade_summary(0, 0, 0, 0, 0, 0, None),
+            summary = grade_summary(*(count or 0 for count in counts), None if average is None else float(average))
+    return m.ProfileResponse.model_validate(
+        {
+            "student": student_values(student),
+            "programs": programs,
+            "registrations": registrations,
+            "payments": payments,
+            "finance_summary": list(summaries.values()),
+            "classes": list(classes.values()),
+            "grades": grades,
+            "grade_summary": summary or grade_summary(0, 0, 0, 0, 0, 0, None),
+        }
     )
 
 
 def grade_summary(
     distinction: int, merit: int, passes: int, refer: int, graded_units: int, credits: int, average: float | None
-) -> m.GradeSummary:
-    return m.GradeSummary.model_validate(
-        {
-            "distinction": distinction,
-            "merit": merit,
-            "pass": passes,
-            "refer": refer,
-            "graded_units": graded_units,
-            "credits": credits,
-            "average_points_per_credit": average,
-        }
-    )
+) -> dict:
+    """A grade summary's values (`models.GradeSummary`), the average to four places."""
+    return {
+        "distinction": distinction,
+        "merit": merit,
+        "pass": passes,
+        "refer": refer,
+        "graded_units": graded_units,
+        "credits": credits,
+        "average_points_per_credit": None if average is None else round(average, 4),
+    }
 
 
-def student_model(row: Any) -> m.StudentProfile:
+def student_values(row: Any) -> dict:
+    """A `student_profile` row's values as `models.StudentProfile` takes them."""
     values = dict(row)
     values["updated_at"] = utc(values["updated_at"])
     values["full_name"] = values["full_name"] or ""
-    return m.StudentProfile(**values)
+    return values
 
 
 def receipt_path(student_key: str, payment_id: str) -> str:
     return f"/v1/students/{quote(student_key, safe=':')}/payments/{quote(payment_id)}/receipt"
 
 
-def _money(cents: int | None, currency: str | None) -> m.Money:
-    return m.Money(amount=(Decimal(int(cents or 0)) / 100).quantize(Decimal("0.01")), currency=currency)
+def _money(cents: int | None, currency: str | None) -> dict:
+    """Whole cents as an amount with exactly two places, beside its currency (`models.Money`)."""
+    return {"amount": Decimal(int(cents or 0)).scaleb(-2), "currency": currency}
 
 
 def _date(value: date | str | None) -> date | None:
