@@ -76,8 +76,12 @@ async def request_connection(request: Request) -> AsyncIterator[Connection]:
     and one snapshot of the warehouse for all of a request's reads. It is taken and given back
     where the reads run (`run_read`): when the route returns, before the answer is sent, or before
     the route waits on another service (`run_waiting`)."""
-    if not database_exists(request.app.state.engine):
-        raise _not_ready()
+    state = request.app.state
+    # Asked until the warehouse's file is there: it does not go away under a running API.
+    if not getattr(state, "warehouse_exists", False):
+        state.warehouse_exists = database_exists(state.engine)
+        if not state.warehouse_exists:
+            raise _not_ready()
     held = _HeldConnection(request)
     request.state.release_warehouse = held.give_back
     with warehouse_errors():
