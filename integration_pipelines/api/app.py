@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What the process holds once started (FastAPI, pydantic's schemas, SQLAlchemy) lives as
         # long as it does: frozen, the collector's full passes, which stall every request waiting
         # on this process, no longer walk it. Saturated, the p99 halved (docs/benchmarks.md,
-        # "Profile API: the collector").
+        # "Profile API: what a read costs").
         gc.collect()
         gc.freeze()
         try:

@@ -12,8 +12,11 @@ SQLite and two on PostgreSQL (`API_THREADS` to change it), and more processes
 With one read thread (SQLite's), the hottest reads (the key's check, a profile) run on the event
 loop itself (`run_read`): they take turns either way, and the hop to the thread and back cost more
 than the read: 13-35% more profiles per second (docs/benchmarks.md, "Profile API: reads on the
-event loop"). On PostgreSQL's two threads the loop served more too, with twice the p99, so there
-reads stay on the threads, which overlap their round trips.
+event loop"). On a PostgreSQL on the same host the loop served more too (at 100,000 students with
+a lower p99 as well: "Profile API: what a read costs"), but there a read waits on the server's
+round trips, which on the loop would hold every request of the process, and a production
+database is rarely on the API's host. So there reads stay on two threads, which overlap those
+waits; `API_THREADS=1` suits a database on the same host.
 
 Work that waits on something other than the warehouse (a connection test against Moodle or Zoho,
 a sync launched on Dagster, a webhook event's fsync) runs on a limiter of its own, so it never
