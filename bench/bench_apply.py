@@ -14,14 +14,11 @@ the rows it staged and wrote. The target: at 100,000 students at most 1.5 times 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from common import ROOT, record
-from sqlalchemy.engine import make_url
+from common import ROOT, fresh_warehouse, record
 
 sys.path.insert(0, str(ROOT))
 
@@ -31,9 +28,6 @@ from integration_pipelines_tests.lib.canonical.college import (  # noqa: E402
     mutate_college,
     synthetic_college,
 )
-from integration_pipelines_tests.postgres import PostgresDatabases  # noqa: E402
-
-DEFAULT_PG = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 
 
 def measure(url: str, students: int, changes: int, rounds: int = 3) -> dict:
@@ -79,17 +73,8 @@ def main() -> None:
     for backend in args.backends.split(","):
         times = {}
         for students in sizes:
-            if backend == "sqlite":
-                directory = tempfile.mkdtemp(prefix="bench-apply-")
-                figures = measure(f"sqlite:///{Path(directory) / 'warehouse.db'}", students, args.changes)
-            else:
-                databases = PostgresDatabases(make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)))
-                url = databases.create()
-                try:
-                    figures = measure(url, students, args.changes)
-                finally:
-                    databases.drop(url)
-                    databases.close()
+            with fresh_warehouse(backend, tempfile.mkdtemp(prefix="bench-apply-")) as url:
+                figures = measure(url, students, args.changes)
             times[students] = figures["apply"]
             lines.append(
                 f"| {backend} | {students:,} | {figures['landed']:.1f} s | {figures['whole']:.1f} s | "

@@ -25,18 +25,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import ROOT, pipeline_environment, record, sandbox_process
+from common import ROOT, fresh_warehouse, pipeline_environment, record, sandbox_process
 from sqlalchemy import select, update
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(ROOT))
 
 from integration_pipelines.lib.warehouse import create_warehouse_engine  # noqa: E402
 from integration_pipelines.lib.warehouse.engine import begin_write  # noqa: E402
 from integration_pipelines.lib.warehouse.schema import payments, raw_records  # noqa: E402
-from integration_pipelines_tests.postgres import PostgresDatabases  # noqa: E402
-
-DEFAULT_PG = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 
 
 def timed_run(job_name: str, instance, **kwargs) -> float:
@@ -122,16 +118,8 @@ def main() -> None:
         for backend in args.backends.split(","):
             directory = Path(tempfile.mkdtemp(prefix="bench-marts-"))
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            if backend == "sqlite":
-                f = measure(f"sqlite:///{directory / 'warehouse.db'}", directory, sandbox, changed)
-            else:
-                databases = PostgresDatabases(make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)))
-                url = databases.create()
-                try:
-                    f = measure(url, directory, sandbox, changed)
-                finally:
-                    databases.drop(url)
-                    databases.close()
+            with fresh_warehouse(backend, directory) as url:
+                f = measure(url, directory, sandbox, changed)
             lines.append(
                 f"| {backend} | {f['full_sync']:.1f} s | {f['full_build']:.1f} s | {f['nothing']:.1f} s | "
                 + " | ".join(f"{f[c]:.1f} s" for c in changed)

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import BIN, ROOT, free_port, pipeline_environment, record, sandbox_process
+from common import BIN, ROOT, free_port, fresh_warehouse, pipeline_environment, record, sandbox_process
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -49,9 +49,6 @@ from integration_pipelines.api.profile import _ACADEMICS, _CLASSES, _FINANCE, _F
 from integration_pipelines.lib.warehouse import create_warehouse_engine  # noqa: E402
 from integration_pipelines.lib.warehouse.api_keys import create_key  # noqa: E402
 from integration_pipelines.lib.warehouse.engine import begin_write  # noqa: E402
-from integration_pipelines_tests.postgres import PostgresDatabases  # noqa: E402
-
-DEFAULT_PG = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 
 
 def load_average() -> str:
@@ -260,16 +257,8 @@ def main() -> None:
         with sandbox_process(args.students) as sandbox:
             for backend in args.backends.split(","):
                 directory = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-                if backend == "sqlite":
-                    f = measure(f"sqlite:///{directory / 'warehouse.db'}", directory, sandbox, args)
-                else:
-                    databases = PostgresDatabases(make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)))
-                    url = databases.create()
-                    try:
-                        f = measure(url, directory, sandbox, args)
-                    finally:
-                        databases.drop(url)
-                        databases.close()
+                with fresh_warehouse(backend, directory) as url:
+                    f = measure(url, directory, sandbox, args)
                 lines.append(table_row(backend, f))
                 print(lines[-1], flush=True)
         title = f"Profile API at {args.students:,} students"

@@ -32,11 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from common import BIN, ROOT, pipeline_environment, record, sandbox_process
+from common import BIN, DEFAULT_PG, ROOT, pipeline_environment, record, sandbox_process
 
 from integration_pipelines.dagster_home import ensure_dagster_home
 
-DEFAULT_PG = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 QUIET_RUN_CONFIG = "loggers:\n  console:\n    config:\n      log_level: ERROR\n"
 
 

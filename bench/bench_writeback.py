@@ -18,17 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from common import ROOT, SANDBOX_CREDENTIALS, pipeline_environment, record, sandbox_process
-from sqlalchemy.engine import make_url
+from common import ROOT, SANDBOX_CREDENTIALS, fresh_warehouse, pipeline_environment, record, sandbox_process
 
 sys.path.insert(0, str(ROOT))
-
-from integration_pipelines_tests.postgres import PostgresDatabases  # noqa: E402
-
-DEFAULT_PG = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
 
 
 def credits_remaining(base: str) -> int:
@@ -92,16 +86,8 @@ def main() -> None:
     for delay in args.response_delay.split(","):
         extra = ("--response-delay", delay) if float(delay) > 0 else ()
         with sandbox_process(args.students, 7, *extra) as base, tempfile.TemporaryDirectory() as directory:
-            if args.backend == "sqlite":
-                figures = measure(base, f"sqlite:///{Path(directory) / 'warehouse.db'}", directory)
-            else:
-                databases = PostgresDatabases(make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)))
-                url = databases.create()
-                try:
-                    figures = measure(base, url, directory)
-                finally:
-                    databases.drop(url)
-                    databases.close()
+            with fresh_warehouse(args.backend, directory) as url:
+                figures = measure(base, url, directory)
         report = figures["report"]
         rate = report.sent / figures["elapsed"] if figures["elapsed"] else 0.0
         per_thousand = 1000 * figures["charged"] / report.sent if report.sent else 0.0

@@ -48,6 +48,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+DEFAULT_PG = "postgresql+psycopg://integration:integration@127.0.0.1:5432/integration_test"
+
+
+@contextmanager
+def fresh_warehouse(backend: str, directory: str | Path):
+    """The URL of an empty warehouse: a SQLite file in `directory`, or a PostgreSQL database of its
+    own on the server at TEST_POSTGRES_URL (scripts/start-test-postgres.sh), dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{Path(directory) / 'warehouse.db'}"
+        return
+    from sqlalchemy.engine import make_url
+
+    from integration_pipelines_tests.postgres import PostgresDatabases
+
+    databases = PostgresDatabases(make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)))
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+        databases.close()
+
+
 @contextmanager
 def sandbox_process(students: int, seed: int = 7, *extra: str):
     """`integration-pipelines sandbox serve` in its own process, so its memory is not the pipeline's."""
