@@ -40,6 +40,14 @@ def test_no_key_or_a_malformed_or_unknown_key_is_401(synced):
         assert answer.status_code == 401, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.headers["www-authenticate"].startswith("Bearer")
+    # A valid key under another scheme, or the scheme without a key, is no key at all.
+    key = synced.key("admin")
+    for authorization in (f"Basic {key}", "Bearer", "Bearer "):
+        answer = synced.client.get(
+            PROFILE, params={"zoho_id": student["zoho_id"]}, headers={"Authorization": authorization}
+        )
+        assert answer.status_code == 401, (authorization, answer.text)
+        assert answer.json()["title"] == "Authentication required"
 
 
 def test_a_student_key_reads_its_own_profile_and_gets_403_for_another(synced):
