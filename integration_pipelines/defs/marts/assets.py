@@ -46,6 +46,9 @@ class WarehouseDbtTranslator(DagsterDbtTranslator):
         return AutomationCondition.eager()
 
 
+TRANSLATOR = WarehouseDbtTranslator()
+
+
 @contextmanager
 def claimed_refresh(engine: Engine, claim_id: str) -> Iterator[Claim]:
     """Claim the mart refresh queue for one build, and delete the claim when the build succeeded
@@ -98,15 +101,16 @@ class DbtStepInvocation:
 @dbt_assets(
     manifest=get_dbt_project().manifest_path,
     project=get_dbt_project(),
-    dagster_dbt_translator=WarehouseDbtTranslator(),
+    dagster_dbt_translator=TRANSLATOR,
 )
 def dbt_marts(context: AssetExecutionContext, warehouse: WarehouseResource):
     """The staging tables and the marts, built whole (and tested) from the warehouse the syncs
     wrote. A whole build leaves no student stale: it empties the mart refresh queue up to its start."""
     # The nodes this step was asked for (all, unless a subset was selected) and how their results
-    # become Dagster events: dagster-dbt's own, as its `DbtCliResource.cli` computes them.
+    # become Dagster events: dagster-dbt's own, as its `DbtCliResource.cli` computes them. Given the
+    # step's context it reads the manifest and translator from this asset definition.
     selected = get_updated_cli_invocation_params_for_context(
-        context=context, manifest={}, dagster_dbt_translator=WarehouseDbtTranslator()
+        context=context, manifest={}, dagster_dbt_translator=TRANSLATOR
     )
     args = ["build", "--full-refresh", *mapping_vars(), *selected.selection_args]
     if selected.indirect_selection:
